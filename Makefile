@@ -1,0 +1,45 @@
+# Two commands do everything from a fresh clone: `make run` and `make test`.
+# uv is used from PATH when present, otherwise installed into .tools/ (a local venv) first.
+SHELL := /bin/bash
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+PORT ?= 8080
+COMPAT_SDK_VERSIONS ?= 0.2.0 0.5.2
+# Some machines set PYTHONDONTWRITEBYTECODE; then every process would recompile SQLAlchemy,
+# FastAPI and friends from source (seconds per start). Compile once at install instead.
+export UV_COMPILE_BYTECODE := 1
+unexport PYTHONDONTWRITEBYTECODE
+
+.PHONY: install run test lint typecheck unit compat bench clean
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen --extra server --group dev
+
+run: install
+	$(UV) run --frozen noukai serve --data-dir .noukai --flows examples/flows --port $(PORT)
+
+lint: install
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen ruff format --check src
+
+typecheck: install
+	$(UV) run --frozen mypy
+
+unit: install
+	$(UV) run --frozen pytest tests --ignore=tests/compat
+
+# The published noukai-sdk is layered over the project env, one version per run, because two
+# versions of one distribution cannot share an environment.
+compat: install
+	set -e; for v in $(COMPAT_SDK_VERSIONS); do \
+	  echo "== published noukai-sdk $$v"; \
+	  NOUKAI_COMPAT_SDK_VERSION=$$v $(UV) run --frozen --with "noukai-sdk==$$v" pytest tests/compat; \
+	done
+
+test: lint typecheck unit compat
+
+clean:
+	rm -rf .venv .tools .noukai .pytest_cache .mypy_cache .ruff_cache

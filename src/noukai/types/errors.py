@@ -1,0 +1,117 @@
+"""Stable error codes of the wire contract and the HTTP status each one is answered with.
+
+Every error the server sends is `{"detail": {"code": <ErrorCode>, "message": <text>, ...}}`. The
+published SDK maps the *status* to an exception class (401, 402, 403, 404, 429 have their own; every
+other non-2xx is `FlowExecutionError`) and exposes the *code* as `err.code`, so both halves matter.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # Authentication and tenancy
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    # Addressing
+    FLOW_NOT_FOUND = "FLOW_NOT_FOUND"
+    RUN_NOT_FOUND = "RUN_NOT_FOUND"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    SESSION_EXPIRED = "SESSION_EXPIRED"
+    INVALID_VERSION = "INVALID_VERSION"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    # Flow definitions
+    INVALID_TREE = "INVALID_TREE"
+    NO_STEPS = "NO_STEPS"
+    FLOW_NOT_PUBLISHABLE = "FLOW_NOT_PUBLISHABLE"
+    # Request bodies
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    INVALID_JSON = "INVALID_JSON"
+    MISSING_MESSAGE = "MISSING_MESSAGE"
+    MESSAGES_ROLE_INVALID = "MESSAGES_ROLE_INVALID"
+    MESSAGES_TOO_LARGE = "MESSAGES_TOO_LARGE"
+    BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    INVALID_OVERRIDE = "INVALID_OVERRIDE"
+    # Step protocol
+    INVALID_STEP_INDEX = "INVALID_STEP_INDEX"
+    INVALID_FIRST_CALL = "INVALID_FIRST_CALL"
+    STALE_TREE = "STALE_TREE"
+    RUN_NOT_RESUMABLE = "RUN_NOT_RESUMABLE"
+    # Tools
+    TOOLS_NOT_ENABLED = "TOOLS_NOT_ENABLED"
+    TOOLS_INVALID = "TOOLS_INVALID"
+    TOOL_NAME_INVALID = "TOOL_NAME_INVALID"
+    PAUSED_STEP_INVALID = "PAUSED_STEP_INVALID"
+    EXECUTION_ID_INVALID = "EXECUTION_ID_INVALID"
+    TOOL_RESULTS_MISMATCH = "TOOL_RESULTS_MISMATCH"
+    TOOL_ITERATION_LIMIT = "TOOL_ITERATION_LIMIT"
+    # Step execution
+    TEMPLATE_ERROR = "TEMPLATE_ERROR"
+    FUNCTION_ERROR = "FUNCTION_ERROR"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    BYOK_KEY_REJECTED = "BYOK_KEY_REJECTED"
+    PROVIDER_ERROR = "PROVIDER_ERROR"
+    PROVIDER_RATE_LIMITED = "PROVIDER_RATE_LIMITED"
+    PROVIDER_TIMEOUT = "PROVIDER_TIMEOUT"
+    PROVIDER_BAD_REQUEST = "PROVIDER_BAD_REQUEST"
+    RUN_CANCELLED = "RUN_CANCELLED"
+    # Service
+    RATE_LIMIT = "RATE_LIMIT"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.FLOW_NOT_FOUND: 404,
+    ErrorCode.RUN_NOT_FOUND: 404,
+    ErrorCode.SESSION_NOT_FOUND: 404,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.SESSION_EXPIRED: 410,
+    ErrorCode.INVALID_VERSION: 400,
+    ErrorCode.INVALID_TREE: 400,
+    ErrorCode.NO_STEPS: 400,
+    ErrorCode.FLOW_NOT_PUBLISHABLE: 409,
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.INVALID_JSON: 400,
+    ErrorCode.MISSING_MESSAGE: 400,
+    ErrorCode.MESSAGES_ROLE_INVALID: 400,
+    ErrorCode.MESSAGES_TOO_LARGE: 413,
+    ErrorCode.BODY_TOO_LARGE: 413,
+    ErrorCode.INVALID_OVERRIDE: 400,
+    ErrorCode.INVALID_STEP_INDEX: 400,
+    ErrorCode.INVALID_FIRST_CALL: 400,
+    ErrorCode.STALE_TREE: 409,
+    ErrorCode.RUN_NOT_RESUMABLE: 409,
+    ErrorCode.TOOLS_NOT_ENABLED: 400,
+    ErrorCode.TOOLS_INVALID: 400,
+    ErrorCode.TOOL_NAME_INVALID: 400,
+    ErrorCode.PAUSED_STEP_INVALID: 400,
+    ErrorCode.EXECUTION_ID_INVALID: 400,
+    ErrorCode.TOOL_RESULTS_MISMATCH: 400,
+    ErrorCode.TOOL_ITERATION_LIMIT: 422,
+    ErrorCode.TEMPLATE_ERROR: 422,
+    ErrorCode.FUNCTION_ERROR: 500,
+    ErrorCode.MODEL_NOT_FOUND: 422,
+    ErrorCode.BYOK_KEY_REJECTED: 502,
+    ErrorCode.PROVIDER_ERROR: 502,
+    ErrorCode.PROVIDER_RATE_LIMITED: 503,
+    ErrorCode.PROVIDER_TIMEOUT: 504,
+    ErrorCode.PROVIDER_BAD_REQUEST: 502,
+    ErrorCode.RUN_CANCELLED: 409,
+    ErrorCode.RATE_LIMIT: 429,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+def status_for_code(code: str) -> int:
+    """HTTP status the server answers an error code with (500 for codes it does not know)."""
+    try:
+        return _STATUS[ErrorCode(code)]
+    except ValueError:
+        return 500

@@ -1,0 +1,29 @@
+"""The event vocabulary of a run's log.
+
+Wire names the published SDK knows are kept exactly (`run_started`, `step_started`, `step_input`,
+`step_output`, `step_completed`, `step_error`, `step_paused`, `step_paused_for_tool_calls`,
+`flow_completed`); the others are Noukai additions that older clients drop silently.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RUN_STARTED: Final = "run_started"
+STEP_STARTED: Final = "step_started"
+STEP_INPUT: Final = "step_input"
+STEP_OUTPUT: Final = "step_output"
+"""A text delta of a streaming step (`outputData` is the delta)."""
+STEP_REASONING: Final = "step_reasoning"
+"""A reasoning delta from a provider that exposes reasoning (`delta`)."""
+STEP_PROGRESS: Final = "step_progress"
+"""One finished iteration of a `foreach` step (`loopIndex`, `output`)."""
+STEP_COMPLETED: Final = "step_completed"
+STEP_ERROR: Final = "step_error"
+STEP_PAUSED: Final = "step_paused"
+STEP_PAUSED_FOR_TOOL_CALLS: Final = "step_paused_for_tool_calls"
+FLOW_COMPLETED: Final = "flow_completed"
+RUN_FAILED: Final = "run_failed"
+RUN_CANCELLED: Final = "run_cancelled"
+
+TERMINAL_EVENTS: Final = frozenset({FLOW_COMPLETED, RUN_FAILED, RUN_CANCELLED})
