@@ -1,0 +1,83 @@
+"""Operator-registered Python functions that `python` steps may call.
+
+A flow document can only *name* a function; it can never carry code. That keeps tenants from
+running arbitrary Python on the server: the operator decides what exists by registering it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import anyio.to_thread
+
+StepFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
+
+
+class FunctionRegistry:
+    def __init__(self) -> None:
+        self._functions: dict[str, StepFunction] = {}
+
+    def register(self, name: str, function: StepFunction) -> None:
+        if name in self._functions:
+            raise ValueError(f"a function named {name!r} is already registered")
+        self._functions[name] = function
+
+    def names(self) -> Iterable[str]:
+        return self._functions.keys()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> Any:
+        function = self._functions[name]
+        if inspect.iscoroutinefunction(function):
+            return await function(**arguments)
+        # Sync functions run on a worker thread so a slow one cannot stall every other run.
+        return await anyio.to_thread.run_sync(lambda: function(**arguments))
+
+
+def _word_count(text: str) -> int:
+    return len(text.split())
+
+
+def _split_words(text: str) -> list[str]:
+    return text.split()
+
+
+def _parse_json(text: str) -> Any:
+    return json.loads(text)
+
+
+def _upper(text: str) -> str:
+    return text.upper()
+
+
+def _join(items: list[Any], separator: str = " ") -> str:
+    return separator.join(str(item) for item in items)
+
+
+def _regex_findall(text: str, pattern: str) -> list[Any]:
+    return re.findall(pattern, text)
+
+
+async def _sleep(seconds: float, value: Any = None) -> Any:
+    await asyncio.sleep(seconds)
+    return value
+
+
+def default_functions() -> FunctionRegistry:
+    """The functions every server offers; operators add their own beside these."""
+    registry = FunctionRegistry()
+    registry.register("text.word_count", _word_count)
+    registry.register("text.split_words", _split_words)
+    registry.register("text.upper", _upper)
+    registry.register("text.join", _join)
+    registry.register("text.findall", _regex_findall)
+    registry.register("json.parse", _parse_json)
+    registry.register("time.sleep", _sleep)
+    return registry

@@ -1,0 +1,180 @@
+"""Executors for each step type. Each one turns a step spec plus a template context into an output,
+streaming deltas through the sink while it works; failures are raised as `StepFailure`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+
+from noukai.engine.functions import FunctionRegistry
+from noukai.engine.outcome import StepFailure
+from noukai.engine.sink import EventSink
+from noukai.flows import (
+    LlmStep,
+    PythonStep,
+    StepSpec,
+    TemplateEngine,
+    TemplateError,
+    TemplateStep,
+    TraceCaptureMode,
+)
+from noukai.providers import (
+    ChatMessage,
+    ModelError,
+    ModelRegistry,
+    ModelRequest,
+    ModelResponse,
+    ReasoningDelta,
+    TextDelta,
+)
+from noukai.types import events as ev
+from noukai.types.errors import ErrorCode
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class StepOutput:
+    output: Any
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """Everything one execution of a step needs, besides the step spec itself."""
+
+    step: StepSpec
+    index: int
+    context: Mapping[str, Any]
+    capture: TraceCaptureMode
+    loop_index: int | None = None
+
+
+class StepExecutors:
+    def __init__(self, models: ModelRegistry, functions: FunctionRegistry, templates: TemplateEngine) -> None:
+        self._models = models
+        self._functions = functions
+        self._templates = templates
+
+    async def execute(self, call: StepCall, sink: EventSink) -> StepOutput:
+        step = call.step
+        if isinstance(step, LlmStep):
+            return await self._llm(step, call, sink)
+        if isinstance(step, TemplateStep):
+            return StepOutput(self._render(call, "template", self._templates.render_structure, step.template))
+        if isinstance(step, PythonStep):
+            return await self._python(step, call)
+        raise StepFailure(
+            ErrorCode.INVALID_TREE, f"step type {step.type!r} is not supported by this server yet"
+        )
+
+    def _render(
+        self, call: StepCall, field: str, render: Callable[[Any, Mapping[str, Any]], T], source: Any
+    ) -> T:
+        try:
+            return render(source, call.context)
+        except TemplateError as exc:
+            raise StepFailure(
+                ErrorCode.TEMPLATE_ERROR,
+                f"step '{call.step.id}', field '{exc.field or field}': {exc.message}",
+            ) from exc
+
+    async def _python(self, step: PythonStep, call: StepCall) -> StepOutput:
+        if step.function not in self._functions:
+            raise StepFailure(ErrorCode.INVALID_TREE, f"no function named {step.function!r}")
+        arguments = self._render(call, "args", self._templates.render_structure, step.args)
+        try:
+            return StepOutput(await self._functions.call(step.function, arguments))
+        except TypeError as exc:
+            raise StepFailure(ErrorCode.FUNCTION_ERROR, f"{step.function}: {exc}") from exc
+        except Exception as exc:  # the operator's function may raise anything
+            raise StepFailure(
+                ErrorCode.FUNCTION_ERROR, f"{step.function} raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _llm(self, step: LlmStep, call: StepCall, sink: EventSink) -> StepOutput:
+        render_text = self._templates.render_text
+        system = self._render(call, "system", render_text, step.system) if step.system else None
+        prompt = self._render(call, "prompt", render_text, step.prompt)
+        input_data: dict[str, Any] = {"model": step.model}
+        if call.capture in ("full", "redacted"):
+            input_data["prompt"] = prompt
+            if system is not None:
+                input_data["system"] = system
+        await sink.emit(ev.STEP_INPUT, _step_fields(call, {"inputData": input_data}))
+        request = ModelRequest(
+            model="",
+            messages=(ChatMessage(role="user", content=prompt),),
+            system=system,
+            temperature=step.temperature,
+            max_tokens=step.max_tokens,
+            extra=dict(step.params),
+        )
+        try:
+            resolved = self._models.resolve(step.model)
+            request = _with_model(request, resolved.model)
+            response = await self._stream(resolved.client.stream(request), call, sink)
+        except ModelError as exc:
+            raise StepFailure(exc.code, exc.message) from exc
+        output: Any = response.text
+        if step.output == "json":
+            try:
+                output = orjson.loads(response.text)
+            except orjson.JSONDecodeError as exc:
+                raise StepFailure(
+                    ErrorCode.PROVIDER_BAD_REQUEST,
+                    f"the model's answer is not valid JSON ({exc}); the step asks for output: json",
+                ) from exc
+        usage = response.usage
+        return StepOutput(
+            output=output,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost=self._models.price_table.cost_usd(resolved.provider, resolved.model, usage),
+            model=f"{resolved.provider}:{response.model or resolved.model}",
+        )
+
+    async def _stream(self, stream: Any, call: StepCall, sink: EventSink) -> ModelResponse:
+        final: ModelResponse | None = None
+        # aclosing: a cancelled run must close the provider's HTTP stream, not leave it dangling.
+        async with aclosing(stream) as events:
+            async for item in events:
+                if isinstance(item, TextDelta):
+                    if item.text:
+                        await sink.emit(ev.STEP_OUTPUT, _step_fields(call, {"outputData": item.text}))
+                elif isinstance(item, ReasoningDelta):
+                    await sink.emit(ev.STEP_REASONING, _step_fields(call, {"delta": item.text}))
+                elif isinstance(item, ModelResponse):
+                    final = item
+        if final is None:
+            raise StepFailure(ErrorCode.PROVIDER_ERROR, "the model stream ended without an answer")
+        return final
+
+
+def _with_model(request: ModelRequest, model: str) -> ModelRequest:
+    return ModelRequest(
+        model=model,
+        messages=request.messages,
+        system=request.system,
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        extra=request.extra,
+    )
+
+
+def _step_fields(call: StepCall, extra: dict[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"stepId": call.step.id, "stepIndex": call.index}
+    if call.loop_index is not None:
+        payload["loopIndex"] = call.loop_index
+    payload.update(extra)
+    return payload

@@ -1,0 +1,31 @@
+"""Parsed flow specs, cached: a flow document is parsed once per (flow, version, revision), not once
+per run, because parsing compiles every template."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from noukai.flows import FlowSpec, load_flow
+
+FlowKey = tuple[str, int, int]
+
+
+class FlowCache:
+    def __init__(self, *, known_functions: Collection[str] | None = None, size: int = 512) -> None:
+        self._known_functions = known_functions
+        self._size = size
+        self._entries: OrderedDict[FlowKey, FlowSpec] = OrderedDict()
+
+    def get(self, key: FlowKey, document: Mapping[str, Any]) -> FlowSpec:
+        """The spec for this document; raises `FlowValidationError` if the document is invalid."""
+        spec = self._entries.get(key)
+        if spec is not None:
+            self._entries.move_to_end(key)
+            return spec
+        spec = load_flow(document, known_functions=self._known_functions)
+        self._entries[key] = spec
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return spec
