@@ -1,0 +1,49 @@
+"""The FastAPI application: routes under `/api/v1`, OpenAPI at `/docs`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from noukai import __version__
+from noukai.engine import FunctionRegistry
+from noukai.server.config import ServerConfig
+from noukai.server.errors import install_error_handlers
+from noukai.server.request_id import RequestIdMiddleware
+from noukai.server.responses import json_response
+from noukai.server.routes import execute, flows
+from noukai.server.services import Services
+
+
+def create_app(config: ServerConfig, *, functions: FunctionRegistry | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(config, functions=functions)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="Noukai",
+        version=__version__,
+        summary="Run LLM flows and stream every step as typed events.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.include_router(execute.router, prefix="/api/v1")
+    app.include_router(flows.router, prefix="/api/v1")
+
+    @app.get("/api/v1/health", tags=["service"])
+    async def health() -> Response:
+        """Liveness: answers without a key once the store is open."""
+        return json_response({"status": "ok", "version": __version__})
+
+    app.add_middleware(RequestIdMiddleware)
+    return app

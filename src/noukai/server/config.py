@@ -1,0 +1,50 @@
+"""Server configuration: explicit arguments first, then `NOUKAI_*` environment variables, then the
+embedded defaults (SQLite in the data dir, in-process bus and workers)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from noukai.providers import ProviderSettings
+
+DEFAULT_DATA_DIR = ".noukai"
+DEV_ORG = "dev"
+DEV_PROJECT = "main"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    flows_dir: Path | None = None
+    embedded_workers: bool = True
+    worker_concurrency: int = 64
+    lease_seconds: float = 30.0
+    providers: ProviderSettings = field(default_factory=ProviderSettings.from_env)
+    dev_org: str = DEV_ORG
+    dev_project: str = DEV_PROJECT
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'noukai.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ServerConfig:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if "NOUKAI_DATA_DIR" in environ:
+            values["data_dir"] = Path(environ["NOUKAI_DATA_DIR"])
+        if "NOUKAI_DATABASE_URL" in environ:
+            values["database_url"] = environ["NOUKAI_DATABASE_URL"]
+        if "NOUKAI_WORKER_CONCURRENCY" in environ:
+            values["worker_concurrency"] = int(environ["NOUKAI_WORKER_CONCURRENCY"])
+        values["providers"] = ProviderSettings.from_env(environ)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""`POST /seq/{org}/{project}/{slug}[/vN]/execute`: run a flow and answer with its result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from starlette.responses import Response
+
+from noukai.engine import RunInputs
+from noukai.runtime import FlowTarget, parse_version_segment
+from noukai.server.auth import api_key, authorize, services
+from noukai.server.body import openapi_body, read_model
+from noukai.server.errors import ApiError
+from noukai.server.responses import json_response
+from noukai.server.services import Services
+from noukai.store import ApiKeyRecord, RunRecord
+from noukai.types.errors import ErrorCode
+from noukai.types.wire import ErrorEnvelope, ExecuteRequest, ExecuteResult
+
+router = APIRouter(tags=["flows"])
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ExecuteResult},
+    400: {"model": ErrorEnvelope},
+    401: {"model": ErrorEnvelope},
+    403: {"model": ErrorEnvelope},
+    404: {"model": ErrorEnvelope},
+    502: {"model": ErrorEnvelope},
+}
+
+
+def inputs_from(body: ExecuteRequest) -> RunInputs:
+    return RunInputs(
+        message=body.message,
+        messages=body.messages,
+        parameters=body.parameters,
+        attachments=body.attachments,
+        block_overrides=body.block_overrides,
+        trace=body.trace,
+    )
+
+
+async def _execute(
+    svc: Services,
+    key: ApiKeyRecord,
+    org: str,
+    project: str,
+    slug: str,
+    version: str | None,
+    body: ExecuteRequest,
+    session_id: str | None,
+    idempotency_key: str | None,
+) -> Response:
+    authorize(key, org, project)
+    target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
+    if body.is_resume:
+        raise ApiError(
+            ErrorCode.EXECUTION_ID_INVALID,
+            f"run {body.execution_id} is not paused for tool calls",
+        )
+    inputs = inputs_from(body)
+    svc.runs.check_inputs(target, inputs)
+    run = await svc.runs.execute(
+        target,
+        inputs,
+        trigger="execute",
+        session_id=session_id,
+        idempotency_key=idempotency_key,
+    )
+    return execute_answer(target, run)
+
+
+def execute_answer(target: FlowTarget, run: RunRecord) -> Response:
+    """A completed run answers 200 with its result; a failed or cancelled one answers with the
+    error status of its code, so SDK callers get an exception with `.code` to branch on."""
+    if run.status == "completed":
+        return json_response(
+            {
+                "status": "completed",
+                "result": run.result,
+                "executionId": run.id,
+                "flowId": target.flow.id,
+                "blockCount": len(target.spec.steps),
+            }
+        )
+    error = run.error if isinstance(run.error, dict) else {}
+    raw_code = error.get("code")
+    if run.status == "cancelled":
+        code = ErrorCode.RUN_CANCELLED
+    elif isinstance(raw_code, str) and raw_code in ErrorCode._value2member_map_:
+        code = ErrorCode(raw_code)
+    else:
+        code = ErrorCode.INTERNAL_ERROR
+    message = error.get("message") or f"run {run.id} ended as {run.status}"
+    details: dict[str, Any] = {"executionId": run.id}
+    if error.get("stepId"):
+        details["stepId"] = error["stepId"]
+    raise ApiError(code, message, **details)
+
+
+SessionHeader = Annotated[str | None, Header(alias="X-Session-Id")]
+IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.post(
+    "/seq/{org}/{project}/{slug}/execute",
+    responses=_RESPONSES,
+    openapi_extra=openapi_body(ExecuteRequest),
+)
+async def execute(
+    org: str,
+    project: str,
+    slug: str,
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    key: Annotated[ApiKeyRecord, Depends(api_key)],
+    x_session_id: SessionHeader = None,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    """Run the flow's production version (its latest published one, else its draft)."""
+    body = await read_model(request, ExecuteRequest)
+    return await _execute(svc, key, org, project, slug, None, body, x_session_id, idempotency_key)
+
+
+@router.post(
+    "/seq/{org}/{project}/{slug}/{version}/execute",
+    responses=_RESPONSES,
+    openapi_extra=openapi_body(ExecuteRequest),
+)
+async def execute_version(
+    org: str,
+    project: str,
+    slug: str,
+    version: str,
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    key: Annotated[ApiKeyRecord, Depends(api_key)],
+    x_session_id: SessionHeader = None,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    """Run one version: `v0` is the draft, `vN` published version N."""
+    body = await read_model(request, ExecuteRequest)
+    return await _execute(svc, key, org, project, slug, version, body, x_session_id, idempotency_key)

@@ -1,0 +1,54 @@
+"""Everything a running server holds, built once at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from noukai.bus import Bus, MemoryBus
+from noukai.engine import FlowEngine, FunctionRegistry, default_functions
+from noukai.flows import TemplateEngine
+from noukai.providers import ModelRegistry
+from noukai.runtime import FlowCache, RunService, Worker
+from noukai.server.config import ServerConfig
+from noukai.store import Store
+
+
+@dataclass(slots=True)
+class Services:
+    config: ServerConfig
+    store: Store
+    bus: Bus
+    models: ModelRegistry
+    functions: FunctionRegistry
+    flows: FlowCache
+    runs: RunService
+    worker: Worker | None
+
+    @classmethod
+    async def start(cls, config: ServerConfig, *, functions: FunctionRegistry | None = None) -> Services:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.connect(config.resolved_database_url)
+        bus = MemoryBus()
+        models = ModelRegistry(config.providers)
+        functions = functions or default_functions()
+        flows = FlowCache(known_functions=set(functions.names()))
+        engine = FlowEngine(models, functions, TemplateEngine())
+        worker = None
+        if config.embedded_workers:
+            worker = Worker(
+                store,
+                bus,
+                engine,
+                flows,
+                concurrency=config.worker_concurrency,
+                lease_seconds=config.lease_seconds,
+            )
+            await worker.start()
+        return cls(config, store, bus, models, functions, flows, RunService(store, bus, flows), worker)
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.bus.aclose()
+        await self.models.aclose()
+        await self.store.close()
