@@ -1,0 +1,35 @@
+"""The flow language: flow documents (YAML/JSON), their validation, and sandboxed templating."""
+
+from noukai.flows._context import build_context
+from noukai.flows._errors import FlowIssue, FlowValidationError, OverrideError, TemplateError
+from noukai.flows._loader import load_flow, load_flow_file
+from noukai.flows._overrides import apply_block_overrides
+from noukai.flows._spec import (
+    AgentStep,
+    FlowSpec,
+    LlmStep,
+    PythonStep,
+    StepSpec,
+    TemplateStep,
+    TraceCaptureMode,
+)
+from noukai.flows._templates import TemplateEngine
+
+__all__ = [
+    "AgentStep",
+    "FlowIssue",
+    "FlowSpec",
+    "FlowValidationError",
+    "LlmStep",
+    "OverrideError",
+    "PythonStep",
+    "StepSpec",
+    "TemplateEngine",
+    "TemplateError",
+    "TemplateStep",
+    "TraceCaptureMode",
+    "apply_block_overrides",
+    "build_context",
+    "load_flow",
+    "load_flow_file",
+]

@@ -1,0 +1,39 @@
+"""The package's public surface is exactly what __init__ re-exports."""
+
+from __future__ import annotations
+
+import noukai.flows
+
+EXPECTED = {
+    "AgentStep",
+    "FlowIssue",
+    "FlowSpec",
+    "FlowValidationError",
+    "LlmStep",
+    "OverrideError",
+    "PythonStep",
+    "StepSpec",
+    "TemplateEngine",
+    "TemplateError",
+    "TemplateStep",
+    "TraceCaptureMode",
+    "apply_block_overrides",
+    "build_context",
+    "load_flow",
+    "load_flow_file",
+}
+
+
+def test_all_is_the_public_surface() -> None:
+    assert set(noukai.flows.__all__) == EXPECTED
+    assert len(noukai.flows.__all__) == len(EXPECTED)
+    for name in EXPECTED:
+        assert getattr(noukai.flows, name) is not None
+    public = {name for name in vars(noukai.flows) if not name.startswith("_")}
+    assert public == EXPECTED
+
+
+def test_errors_are_exceptions_with_codes() -> None:
+    assert issubclass(noukai.flows.FlowValidationError, Exception)
+    assert issubclass(noukai.flows.TemplateError, Exception)
+    assert noukai.flows.OverrideError.code == "INVALID_OVERRIDE"
