@@ -69,7 +69,8 @@ class FlowEngine:
             messages=inputs.messages,
             parameters=inputs.parameters,
             attachments=inputs.attachments,
-            outputs=_outputs_view(state),
+            outputs=state.outputs,
+            skipped=state.skipped,
             run=run,
         )
         base = {"stepId": step.id, "name": step.name, "stepIndex": index, "type": step.type}
@@ -175,10 +176,6 @@ class FlowEngine:
                 {"stepId": step.id, "stepIndex": index, "loopIndex": loop_index, "output": part.output},
             )
         return total
-
-
-def _outputs_view(state: RunState) -> dict[str, Any]:
-    return {step_id: state.outputs[step_id] for step_id in state.outputs}
 
 
 def _elapsed_ms(start: float) -> int:

@@ -82,9 +82,12 @@ class StepExecutors:
         try:
             return render(source, call.context)
         except TemplateError as exc:
+            # For a structure the error's field is the path inside it, e.g. `a[1].b`.
+            where = field
+            if exc.field and exc.field != field:
+                where += exc.field if exc.field.startswith("[") else f".{exc.field}"
             raise StepFailure(
-                ErrorCode.TEMPLATE_ERROR,
-                f"step '{call.step.id}', field '{exc.field or field}': {exc.message}",
+                ErrorCode.TEMPLATE_ERROR, f"step '{call.step.id}', field '{where}': {exc.message}"
             ) from exc
 
     async def _python(self, step: PythonStep, call: StepCall) -> StepOutput:
