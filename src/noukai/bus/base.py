@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
+
+
+def sse_frame(seq: int, event_type: str, data: bytes) -> bytes:
+    """The event as one SSE frame: LF only, `id:` is the seq, blank line at the end."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
 
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
-    """One entry of a run's log: `data` is the event's JSON, serialised once when it was emitted."""
+    """One entry of a run's log: `data` is the event's JSON, serialised once when it was emitted,
+    and `frame` the same bytes framed for SSE, so streams write them without re-encoding."""
 
     run_id: str
     seq: int
     type: str
     data: bytes
+    frame: bytes = field(default=b"", compare=False)
+
+    @classmethod
+    def create(cls, run_id: str, seq: int, event_type: str, data: bytes) -> LogEvent:
+        return cls(run_id, seq, event_type, data, sse_frame(seq, event_type, data))
 
 
 class Subscription(Protocol):
@@ -25,6 +36,9 @@ class Subscription(Protocol):
     async def __anext__(self) -> LogEvent: ...
 
     async def aclose(self) -> None: ...
+
+
+CancelListener = Callable[[str], None]
 
 
 class Bus(Protocol):
@@ -43,6 +57,14 @@ class Bus(Protocol):
 
     async def wait_for_work(self, max_wait: float) -> None:
         """Return when work was announced, or after `max_wait` seconds."""
+        ...
+
+    async def announce_cancel(self, run_id: str) -> None:
+        """Tell whichever worker runs `run_id` to stop it now (the lease check is the fallback)."""
+        ...
+
+    def on_cancel(self, listener: CancelListener) -> None:
+        """Register a worker's listener for cancellation requests."""
         ...
 
     async def aclose(self) -> None: ...

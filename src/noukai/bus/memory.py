@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 
-from noukai.bus.base import LogEvent
+from noukai.bus.base import CancelListener, LogEvent
 
 
 class _MemorySubscription:
@@ -45,6 +45,7 @@ class MemoryBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[_MemorySubscription]] = {}
         self._work = asyncio.Event()
+        self._cancel_listeners: list[CancelListener] = []
 
     async def publish(self, run_id: str, events: Sequence[LogEvent]) -> None:
         for subscription in self._subscribers.get(run_id, ()):
@@ -71,6 +72,13 @@ class MemoryBus:
         except TimeoutError:
             return
         self._work.clear()
+
+    async def announce_cancel(self, run_id: str) -> None:
+        for listener in self._cancel_listeners:
+            listener(run_id)
+
+    def on_cancel(self, listener: CancelListener) -> None:
+        self._cancel_listeners.append(listener)
 
     async def aclose(self) -> None:
         for subscribers in list(self._subscribers.values()):

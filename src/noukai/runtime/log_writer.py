@@ -53,7 +53,7 @@ class RunLogWriter:
         self._raise_if_failed()
         self._seq += 1
         data = orjson.dumps({"eventType": event_type, "seq": self._seq, **payload})
-        self._pending.append(LogEvent(self._run_id, self._seq, event_type, data))
+        self._pending.append(LogEvent.create(self._run_id, self._seq, event_type, data))
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
         await self.flush(RunUpdate(cursor=next_step_index, state=state.to_json()))
@@ -74,6 +74,11 @@ class RunLogWriter:
             self._failure = exc
 
     async def _write(self, update: RunUpdate | None) -> None:
+        # Shielded: cancelling the run mid-write must not leave a batch half-known (taken from
+        # `_pending` but maybe not stored), or the next write would leave a gap in the seqs.
+        await asyncio.shield(self._write_batch(update))
+
+    async def _write_batch(self, update: RunUpdate | None) -> None:
         async with self._write_lock:
             batch, self._pending = self._pending, []
             rows = [EventRow(e.seq, e.type, e.data.decode()) for e in batch]

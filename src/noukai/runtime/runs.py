@@ -13,15 +13,16 @@ from typing import Any
 
 import orjson
 
-from noukai.bus import Bus, Subscription
+from noukai.bus import Bus, LogEvent, Subscription
 from noukai.engine import RunInputs
 from noukai.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai.runtime.errors import RequestRejected
 from noukai.runtime.flow_cache import FlowCache
-from noukai.store import FlowRecord, NewRun, RunRecord, Store
+from noukai.store import EventRow, FlowRecord, NewRun, RunRecord, Store
 from noukai.store.records import TriggerType
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
+from noukai.types.wire import StepRequest
 
 MAX_MESSAGES_BYTES = 1024 * 1024
 MAX_ATTACHMENTS = 10
@@ -132,7 +133,7 @@ class RunService:
         await self._bus.announce_work()
         return run
 
-    async def execute(
+    async def launch(
         self,
         target: FlowTarget,
         inputs: RunInputs,
@@ -140,8 +141,9 @@ class RunService:
         trigger: TriggerType = "execute",
         session_id: str | None = None,
         idempotency_key: str | None = None,
-    ) -> RunRecord:
-        """Create a run and wait for its end. If the caller goes away the run still finishes."""
+    ) -> tuple[RunRecord, Subscription]:
+        """Create a run already subscribed to its live events (subscribing first means its end
+        cannot slip past). The caller owns the subscription (`wait_terminal` closes it)."""
         run_id = str(uuid.uuid4())
         subscription = self._bus.subscribe(run_id)
         try:
@@ -153,16 +155,123 @@ class RunService:
                 idempotency_key=idempotency_key,
                 run_id=run_id,
             )
-            if run.id != run_id:  # an idempotent repeat: follow the run that already exists
-                await subscription.aclose()
-                subscription = self._bus.subscribe(run.id)
-            return await self.wait_terminal(run.id, subscription)
+        except BaseException:
+            await subscription.aclose()
+            raise
+        if run.id != run_id:  # an idempotent repeat: follow the run that already exists
+            await subscription.aclose()
+            subscription = self._bus.subscribe(run.id)
+        return run, subscription
+
+    async def execute(
+        self,
+        target: FlowTarget,
+        inputs: RunInputs,
+        *,
+        trigger: TriggerType = "execute",
+        session_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunRecord:
+        """Create a run and wait for its end. If the caller goes away the run still finishes."""
+        run, subscription = await self.launch(
+            target,
+            inputs,
+            trigger=trigger,
+            session_id=session_id,
+            idempotency_key=idempotency_key,
+        )
+        return await self.wait_terminal(run.id, subscription)
+
+    async def begin_step_segment(
+        self, target: FlowTarget, body: StepRequest, *, org: str, session_id: str | None = None
+    ) -> tuple[str, int]:
+        """Start or advance a paced run for one `/step` call; returns the run id and the seq after
+        which this call's events begin. The first call creates the run; each later call moves a
+        waiting run's cursor to `stepIndex` and queues it again."""
+        pause_after = None if body.run_remaining else body.step_index
+        if body.execution_id is None:
+            if body.step_index != 0 or body.tool_call_messages:
+                raise RequestRejected(
+                    ErrorCode.INVALID_FIRST_CALL,
+                    "a /step call without executionId starts a run: stepIndex must be 0",
+                )
+            inputs = RunInputs(
+                message=body.message,
+                parameters=body.parameters,
+                attachments=body.attachments,
+                block_overrides=body.block_overrides,
+                trace=body.trace,
+            )
+            self.check_inputs(target, inputs)
+            run = await self.start(
+                target, inputs, trigger="step", session_id=session_id, pause_after=pause_after
+            )
+            return run.id, 0
+        run = await self.get_run(body.execution_id, org=org)
+        if run.flow_id != target.flow.id:
+            raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run.id} of this flow")
+        step_count = len(run.document.get("steps") or [])
+        if not 0 <= body.step_index < step_count:
+            raise RequestRejected(
+                ErrorCode.INVALID_STEP_INDEX,
+                f"stepIndex {body.step_index} is out of range: the flow has {step_count} steps",
+            )
+        if run.status != "waiting":
+            raise RequestRejected(
+                ErrorCode.RUN_NOT_RESUMABLE, f"run {run.id} is {run.status}, not waiting for /step"
+            )
+        if body.step_index != run.cursor:
+            raise RequestRejected(
+                ErrorCode.INVALID_STEP_INDEX,
+                f"run {run.id} continues at stepIndex {run.cursor}, not {body.step_index}",
+            )
+        advanced = await self._store.advance_run(
+            run.id, expected_status="waiting", cursor=body.step_index, pause_after=pause_after
+        )
+        if advanced is None:
+            raise RequestRejected(
+                ErrorCode.RUN_NOT_RESUMABLE, f"run {run.id} was advanced by another request"
+            )
+        await self._bus.announce_work()
+        return run.id, run.last_seq
+
+    async def get_run(self, run_id: str, *, org: str, project: str | None = None) -> RunRecord:
+        """The run, if it belongs to the caller's org (and project, for a project key); other
+        tenants' runs look exactly like runs that do not exist."""
+        run = await self._store.get_run(run_id) if _is_uuid(run_id) else None
+        if run is None or run.org_id != org or (project is not None and run.project_id != project):
+            raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run_id}")
+        return run
+
+    async def cancel(self, run: RunRecord) -> RunRecord:
+        """Stop a run at its next safe point. Idempotent: a finished run is returned as it is."""
+        if run.terminal:
+            return run
+        updated = await self._store.request_cancel(run.id)
+        if updated is None:
+            raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run.id}")
+        if updated.status == "cancelled":
+            # Nobody executes a queued or waiting run, so the API writes its last event itself.
+            seq = updated.last_seq + 1
+            data = orjson.dumps(
+                {"eventType": ev.RUN_CANCELLED, "seq": seq, "runId": run.id, "executionId": run.id}
+            )
+            event = LogEvent.create(run.id, seq, ev.RUN_CANCELLED, data)
+            await self._store.append_events_unleased(run.id, [EventRow(seq, ev.RUN_CANCELLED, data.decode())])
+            await self._bus.publish(run.id, [event])
+        else:
+            await self._bus.announce_cancel(run.id)
+        return updated
+
+    async def wait_terminal(self, run_id: str, subscription: Subscription) -> RunRecord:
+        """Wait for the run's terminal event, then close the subscription. The store is polled
+        too, so a missed publish (another process, a restart) only delays the answer."""
+        try:
+            return await self._wait_terminal(run_id, subscription)
         finally:
             await subscription.aclose()
 
-    async def wait_terminal(self, run_id: str, subscription: Subscription) -> RunRecord:
-        """Wait for the run's terminal event; the store is polled too, so a missed publish (another
-        process, a restart) only delays the answer."""
+    async def _wait_terminal(self, run_id: str, subscription: Subscription) -> RunRecord:
         iterator = aiter(subscription)
         while True:
             run = await self._store.get_run(run_id)
@@ -178,6 +287,14 @@ class RunService:
                     break
                 if event.type in ev.TERMINAL_EVENTS:
                     break
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_messages(messages: list[dict[str, Any]]) -> None:

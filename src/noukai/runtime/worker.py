@@ -57,10 +57,12 @@ class Worker:
         self._poll_interval = poll_interval
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._bodies: dict[str, tuple[asyncio.Task[None], list[str]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> None:
+        self._bus.on_cancel(self._cancel_now)
         self._loop_task = asyncio.create_task(self._claim_loop(), name=f"{self.worker_id}-claims")
 
     async def stop(self) -> None:
@@ -94,6 +96,13 @@ class Worker:
                 logger.exception("claiming runs failed; retrying")
                 await asyncio.sleep(self._poll_interval)
 
+    def _cancel_now(self, run_id: str) -> None:
+        """The API asked to cancel a run: if this worker runs it, stop it at once."""
+        entry = self._bodies.get(run_id)
+        if entry is not None and not entry[0].done():
+            entry[1].append("cancel")
+            entry[0].cancel()
+
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._active.pop(task.get_name().removeprefix("run-"), None)
 
@@ -101,6 +110,7 @@ class Worker:
         writer = RunLogWriter(self._store, self._bus, run.id, run.attempt, run.last_seq)
         body = asyncio.create_task(self._drive(run, writer))
         stop_reason: list[str] = []
+        self._bodies[run.id] = (body, stop_reason)
         keeper = asyncio.create_task(self._keep_lease(run, body, stop_reason))
         try:
             await asyncio.wait({body})
@@ -109,9 +119,11 @@ class Worker:
                 task.cancel()
             await asyncio.gather(body, keeper, return_exceptions=True)
             raise
+        finally:
+            self._bodies.pop(run.id, None)
         keeper.cancel()
         if body.cancelled():
-            if stop_reason == ["cancel"]:
+            if stop_reason and stop_reason[0] == "cancel":
                 await self._finish_cancelled(run, writer)
             return
         error = body.exception()

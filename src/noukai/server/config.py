@@ -15,6 +15,14 @@ DEV_ORG = "dev"
 DEV_PROJECT = "main"
 
 
+_NUMERIC_ENV: tuple[tuple[str, str, type[float] | type[int]], ...] = (
+    ("NOUKAI_HEARTBEAT_SECONDS", "heartbeat_seconds", float),
+    ("NOUKAI_STREAM_LIFETIME_SECONDS", "stream_lifetime_seconds", float),
+    ("NOUKAI_RETRY_MS", "retry_ms", int),
+    ("NOUKAI_LEASE_SECONDS", "lease_seconds", float),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -25,6 +33,9 @@ class ServerConfig:
     embedded_workers: bool = True
     worker_concurrency: int = 64
     lease_seconds: float = 30.0
+    heartbeat_seconds: float = 15.0
+    stream_lifetime_seconds: float = 300.0
+    retry_ms: int = 1000
     providers: ProviderSettings = field(default_factory=ProviderSettings.from_env)
     dev_org: str = DEV_ORG
     dev_project: str = DEV_PROJECT
@@ -43,6 +54,9 @@ class ServerConfig:
             values["data_dir"] = Path(environ["NOUKAI_DATA_DIR"])
         if "NOUKAI_DATABASE_URL" in environ:
             values["database_url"] = environ["NOUKAI_DATABASE_URL"]
+        for name, key, kind in _NUMERIC_ENV:
+            if name in environ:
+                values[key] = kind(environ[name])
         if "NOUKAI_WORKER_CONCURRENCY" in environ:
             values["worker_concurrency"] = int(environ["NOUKAI_WORKER_CONCURRENCY"])
         values["providers"] = ProviderSettings.from_env(environ)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from noukai.engine import RunInputs
 from noukai.runtime import FlowTarget, parse_version_segment
@@ -61,14 +64,44 @@ async def _execute(
         )
     inputs = inputs_from(body)
     svc.runs.check_inputs(target, inputs)
-    run = await svc.runs.execute(
-        target,
-        inputs,
-        trigger="execute",
-        session_id=session_id,
-        idempotency_key=idempotency_key,
+    run, subscription = await svc.runs.launch(
+        target, inputs, trigger="execute", session_id=session_id, idempotency_key=idempotency_key
     )
-    return execute_answer(target, run)
+    waiter = asyncio.ensure_future(svc.runs.wait_terminal(run.id, subscription))
+    done, _ = await asyncio.wait({waiter}, timeout=svc.config.heartbeat_seconds)
+    if done:
+        return execute_answer(target, waiter.result())
+    # A long run: commit to 200 now and keep the connection alive with whitespace (valid before
+    # a JSON document), so proxies and client read timeouts never cut a healthy run. The final
+    # body then reports failure as `status: failed`, since the status line is already sent.
+    return StreamingResponse(
+        _keepalive_json(waiter, target, svc.config.heartbeat_seconds),
+        media_type="application/json",
+    )
+
+
+async def _keepalive_json(
+    waiter: asyncio.Future[RunRecord], target: FlowTarget, interval: float
+) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=interval)
+            if done:
+                break
+            yield b" "
+        run = waiter.result()
+        body: dict[str, Any] = {
+            "status": "completed" if run.status == "completed" else "failed",
+            "result": run.result,
+            "executionId": run.id,
+            "flowId": target.flow.id,
+            "blockCount": len(target.spec.steps),
+        }
+        if run.status != "completed":
+            body["error"] = run.error or {"code": ErrorCode.RUN_CANCELLED, "message": "cancelled"}
+        yield orjson.dumps(body)
+    finally:
+        waiter.cancel()
 
 
 def execute_answer(target: FlowTarget, run: RunRecord) -> Response:

@@ -1,0 +1,185 @@
+"""Streams over a run's log: the paced step protocol, the native resumable stream, the live trace,
+and cancellation. Every stream is a view over the stored log plus its live tail."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import Response
+
+from noukai.runtime import parse_version_segment
+from noukai.runtime.follow import RunEventFollower
+from noukai.server.auth import api_key, authorize, services
+from noukai.server.body import openapi_body, read_model
+from noukai.server.errors import ApiError
+from noukai.server.responses import json_response
+from noukai.server.services import Services
+from noukai.server.sse import StreamPolicy, follow_frames, sse_response
+from noukai.store import ApiKeyRecord, RunRecord
+from noukai.types import events as ev
+from noukai.types.errors import ErrorCode
+from noukai.types.wire import StepRequest
+
+router = APIRouter(tags=["streams"])
+
+Svc = Annotated[Services, Depends(services)]
+Key = Annotated[ApiKeyRecord, Depends(api_key)]
+
+SEGMENT_ENDS = frozenset(
+    {
+        ev.STEP_PAUSED,
+        ev.STEP_PAUSED_FOR_TOOL_CALLS,
+        ev.FLOW_COMPLETED,
+        ev.RUN_FAILED,
+        ev.RUN_CANCELLED,
+    }
+)
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "An SSE stream of run events"}
+}
+
+
+async def _step(
+    svc: Services,
+    key: ApiKeyRecord,
+    org: str,
+    project: str,
+    slug: str,
+    version: str | None,
+    request: Request,
+    session_id: str | None,
+) -> Response:
+    authorize(key, org, project)
+    number = parse_version_segment(version)
+    if number == 0:
+        raise ApiError(
+            ErrorCode.INVALID_VERSION,
+            "step-through runs need a published version "
+            "or the base path; /v0 (the draft) is for /execute and /jobs",
+        )
+    target = await svc.runs.resolve(org, project, slug, number)
+    body = await read_model(request, StepRequest)
+    run_id, after = await svc.runs.begin_step_segment(target, body, org=key.org_id, session_id=session_id)
+    policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=SEGMENT_ENDS)
+    return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run_id, after), policy))
+
+
+SessionHeader = Annotated[str | None, Header(alias="X-Session-Id")]
+
+
+@router.post("/seq/{org}/{project}/{slug}/step", responses=_SSE, openapi_extra=openapi_body(StepRequest))
+async def step(
+    org: str,
+    project: str,
+    slug: str,
+    request: Request,
+    svc: Svc,
+    key: Key,
+    x_session_id: SessionHeader = None,
+) -> Response:
+    """Run the next step (or, with `runRemaining`, every remaining step) as an SSE stream."""
+    return await _step(svc, key, org, project, slug, None, request, x_session_id)
+
+
+@router.post(
+    "/seq/{org}/{project}/{slug}/{version}/step", responses=_SSE, openapi_extra=openapi_body(StepRequest)
+)
+async def step_version(
+    org: str,
+    project: str,
+    slug: str,
+    version: str,
+    request: Request,
+    svc: Svc,
+    key: Key,
+    x_session_id: SessionHeader = None,
+) -> Response:
+    """The step protocol on published version N (`/vN`)."""
+    return await _step(svc, key, org, project, slug, version, request, x_session_id)
+
+
+async def _run_for(
+    svc: Services, key: ApiKeyRecord, run_id: str, org: str | None = None, project: str | None = None
+) -> RunRecord:
+    if org is not None:
+        authorize(key, org, project)
+    run = await svc.runs.get_run(run_id, org=key.org_id, project=key.project_id)
+    if org is not None and run.org_id != org:
+        raise ApiError(ErrorCode.RUN_NOT_FOUND, f"no run {run_id}")
+    return run
+
+
+@router.get("/seq/{org}/{project}/{slug}/runs/{execution_id}/trace/stream", responses=_SSE)
+async def live_trace(org: str, project: str, slug: str, execution_id: str, svc: Svc, key: Key) -> Response:
+    """Every stored event of the run, then its live tail; closes when the run has ended."""
+    run = await _run_for(svc, key, execution_id, org, project)
+    policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=ev.TERMINAL_EVENTS)
+    return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, 0), policy))
+
+
+@router.get("/runs/{execution_id}/events", responses=_SSE)
+async def run_events(
+    execution_id: str,
+    svc: Svc,
+    key: Key,
+    since_id: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
+    types: Annotated[str | None, Query(description="Comma-separated event types to keep.")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """The run's log as a resumable SSE stream: `id:` is the seq; resume with `Last-Event-ID` or
+    `since_id`. Heartbeats while quiet; the server closes long streams on purpose (reconnect and
+    resume); the stream ends after the run's terminal event."""
+    run = await _run_for(svc, key, execution_id)
+    after = since_id or 0
+    if last_event_id is not None and last_event_id.strip():
+        if not last_event_id.strip().isdigit():
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "Last-Event-ID must be an event seq")
+        after = max(after, int(last_event_id))
+    wanted = None
+    if types:
+        wanted = frozenset(t.strip() for t in types.split(",") if t.strip())
+    config = svc.config
+    policy = StreamPolicy(
+        heartbeat_seconds=config.heartbeat_seconds,
+        max_lifetime_seconds=config.stream_lifetime_seconds,
+        retry_ms=config.retry_ms,
+        stop_after=ev.TERMINAL_EVENTS,
+        types=wanted,
+    )
+    return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, after), policy))
+
+
+@router.post("/runs/{execution_id}/cancel")
+async def cancel_run(execution_id: str, svc: Svc, key: Key) -> Response:
+    """Stop a queued, running or waiting run at its next safe point. Idempotent."""
+    run = await _run_for(svc, key, execution_id)
+    updated = await svc.runs.cancel(run)
+    return json_response(
+        {
+            "executionId": updated.id,
+            "status": updated.status,
+            "cancelRequested": updated.cancel_requested or updated.terminal,
+        }
+    )
+
+
+@router.get("/runs/{execution_id}")
+async def get_run(execution_id: str, svc: Svc, key: Key) -> Response:
+    """A run's state: status, cursor, result or error."""
+    run = await _run_for(svc, key, execution_id)
+    return json_response(
+        {
+            "executionId": run.id,
+            "flowId": run.flow_id,
+            "flowVersion": run.flow_version,
+            "status": run.status,
+            "triggerType": run.trigger_type,
+            "cursor": run.cursor,
+            "result": run.result,
+            "error": run.error,
+            "lastSeq": run.last_seq,
+            "createdAt": run.created_at.isoformat(),
+            "completedAt": run.completed_at.isoformat() if run.completed_at else None,
+        }
+    )
