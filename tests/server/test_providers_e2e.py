@@ -83,3 +83,14 @@ def test_a_provider_without_a_key_says_which_variable_to_set(make_server: Any) -
 
 def test_an_unknown_provider_is_model_not_found(server: ServerProcess) -> None:
     assert_error(run_flow(server, "nosuch:model", "hi"), 422, "MODEL_NOT_FOUND")
+
+
+def test_reasoning_deltas_are_their_own_events(make_server: Any, provider: FakeProvider) -> None:
+    server = make_server({"OPENAI_BASE_URL": provider.openai_base_url, "OPENAI_API_KEY": "sk-right"})
+    provider.script(Reply(reasoning=["Let me", " think."], chunks=["42"], usage=(5, 2)))
+    response = run_flow(server, "openai:gpt-4o-mini", "the answer?")
+    assert response.json()["result"] == "42"
+    events = step_events(server, response.json()["executionId"])
+    reasoning = [e["delta"] for e in events if e["eventType"] == "step_reasoning"]
+    assert reasoning == ["Let me", " think."]
+    assert [e["outputData"] for e in events if e["eventType"] == "step_output"] == ["42"]
