@@ -11,15 +11,22 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from noukai import __version__
-from noukai.flows import FlowValidationError
-from noukai.runtime.flow_admin import parse_flow_document, save_flow
-from noukai.server.config import DEFAULT_DATA_DIR, ServerConfig
-from noukai.store import Store
+from noukai.cli_run import run as run_command
+from noukai.defaults import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from noukai.flows import FlowSpec
+    from noukai.server.config import ServerConfig
+    from noukai.store import Store
+
+# The server, store and flow modules are imported inside the commands that need them: importing
+# SQLAlchemy and FastAPI costs seconds on a slow machine, and `noukai run` or `noukai version`
+# should not pay for it.
 
 app = typer.Typer(
     name="noukai",
@@ -31,6 +38,7 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 flows_app = typer.Typer(help="Push flow files as drafts and publish versions.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(flows_app, name="flows")
+app.command("run")(run_command)
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", envvar="NOUKAI_DATA_DIR", help="Where the embedded store lives.")
@@ -48,10 +56,14 @@ DEV_KEY_FILE = "dev-api-key"
 
 
 def _config(data_dir: Path, database_url: str | None, **overrides: object) -> ServerConfig:
+    from noukai.server.config import ServerConfig
+
     return ServerConfig.from_env(None, data_dir=data_dir, database_url=database_url, **overrides)
 
 
 async def _open_store(config: ServerConfig) -> Store:
+    from noukai.store import Store
+
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return await Store.connect(config.resolved_database_url)
 
@@ -136,20 +148,29 @@ async def _prepare(config: ServerConfig, want_key: bool) -> str | None:
         await store.close()
 
 
-async def _load_flow_dir(store: Store, config: ServerConfig) -> None:
+def _parse_flow_file(path: Path) -> FlowSpec:
+    """Validate a flow file against the functions every server offers; exit 1 with the message."""
     from noukai.engine import default_functions
+    from noukai.flows import FlowValidationError
+    from noukai.runtime.flow_admin import parse_flow_document
 
     known = set(default_functions().names())
+    try:
+        return parse_flow_document(path.read_text(), filename=path.name, known_functions=known)
+    except FlowValidationError as exc:
+        raise _fail(f"{path}: {exc.message}") from exc
+
+
+async def _load_flow_dir(store: Store, config: ServerConfig) -> None:
+    from noukai.runtime.flow_admin import save_flow
+
     assert config.flows_dir is not None
     if not config.flows_dir.is_dir():
         raise _fail(f"--flows {config.flows_dir} is not a folder")
     for path in sorted(config.flows_dir.iterdir()):
         if path.suffix not in FLOW_SUFFIXES:
             continue
-        try:
-            spec = parse_flow_document(path.read_text(), filename=path.name, known_functions=known)
-        except FlowValidationError as exc:
-            raise _fail(f"{path}: {exc.message}") from exc
+        spec = _parse_flow_file(path)
         current = await store.get_flow(config.dev_org, config.dev_project, spec.slug)
         if current is not None and current.draft == spec.to_document():
             continue  # unchanged: keep the draft revision, so running runs never look stale
@@ -267,14 +288,9 @@ def flows_push(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Validate a flow file and save it as the flow's draft (optionally publishing it)."""
-    from noukai.engine import default_functions
+    from noukai.runtime.flow_admin import save_flow
 
-    try:
-        spec = parse_flow_document(
-            file.read_text(), filename=file.name, known_functions=set(default_functions().names())
-        )
-    except FlowValidationError as exc:
-        raise _fail(f"{file}: {exc.message}") from exc
+    spec = _parse_flow_file(file)
 
     async def run() -> str:
         store = await _open_store(_config(data_dir, database_url))

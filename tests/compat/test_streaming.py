@@ -42,8 +42,15 @@ def test_events_in_order_with_deltas_and_pauses(client: Any) -> None:
     events = list(client.flow("three-steps").events(message="alpha beta"))
     shape = collapse_outputs(kinds(events))
     per_step = ["StepStarted", "StepInput", "StepOutput", "StepCompleted"]
-    assert shape == ["RunStarted", *per_step, "StepPaused", *per_step, "StepPaused",
-                     *per_step, "FlowCompleted"]
+    assert shape == [
+        "RunStarted",
+        *per_step,
+        "StepPaused",
+        *per_step,
+        "StepPaused",
+        *per_step,
+        "FlowCompleted",
+    ]
     run_started = events[0]
     assert run_started.execution_id and run_started.run_id == run_started.execution_id
     deltas = [e.output_data for e in events if type(e).__name__ == "StepOutput"]

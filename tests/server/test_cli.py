@@ -14,7 +14,10 @@ from tests.conftest import FIXTURE_FLOWS, REPO_ROOT
 def noukai(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "noukai", *args, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, check=check, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        cwd=REPO_ROOT,
     )
 
 
@@ -39,22 +42,23 @@ def test_flows_push_saves_and_publishes(tmp_path: Path) -> None:
     file = FIXTURE_FLOWS / "greet.yaml"
     draft = noukai(tmp_path, "flows", "push", str(file), "--org", "acme", "--project", "p")
     assert "acme/p/greet: draft revision 1" in draft.stdout
-    published = noukai(tmp_path, "flows", "push", str(file), "--org", "acme", "--project", "p",
-                       "--publish")
+    published = noukai(tmp_path, "flows", "push", str(file), "--org", "acme", "--project", "p", "--publish")
     assert "draft revision 2, published as version 1" in published.stdout
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("slug: bad\nsteps:\n  - id: a\n    type: nope\n", "'a'"),
-    ("slug: bad\nsteps: []\n", "steps"),
-    ("slug: bad\nsteps:\n  - {id: a, type: template, template: '{{ x }}'}\n", "'x'"),
-    (": : :\n", "YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("slug: bad\nsteps:\n  - id: a\n    type: nope\n", "'a'"),
+        ("slug: bad\nsteps: []\n", "steps"),
+        ("slug: bad\nsteps:\n  - {id: a, type: template, template: '{{ x }}'}\n", "'x'"),
+        (": : :\n", "YAML"),
+    ],
+)
 def test_flows_push_refuses_invalid_files(tmp_path: Path, text: str, needle: str) -> None:
     file = tmp_path / "bad.yaml"
     file.write_text(text)
-    result = noukai(tmp_path, "flows", "push", str(file), "--org", "a", "--project", "b",
-                    check=False)
+    result = noukai(tmp_path, "flows", "push", str(file), "--org", "a", "--project", "b", check=False)
     assert result.returncode == 1
     assert needle in result.stderr
     assert str(file) in result.stderr
@@ -72,6 +76,7 @@ def test_serve_refuses_an_invalid_flows_folder(tmp_path: Path) -> None:
 def test_version_prints_the_version() -> None:
     from noukai import __version__
 
-    result = subprocess.run([sys.executable, "-m", "noukai", "version"], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "noukai", "version"], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == __version__

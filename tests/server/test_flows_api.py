@@ -16,8 +16,9 @@ def unique_slug() -> str:
     return f"f-{uuid.uuid4().hex[:10]}"
 
 
-def put(server: ServerProcess, slug: str, body: Any, *, yaml: bool = False,
-        key: str | None = None) -> httpx.Response:
+def put(
+    server: ServerProcess, slug: str, body: Any, *, yaml: bool = False, key: str | None = None
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key or server.dev_key}"}
     url = f"{server.api_url}/flows/dev/main/{slug}"
     if yaml:
@@ -54,20 +55,32 @@ def test_yaml_draft_publish_and_versions(server: ServerProcess) -> None:
     assert slug in {f["slug"] for f in listed}
 
 
-@pytest.mark.parametrize(("body", "code", "needle"), [
-    ("slug: x\nsteps: [\n", "INVALID_TREE", "line"),
-    ({"steps": []}, "NO_STEPS", "steps"),
-    ({"name": "no steps at all"}, "NO_STEPS", "steps"),
-    ({"steps": [{"id": "a", "type": "llmx", "prompt": "p"}]}, "INVALID_TREE", "'a'"),
-    ({"steps": [{"id": "a", "type": "template", "template": "1"},
-                {"id": "a", "type": "template", "template": "2"}]}, "INVALID_TREE", "duplicate"),
-    ({"steps": [{"id": "a", "type": "template", "template": "{{ mesage }}"}]},
-     "INVALID_TREE", "mesage"),
-    ({"steps": [{"id": "a", "type": "python", "function": "os.system"}]},
-     "INVALID_TREE", "os.system"),
-    ({"slug": "another-slug", "steps": [{"id": "a", "type": "template", "template": "x"}]},
-     "INVALID_TREE", "slug"),
-])
+@pytest.mark.parametrize(
+    ("body", "code", "needle"),
+    [
+        ("slug: x\nsteps: [\n", "INVALID_TREE", "line"),
+        ({"steps": []}, "NO_STEPS", "steps"),
+        ({"name": "no steps at all"}, "NO_STEPS", "steps"),
+        ({"steps": [{"id": "a", "type": "llmx", "prompt": "p"}]}, "INVALID_TREE", "'a'"),
+        (
+            {
+                "steps": [
+                    {"id": "a", "type": "template", "template": "1"},
+                    {"id": "a", "type": "template", "template": "2"},
+                ]
+            },
+            "INVALID_TREE",
+            "duplicate",
+        ),
+        ({"steps": [{"id": "a", "type": "template", "template": "{{ mesage }}"}]}, "INVALID_TREE", "mesage"),
+        ({"steps": [{"id": "a", "type": "python", "function": "os.system"}]}, "INVALID_TREE", "os.system"),
+        (
+            {"slug": "another-slug", "steps": [{"id": "a", "type": "template", "template": "x"}]},
+            "INVALID_TREE",
+            "slug",
+        ),
+    ],
+)
 def test_invalid_documents_are_refused_with_the_step_and_field(
     server: ServerProcess, body: Any, code: str, needle: str
 ) -> None:
@@ -80,10 +93,20 @@ def test_invalid_documents_are_refused_with_the_step_and_field(
 
 
 def test_invalid_template_names_the_step_and_field(server: ServerProcess) -> None:
-    detail = assert_error(put(server, unique_slug(), {"steps": [
-        {"id": "first", "type": "template", "template": "ok"},
-        {"id": "second", "type": "llm", "model": "builtin:echo", "prompt": "{{ nope.x }}"},
-    ]}), 400, "INVALID_TREE")
+    detail = assert_error(
+        put(
+            server,
+            unique_slug(),
+            {
+                "steps": [
+                    {"id": "first", "type": "template", "template": "ok"},
+                    {"id": "second", "type": "llm", "model": "builtin:echo", "prompt": "{{ nope.x }}"},
+                ]
+            },
+        ),
+        400,
+        "INVALID_TREE",
+    )
     issue = detail["issues"][0]
     assert issue["stepId"] == "second" and issue["stepIndex"] == 1 and issue["field"] == "prompt"
 
@@ -104,8 +127,11 @@ def test_unknown_version_is_404(server: ServerProcess) -> None:
 
 def test_flow_api_is_tenant_scoped(server: ServerProcess) -> None:
     other = server.create_key("rival")
-    assert_error(put(server, unique_slug(), {"steps": [
-        {"id": "a", "type": "template", "template": "x"}]}, key=other), 403, "FORBIDDEN")
+    assert_error(
+        put(server, unique_slug(), {"steps": [{"id": "a", "type": "template", "template": "x"}]}, key=other),
+        403,
+        "FORBIDDEN",
+    )
     headers = {"Authorization": f"Bearer {other}"}
     assert_error(httpx.get(f"{server.api_url}/flows/dev/main", headers=headers), 403, "FORBIDDEN")
 
@@ -117,11 +143,18 @@ def test_a_flow_over_one_mebibyte_is_refused(server: ServerProcess) -> None:
 
 def test_a_published_version_keeps_running_after_the_draft_changes(server: ServerProcess) -> None:
     slug = unique_slug()
-    server.put_flow(server.dev_key, "dev", "main",
-                    {"slug": slug, "steps": [{"id": "a", "type": "template", "template": "v1"}]},
-                    publish=True)
-    server.put_flow(server.dev_key, "dev", "main",
-                    {"slug": slug, "steps": [{"id": "a", "type": "template", "template": "{{ 1/0 }}"}]})
-    response = httpx.post(f"{server.api_url}/seq/dev/main/{slug}/v1/execute", json={},
-                          headers=auth(server))
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {"slug": slug, "steps": [{"id": "a", "type": "template", "template": "v1"}]},
+        publish=True,
+    )
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {"slug": slug, "steps": [{"id": "a", "type": "template", "template": "{{ 1/0 }}"}]},
+    )
+    response = httpx.post(f"{server.api_url}/seq/dev/main/{slug}/v1/execute", json={}, headers=auth(server))
     assert response.json()["result"] == "v1"

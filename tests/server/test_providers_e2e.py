@@ -25,22 +25,37 @@ def provider() -> Iterator[FakeProvider]:
 
 def step_events(server: ServerProcess, execution_id: str) -> list[dict[str, Any]]:
     with sqlite3.connect(server.data_dir / "noukai.db") as db:
-        rows = db.execute("SELECT data FROM run_events WHERE run_id = ? ORDER BY seq",
-                          (execution_id,)).fetchall()
+        rows = db.execute(
+            "SELECT data FROM run_events WHERE run_id = ? ORDER BY seq", (execution_id,)
+        ).fetchall()
     return [orjson.loads(row[0]) for row in rows]
 
 
 def run_flow(server: ServerProcess, model: str, message: str) -> httpx.Response:
     slug = f"p-{uuid.uuid4().hex[:8]}"
-    server.put_flow(server.dev_key, "dev", "main", {"slug": slug, "steps": [
-        {"id": "ask", "type": "llm", "model": model, "prompt": "{{ message }}",
-         "system": "Be brief."}]})
-    return httpx.post(f"{server.api_url}/seq/dev/main/{slug}/execute", json={"message": message},
-                      headers={"Authorization": f"Bearer {server.dev_key}"}, timeout=30)
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {
+            "slug": slug,
+            "steps": [
+                {"id": "ask", "type": "llm", "model": model, "prompt": "{{ message }}", "system": "Be brief."}
+            ],
+        },
+    )
+    return httpx.post(
+        f"{server.api_url}/seq/dev/main/{slug}/execute",
+        json={"message": message},
+        headers={"Authorization": f"Bearer {server.dev_key}"},
+        timeout=30,
+    )
 
 
-@pytest.mark.parametrize(("model", "env_prefix"), [
-    ("openai:gpt-4o-mini", "OPENAI"), ("anthropic:claude-3-5-haiku-latest", "ANTHROPIC")])
+@pytest.mark.parametrize(
+    ("model", "env_prefix"),
+    [("openai:gpt-4o-mini", "OPENAI"), ("anthropic:claude-3-5-haiku-latest", "ANTHROPIC")],
+)
 def test_streamed_chunks_usage_and_cost(
     make_server: Any, provider: FakeProvider, model: str, env_prefix: str
 ) -> None:
@@ -62,8 +77,10 @@ def test_streamed_chunks_usage_and_cost(
     assert "Say hello in French" in orjson.dumps(sent.body).decode()
 
 
-@pytest.mark.parametrize(("model", "env_prefix"), [
-    ("openai:gpt-4o-mini", "OPENAI"), ("anthropic:claude-3-5-haiku-latest", "ANTHROPIC")])
+@pytest.mark.parametrize(
+    ("model", "env_prefix"),
+    [("openai:gpt-4o-mini", "OPENAI"), ("anthropic:claude-3-5-haiku-latest", "ANTHROPIC")],
+)
 def test_a_rejected_operator_key_is_byok_key_rejected(
     make_server: Any, provider: FakeProvider, model: str, env_prefix: str
 ) -> None:

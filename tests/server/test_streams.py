@@ -14,8 +14,15 @@ from tests.conftest import ServerProcess
 from tests.server.test_execute_api import assert_error
 from tests.sse_client import Frame, iter_frames
 
-STEP_BODY = {"stepIndex": 0, "accumulatedOutputs": {}, "parameters": {}, "inputOverrides": {},
-             "runRemaining": True, "iterationsUsed": 0, "trace": False}
+STEP_BODY = {
+    "stepIndex": 0,
+    "accumulatedOutputs": {},
+    "parameters": {},
+    "inputOverrides": {},
+    "runRemaining": True,
+    "iterationsUsed": 0,
+    "trace": False,
+}
 
 
 def headers(server: ServerProcess) -> dict[str, str]:
@@ -25,26 +32,52 @@ def headers(server: ServerProcess) -> dict[str, str]:
 def slow_flow(server: ServerProcess, words: int, delay_ms: float, steps: int = 2) -> str:
     slug = f"slow-{uuid.uuid4().hex[:8]}"
     text = " ".join(f"w{i}" for i in range(words))
-    server.put_flow(server.dev_key, "dev", "main", {"slug": slug, "steps": [
-        {"id": f"s{n}", "type": "llm", "model": "builtin:echo", "prompt": text,
-         "params": {"token_delay_ms": delay_ms}} for n in range(steps)]})
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {
+            "slug": slug,
+            "steps": [
+                {
+                    "id": f"s{n}",
+                    "type": "llm",
+                    "model": "builtin:echo",
+                    "prompt": text,
+                    "params": {"token_delay_ms": delay_ms},
+                }
+                for n in range(steps)
+            ],
+        },
+    )
     return slug
 
 
 def start_run(server: ServerProcess, slug: str, **body: Any) -> str:
     """Start a run through /step and hang up after its first event; the run goes on."""
     payload = {**STEP_BODY, "message": "go", **body}
-    with httpx.stream("POST", f"{server.api_url}/seq/dev/main/{slug}/step", json=payload,
-                      headers=headers(server), timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        f"{server.api_url}/seq/dev/main/{slug}/step",
+        json=payload,
+        headers=headers(server),
+        timeout=30,
+    ) as response:
         assert response.status_code == 200, response.read()
         first = next(iter_frames(response))
     assert first.event == "run_started"
     return str(first.json["executionId"])
 
 
-def read_stream(server: ServerProcess, run_id: str, *, since: int | None = None,
-                last_event_id: int | None = None, limit: int | None = None,
-                params: dict[str, str] | None = None) -> list[Frame]:
+def read_stream(
+    server: ServerProcess,
+    run_id: str,
+    *,
+    since: int | None = None,
+    last_event_id: int | None = None,
+    limit: int | None = None,
+    params: dict[str, str] | None = None,
+) -> list[Frame]:
     query = dict(params or {})
     if since is not None:
         query["since_id"] = str(since)
@@ -52,8 +85,9 @@ def read_stream(server: ServerProcess, run_id: str, *, since: int | None = None,
     if last_event_id is not None:
         hdrs["Last-Event-ID"] = str(last_event_id)
     frames: list[Frame] = []
-    with httpx.stream("GET", f"{server.api_url}/runs/{run_id}/events", params=query,
-                      headers=hdrs, timeout=30) as response:
+    with httpx.stream(
+        "GET", f"{server.api_url}/runs/{run_id}/events", params=query, headers=hdrs, timeout=30
+    ) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for frame in iter_frames(response):
@@ -122,17 +156,23 @@ def test_every_frame_carries_its_seq_and_type(server: ServerProcess) -> None:
 
 
 def test_stream_errors(server: ServerProcess) -> None:
-    assert_error(httpx.get(f"{server.api_url}/runs/{uuid.uuid4()}/events", headers=headers(server)),
-                 404, "RUN_NOT_FOUND")
-    assert_error(httpx.get(f"{server.api_url}/runs/not-a-uuid/events", headers=headers(server)),
-                 404, "RUN_NOT_FOUND")
+    assert_error(
+        httpx.get(f"{server.api_url}/runs/{uuid.uuid4()}/events", headers=headers(server)),
+        404,
+        "RUN_NOT_FOUND",
+    )
+    assert_error(
+        httpx.get(f"{server.api_url}/runs/not-a-uuid/events", headers=headers(server)), 404, "RUN_NOT_FOUND"
+    )
     run_id = start_run(server, "echo")
     bad = {**headers(server), "Last-Event-ID": "abc"}
-    assert_error(httpx.get(f"{server.api_url}/runs/{run_id}/events", headers=bad),
-                 422, "VALIDATION_ERROR")
+    assert_error(httpx.get(f"{server.api_url}/runs/{run_id}/events", headers=bad), 422, "VALIDATION_ERROR")
     other = server.create_key("intruder")
-    assert_error(httpx.get(f"{server.api_url}/runs/{run_id}/events",
-                           headers={"Authorization": f"Bearer {other}"}), 404, "RUN_NOT_FOUND")
+    assert_error(
+        httpx.get(f"{server.api_url}/runs/{run_id}/events", headers={"Authorization": f"Bearer {other}"}),
+        404,
+        "RUN_NOT_FOUND",
+    )
     assert_error(httpx.get(f"{server.api_url}/runs/{run_id}/events"), 401, "UNAUTHENTICATED")
 
 
@@ -142,34 +182,38 @@ def step_call(server: ServerProcess, slug: str, body: dict[str, Any], version: s
 
 
 def test_step_protocol_errors(server: ServerProcess) -> None:
-    assert_error(step_call(server, "three-steps", {"stepIndex": 1, "message": "x"}),
-                 400, "INVALID_FIRST_CALL")
-    assert_error(step_call(server, "three-steps", {"executionId": str(uuid.uuid4()), "stepIndex": 1}),
-                 404, "RUN_NOT_FOUND")
+    assert_error(
+        step_call(server, "three-steps", {"stepIndex": 1, "message": "x"}), 400, "INVALID_FIRST_CALL"
+    )
+    assert_error(
+        step_call(server, "three-steps", {"executionId": str(uuid.uuid4()), "stepIndex": 1}),
+        404,
+        "RUN_NOT_FOUND",
+    )
     assert_error(step_call(server, "echo", {"runRemaining": False}), 400, "MISSING_MESSAGE")
-    assert_error(step_call(server, "three-steps", {"message": "x"}, version="v0"),
-                 400, "INVALID_VERSION")
+    assert_error(step_call(server, "three-steps", {"message": "x"}, version="v0"), 400, "INVALID_VERSION")
     assert_error(step_call(server, "no-such-flow", {"message": "x"}), 404, "FLOW_NOT_FOUND")
     paced = start_run(server, "three-steps", runRemaining=False)
     wait_status(server, paced, "waiting")
-    assert_error(step_call(server, "three-steps", {"executionId": paced, "stepIndex": 7}),
-                 400, "INVALID_STEP_INDEX")
-    assert_error(step_call(server, "three-steps", {"executionId": paced, "stepIndex": 2}),
-                 400, "INVALID_STEP_INDEX")
-    assert_error(step_call(server, "echo", {"executionId": paced, "stepIndex": 1}),
-                 404, "RUN_NOT_FOUND")
+    assert_error(
+        step_call(server, "three-steps", {"executionId": paced, "stepIndex": 7}), 400, "INVALID_STEP_INDEX"
+    )
+    assert_error(
+        step_call(server, "three-steps", {"executionId": paced, "stepIndex": 2}), 400, "INVALID_STEP_INDEX"
+    )
+    assert_error(step_call(server, "echo", {"executionId": paced, "stepIndex": 1}), 404, "RUN_NOT_FOUND")
     done = start_run(server, "echo")
     wait_status(server, done, "completed")
-    assert_error(step_call(server, "echo", {"executionId": done, "stepIndex": 0}),
-                 409, "RUN_NOT_RESUMABLE")
+    assert_error(step_call(server, "echo", {"executionId": done, "stepIndex": 0}), 409, "RUN_NOT_RESUMABLE")
 
 
 def test_cancel_mid_step_ends_within_a_second(server: ServerProcess) -> None:
     slug = slow_flow(server, words=200, delay_ms=50, steps=1)  # about 10 s of streaming
     run_id = start_run(server, slug)
     frames: list[Frame] = []
-    with httpx.stream("GET", f"{server.api_url}/runs/{run_id}/events", headers=headers(server),
-                      timeout=30) as response:
+    with httpx.stream(
+        "GET", f"{server.api_url}/runs/{run_id}/events", headers=headers(server), timeout=30
+    ) as response:
         cancelled_at = None
         for frame in iter_frames(response):
             if frame.id is None:
@@ -199,18 +243,35 @@ def test_cancel_a_waiting_run_and_unknown_runs(server: ServerProcess) -> None:
     assert answer.json()["status"] == "cancelled"
     frames = events_only(read_stream(server, paced))
     assert frames[-1].event == "run_cancelled"
-    assert_error(step_call(server, "three-steps", {"executionId": paced, "stepIndex": 1}),
-                 409, "RUN_NOT_RESUMABLE")
-    assert_error(httpx.post(f"{server.api_url}/runs/{uuid.uuid4()}/cancel", headers=headers(server)),
-                 404, "RUN_NOT_FOUND")
+    assert_error(
+        step_call(server, "three-steps", {"executionId": paced, "stepIndex": 1}), 409, "RUN_NOT_RESUMABLE"
+    )
+    assert_error(
+        httpx.post(f"{server.api_url}/runs/{uuid.uuid4()}/cancel", headers=headers(server)),
+        404,
+        "RUN_NOT_FOUND",
+    )
 
 
 def test_heartbeats_lifetime_and_execute_keepalive(make_server: Any) -> None:
     server = make_server({"NOUKAI_HEARTBEAT_SECONDS": "0.2", "NOUKAI_STREAM_LIFETIME_SECONDS": "0.7"})
     slug = f"sleepy-{uuid.uuid4().hex[:6]}"
-    server.put_flow(server.dev_key, "dev", "main", {"slug": slug, "steps": [
-        {"id": "nap", "type": "python", "function": "time.sleep",
-         "args": {"seconds": 1.5, "value": "rested"}}]})
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {
+            "slug": slug,
+            "steps": [
+                {
+                    "id": "nap",
+                    "type": "python",
+                    "function": "time.sleep",
+                    "args": {"seconds": 1.5, "value": "rested"},
+                }
+            ],
+        },
+    )
     run_id = start_run(server, slug)
     started = time.monotonic()
     first = read_stream(server, run_id)
@@ -222,8 +283,9 @@ def test_heartbeats_lifetime_and_execute_keepalive(make_server: Any) -> None:
         rest += events_only(read_stream(server, run_id, last_event_id=rest[-1].id))
     assert rest[-1].json["result"] == "rested"
     # /execute on a run longer than the heartbeat: whitespace keepalives, then the JSON.
-    with httpx.stream("POST", f"{server.api_url}/seq/dev/main/{slug}/execute", json={},
-                      headers=headers(server), timeout=30) as response:
+    with httpx.stream(
+        "POST", f"{server.api_url}/seq/dev/main/{slug}/execute", json={}, headers=headers(server), timeout=30
+    ) as response:
         chunks = list(response.iter_bytes())
     raw = b"".join(chunks)
     assert raw.startswith(b" ")

@@ -8,12 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from noukai.defaults import DEFAULT_DATA_DIR, DEV_ORG, DEV_PROJECT
 from noukai.providers import ProviderSettings
-
-DEFAULT_DATA_DIR = ".noukai"
-DEV_ORG = "dev"
-DEV_PROJECT = "main"
-
 
 _NUMERIC_ENV: tuple[tuple[str, str, type[float] | type[int]], ...] = (
     ("NOUKAI_HEARTBEAT_SECONDS", "heartbeat_seconds", float),

@@ -1,0 +1,407 @@
+"""`noukai run`: the command against a real server, and its SSE parser and views on their own."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from noukai.cli_run import (
+    HumanView,
+    JsonView,
+    RunFailure,
+    SseEvent,
+    SseParser,
+    UsageError,
+    api_root,
+    follow,
+    parse_param_value,
+    parse_params,
+    parse_sse,
+    parse_target,
+    step_url,
+)
+from tests.conftest import REPO_ROOT, ServerProcess, free_port
+
+# --- the command against a real server ---------------------------------------------------------
+
+
+def noukai_run(
+    server: ServerProcess, *args: str, key: str | None = "", url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`noukai run ARGS` with the key and URL from the environment (`key=None`: no key at all)."""
+    env = dict(server.env)
+    env["NOUKAI_BASE_URL"] = url or server.base_url
+    if key is not None:
+        env["NOUKAI_API_KEY"] = key or server.dev_key
+    return subprocess.run(
+        [sys.executable, "-m", "noukai", "run", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert all(isinstance(event, dict) for event in events)
+    return events
+
+
+def test_human_output_shows_deltas_steps_table_and_totals(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/three-steps", "-m", "hi there")
+    assert result.returncode == 0, result.stderr
+    # The deltas of each step, each step's text ending its line, then the result.
+    assert result.stdout.splitlines() == [
+        "one: hi there",
+        "two: one: hi there",
+        "three: two: one: hi there",
+        "three: two: one: hi there",
+    ]
+    err = result.stderr
+    for step, tokens in (("one", "6 (3+3)"), ("two", "8 (4+4)"), ("three", "10 (5+5)")):
+        assert f"▶ step {step} (llm)" in err
+        assert f"✓ {step}" in err
+        row = next(line for line in err.splitlines() if f" {step} " in line and "│" in line)
+        assert "llm" in row
+        assert "ok" in row
+        assert tokens in row
+        assert "$0.000000" in row
+        assert " ms" in row
+    assert err.index("▶ step one") < err.index("✓ one") < err.index("▶ step two")
+    for header in ("step", "duration", "tokens", "cost"):
+        assert header in err
+    totals = next(line for line in err.splitlines() if line.startswith("total:"))
+    assert "24 tokens (12 prompt + 12 completion)" in totals
+    assert "$0.000000" in totals
+    execution_id = totals.split("execution ")[1].strip()
+    assert uuid.UUID(execution_id)
+
+
+def test_human_output_prints_a_structured_result_as_pretty_json(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/greet", "-m", "x", "--param", "name=Ann", "--param", "count=3")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"greeting": "Hello, Ann!", "shout": "HELLO, ANN!", "count": 3}
+    assert "\n  " in result.stdout  # indented
+
+
+def test_json_lines_are_the_events_in_order(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/three-steps", "-m", "hi there", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    events = json_lines(result.stdout)
+    seqs = [event["seq"] for event in events]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+    assert events[0]["eventType"] == "run_started"
+    assert events[-1]["eventType"] == "flow_completed"
+    assert events[-1]["result"] == "three: two: one: hi there"
+    deltas = "".join(
+        e["outputData"] for e in events if e["eventType"] == "step_output" and e["stepId"] == "one"
+    )
+    assert deltas == "one: hi there"
+    # Lines are the data lines as the server wrote them (compact JSON), not re-serialised.
+    assert all(line.startswith('{"eventType":"') for line in result.stdout.splitlines())
+
+
+def test_params_are_json_when_they_parse(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/greet", "-m", "x", "--json", "-p", "name=Ann Lee", "-p", "count=3")
+    assert result.returncode == 0, result.stderr
+    assert json_lines(result.stdout)[-1]["result"] == {
+        "greeting": "Hello, Ann Lee!",
+        "shout": "HELLO, ANN LEE!",
+        "count": 3,
+    }
+    listed = noukai_run(server, "dev/main/shout-all", "-m", "x", "--json", "-p", 'items=["a", "b"]')
+    assert listed.returncode == 0, listed.stderr
+    events = json_lines(listed.stdout)
+    assert events[-1]["result"] == "A, B"
+    assert [e["output"] for e in events if e["eventType"] == "step_progress"] == ["A", "B"]
+    flag = noukai_run(server, "dev/main/maybe", "-m", "quiet", "--json", "-p", "polish=true")
+    assert json_lines(flag.stdout)[-1]["result"] == "QUIET"
+
+
+def test_failing_flow_exits_1_with_the_error_on_stderr(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/broken", "-m", "x", "--param", "config={}")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "error: TEMPLATE_ERROR: " in result.stderr
+    assert "✗ boom failed: TEMPLATE_ERROR" in result.stderr
+    row = next(line for line in result.stderr.splitlines() if " boom " in line and "│" in line)
+    assert "error" in row
+
+    as_json = noukai_run(server, "dev/main/broken", "-m", "x", "--param", "config={}", "--json")
+    assert as_json.returncode == 1
+    events = json_lines(as_json.stdout)
+    assert [e["eventType"] for e in events][-2:] == ["step_error", "run_failed"]
+    assert "TEMPLATE_ERROR" in as_json.stderr
+
+
+def test_unknown_flow_exits_1_with_flow_not_found(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/no-such-flow", "-m", "x")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: FLOW_NOT_FOUND: no flow dev/main/no-such-flow"
+    assert result.stdout == ""
+    missing_version = noukai_run(server, "dev/main/echo", "-m", "x", "--version", "7", "--json")
+    assert missing_version.returncode == 1
+    assert "FLOW_NOT_FOUND" in missing_version.stderr
+    assert missing_version.stdout == ""
+
+
+def test_version_runs_that_published_version(server: ServerProcess) -> None:
+    slug = f"cli-run-{uuid.uuid4().hex[:8]}"
+    for text in ("first", "second"):
+        server.put_flow(
+            server.dev_key,
+            "dev",
+            "main",
+            {"slug": slug, "steps": [{"id": "say", "type": "template", "template": text + " {{ message }}"}]},
+            publish=True,
+        )
+    one = noukai_run(server, f"dev/main/{slug}", "-m", "go", "--version", "1")
+    assert (one.returncode, one.stdout) == (0, "first go\n")
+    latest = noukai_run(server, f"dev/main/{slug}", "-m", "go")
+    assert (latest.returncode, latest.stdout) == (0, "second go\n")
+
+
+def test_url_may_be_the_api_root_and_the_key_a_flag(server: ServerProcess) -> None:
+    result = noukai_run(
+        server,
+        "dev/main/echo",
+        "-m",
+        "flagged",
+        "--api-key",
+        server.dev_key,
+        key="nk_wrong",
+        url=server.api_url + "/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "flagged"
+
+
+def test_bad_key_exits_1_with_unauthenticated(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/echo", "-m", "x", key="nk_000000000000_nope")
+    assert result.returncode == 1
+    assert "error: UNAUTHENTICATED:" in result.stderr
+
+
+def test_missing_key_exits_2(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/echo", "-m", "x", key=None)
+    assert result.returncode == 2
+    assert "NOUKAI_API_KEY" in result.stderr
+    assert "--api-key" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("dev/main/echo", "-m", "x", "--param", "novalue"),
+        ("dev/main/echo", "-m", "x", "--param", "=3"),
+        ("dev/main", "-m", "x"),
+    ],
+)
+def test_bad_command_lines_exit_2(server: ServerProcess, args: tuple[str, ...]) -> None:
+    result = noukai_run(server, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+
+
+def test_unreachable_server_exits_1(server: ServerProcess) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = noukai_run(server, "dev/main/echo", "-m", "x", url=url)
+    assert result.returncode == 1
+    assert "cannot connect to the Noukai server" in result.stderr
+    assert url in result.stderr
+    as_json = noukai_run(server, "dev/main/echo", "-m", "x", "--json", url=url)
+    assert (as_json.returncode, as_json.stdout) == (1, "")
+
+
+# --- the SSE parser ----------------------------------------------------------------------------
+
+FRAMES = (
+    ": ping\n\n"
+    'id: 1\nevent: run_started\ndata: {"seq":1}\n\n'
+    ": ping\n\n"
+    'id: 2\nevent: step_output\ndata: {"seq":2,\n'
+    'data: "outputData":"héllo ✓"}\n\n'
+)
+EXPECTED = [
+    SseEvent("run_started", '{"seq":1}', "1"),
+    SseEvent("step_output", '{"seq":2,\n"outputData":"héllo ✓"}', "2"),
+]
+
+
+def parse(*chunks: str) -> list[SseEvent]:
+    return list(parse_sse(chunks))
+
+
+def test_parser_reads_frames_joins_data_lines_and_skips_comments() -> None:
+    assert parse(FRAMES) == EXPECTED
+    assert json.loads(EXPECTED[1].data) == {"seq": 2, "outputData": "héllo ✓"}
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_parser_handles_chunks_cut_anywhere(size: int) -> None:
+    chunks = [FRAMES[i : i + size] for i in range(0, len(FRAMES), size)]
+    assert parse(*chunks) == EXPECTED
+
+
+def test_parser_returns_events_as_soon_as_their_frame_ends() -> None:
+    parser = SseParser()
+    assert parser.feed("event: a\ndata: 1") == []
+    assert parser.feed("\n") == []
+    assert parser.feed("\n") == [SseEvent("a", "1")]
+    assert parser.feed("data: 2\n\ndata: 3\n\nda") == [SseEvent("message", "2"), SseEvent("message", "3")]
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\r"])
+def test_parser_accepts_crlf_and_cr_line_ends(eol: str) -> None:
+    text = FRAMES.replace("\n", eol)
+    assert parse(text) == EXPECTED
+    # A CRLF split between two chunks is one line end, not two (which would end the frame early).
+    assert parse(*text.partition("\r")) == EXPECTED
+    assert parse(*[text[i : i + 1] for i in range(len(text))]) == EXPECTED
+
+
+def test_parser_field_rules() -> None:
+    text = (
+        "\ufeffdata:no space\n\n"  # BOM dropped; the space after the colon is optional
+        "data:  two spaces\n\n"  # only one space is removed
+        "retry: 3000\nevent: x\n\n"  # no data: nothing dispatched, and the event type resets
+        "data\n\n"  # a field with no colon: empty value
+        "id: 9\nunknown: y\ndata: z\n\n"
+        "data: keeps the last id\n\n"
+        "event: cut\ndata: never ended\n"  # no blank line before the end: dropped
+    )
+    assert parse(text) == [
+        SseEvent("message", "no space"),
+        SseEvent("message", " two spaces"),
+        SseEvent("message", ""),
+        SseEvent("message", "z", "9"),
+        SseEvent("message", "keeps the last id", "9"),
+    ]
+
+
+def test_parser_close_ends_a_frame_whose_last_line_ended_with_cr() -> None:
+    parser = SseParser()
+    assert parser.feed("data: a\r\r") == []  # the last CR might still be half of a CRLF
+    assert parser.close() == [SseEvent("message", "a")]
+
+
+# --- command-line values -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("3", 3),
+        ("2.5", 2.5),
+        ("true", True),
+        ("null", None),
+        ("[1, 2]", [1, 2]),
+        ('{"a": {}}', {"a": {}}),
+        ('"quoted"', "quoted"),
+        ("plain words", "plain words"),
+        ("", ""),
+        ("NaN", "NaN"),
+        ("{broken", "{broken"),
+    ],
+)
+def test_param_values(text: str, value: Any) -> None:
+    assert parse_param_value(text) == value
+
+
+def test_params_split_on_the_first_equals_and_last_wins() -> None:
+    assert parse_params(["a=1", "b=x=y", "a=2", "c="]) == {"a": 2, "b": "x=y", "c": ""}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        parse_params(["ok=1", "bad"])
+
+
+def test_targets_and_urls() -> None:
+    assert parse_target("acme/app/flow") == ("acme", "app", "flow")
+    for bad in ("acme/app", "acme//flow", "a/b/c/d"):
+        with pytest.raises(UsageError):
+            parse_target(bad)
+    for url in ("http://h:1", "http://h:1/", "http://h:1/api/v1", "http://h:1/api/v1/"):
+        assert api_root(url) == "http://h:1/api/v1"
+    assert api_root("https://proxy/noukai") == "https://proxy/noukai/api/v1"
+    assert step_url("http://h", "o", "p", "s", None) == "http://h/api/v1/seq/o/p/s/step"
+    assert step_url("http://h", "o", "p", "s", 4) == "http://h/api/v1/seq/o/p/s/v4/step"
+
+
+# --- following events, offline -----------------------------------------------------------------
+
+
+def sse(payload: dict[str, Any]) -> SseEvent:
+    return SseEvent(str(payload["eventType"]), json.dumps(payload))
+
+
+def human() -> tuple[HumanView, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    return HumanView(out, Console(file=err, width=200, color_system=None)), out, err
+
+
+def test_human_view_ends_delta_lines_and_escapes_nothing() -> None:
+    view, out, err = human()
+    events = [
+        {"eventType": "run_started", "seq": 1, "executionId": "run-1", "stepCount": 1},
+        {"eventType": "step_started", "seq": 2, "stepId": "[red]s", "type": "llm", "name": None},
+        {"eventType": "step_reasoning", "seq": 3, "stepId": "[red]s", "delta": "thinking"},
+        {"eventType": "step_output", "seq": 4, "stepId": "[red]s", "outputData": "[b]hi"},
+        {"eventType": "step_output", "seq": 5, "stepId": "[red]s", "outputData": " there"},
+        {
+            "eventType": "step_completed",
+            "seq": 6,
+            "stepId": "[red]s",
+            "durationMs": 1500,
+            "tokens": {"prompt": 2, "completion": 3, "total": 5},
+            "costUsd": "0.012500",
+        },
+        {
+            "eventType": "flow_completed",
+            "seq": 7,
+            "executionId": "run-1",
+            "result": "[b]hi there",
+            "summary": {"tokens": {"prompt": 2, "completion": 3, "total": 5}, "costUsd": "0.012500"},
+        },
+    ]
+    assert follow(map(sse, events), view) == 0
+    assert out.getvalue() == "[b]hi there\n[b]hi there\n"
+    text = err.getvalue()
+    assert "▶ step [red]s (llm)" in text
+    assert "thinking\n" in text
+    assert "✓ [red]s  1.50 s · 5 tokens · $0.012500" in text
+    assert "total: 5 tokens (2 prompt + 3 completion) · $0.012500" in text
+    assert "execution run-1" in text
+
+
+def test_a_stream_cut_short_is_a_failure() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    events = [{"eventType": "run_started", "seq": 1, "executionId": "run-2", "stepCount": 2}]
+    assert follow(map(sse, events), JsonView(out, err)) == 1
+    assert json.loads(out.getvalue()) == events[0]
+    assert "ended before the run finished (execution run-2)" in err.getvalue()
+
+
+def test_cancelled_and_paused_runs_exit_1() -> None:
+    for last in (
+        {"eventType": "run_cancelled", "seq": 2, "executionId": "r"},
+        {"eventType": "step_paused", "seq": 2, "executionId": "r", "stepId": "a"},
+    ):
+        view, _, err = human()
+        assert follow(map(sse, [last]), view) == 1
+        assert "error: " in err.getvalue()
+
+
+def test_an_event_that_is_not_json_stops_the_command() -> None:
+    with pytest.raises(RunFailure, match="not a JSON object"):
+        follow([SseEvent("message", "not json")], JsonView(io.StringIO(), io.StringIO()))

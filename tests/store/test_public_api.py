@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import noukai.store
+from noukai.store import Store
+
+EXPECTED = {
+    "UNSET",
+    "ApiKeyRecord",
+    "EventRow",
+    "EventSequenceError",
+    "FlowNotFound",
+    "FlowRecord",
+    "FlowVersionRecord",
+    "InvalidIdentifier",
+    "LeaseLost",
+    "LeaseState",
+    "NewRun",
+    "NotFoundError",
+    "ProjectRecord",
+    "RunBusy",
+    "RunNotFound",
+    "RunRecord",
+    "RunStatus",
+    "RunUpdate",
+    "SchemaMismatch",
+    "Store",
+    "StoreError",
+    "TriggerType",
+    "UnsupportedDatabase",
+    "upgrade_database",
+}
+
+
+def test_all_is_the_public_surface() -> None:
+    assert set(noukai.store.__all__) == EXPECTED
+    for name in noukai.store.__all__:
+        assert getattr(noukai.store, name) is not None
+
+
+def test_store_methods() -> None:
+    methods = {
+        "connect",
+        "close",
+        "dialect",
+        "ensure_org",
+        "ensure_project",
+        "get_project",
+        "create_api_key",
+        "authenticate",
+        "revoke_api_key",
+        "list_api_keys",
+        "save_draft",
+        "get_flow",
+        "get_flow_by_id",
+        "list_flows",
+        "publish",
+        "list_versions",
+        "get_version",
+        "latest_version",
+        "create_run",
+        "get_run",
+        "advance_run",
+        "request_cancel",
+        "claim_next_run",
+        "extend_lease",
+        "record",
+        "append_events_unleased",
+        "read_events",
+    }
+    public = {name for name in vars(Store) if not name.startswith("_")}
+    assert public == methods
+
+
+def test_records_are_frozen() -> None:
+    import dataclasses
+
+    for name in (
+        "ApiKeyRecord",
+        "EventRow",
+        "FlowRecord",
+        "FlowVersionRecord",
+        "LeaseState",
+        "NewRun",
+        "ProjectRecord",
+        "RunRecord",
+        "RunUpdate",
+    ):
+        cls = getattr(noukai.store, name)
+        assert dataclasses.is_dataclass(cls), name
+        assert getattr(cls, "__dataclass_params__").frozen, name  # noqa: B009
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    from noukai.store.migrate import MIGRATIONS_DIR, head_revision
+
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert head_revision() == "0001"
