@@ -1,0 +1,73 @@
+"""Exceptions raised by the store.
+
+```
+StoreError
+├── NotFoundError (LookupError)
+│   ├── FlowNotFound
+│   └── RunNotFound
+├── LeaseLost
+├── RunBusy
+├── EventSequenceError (ValueError)
+├── InvalidIdentifier (ValueError)
+├── UnsupportedDatabase (ValueError)
+└── SchemaMismatch
+```
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A write addressed a row that does not exist: the caller's mistake (or a race with a delete)."""
+
+
+class FlowNotFound(NotFoundError):
+    """No flow has this id."""
+
+
+class RunNotFound(NotFoundError):
+    """No run has this id."""
+
+
+class LeaseLost(StoreError):
+    """A worker wrote to a run it no longer holds: the fencing token (`attempt`) is stale.
+
+    Not a bug in the worker: its lease expired (a long pause, a network partition) and the run was
+    claimed again, released, or cancelled. The worker must drop the run without writing anything;
+    nothing of the rejected call was written.
+    """
+
+
+class RunBusy(StoreError):
+    """The API tried to write to a run that a worker is executing (status `running`).
+
+    Only the worker holding the lease may write to a running run; the API should ask it to stop
+    (`request_cancel`) instead.
+    """
+
+
+class EventSequenceError(StoreError, ValueError):
+    """Event seqs were not strictly increasing and contiguous from the run's `last_seq + 1`.
+
+    Always a bug in the caller (two writers for one run, or a lost event); nothing was written.
+    """
+
+
+class InvalidIdentifier(StoreError, ValueError):
+    """An org, project or flow slug (or worker id) was empty or longer than its column allows."""
+
+
+class UnsupportedDatabase(StoreError, ValueError):
+    """The database URL names a database or driver the store does not support."""
+
+
+class SchemaMismatch(StoreError):
+    """The database schema is not at the revision this code expects.
+
+    Raised by `Store.connect(url, migrate=False)`: run the migrations (`noukai migrate`, or connect
+    once with `migrate=True`) before starting processes that do not migrate.
+    """

@@ -1,0 +1,187 @@
+"""The immutable values that go into and come out of the store.
+
+Every timestamp is a timezone-aware UTC `datetime`. JSON columns come back as plain Python values
+(`dict`, `list`, `str`, ...); event payloads come back as the exact `str` that was stored.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal, TypeAlias
+
+RunStatus: TypeAlias = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
+TriggerType: TypeAlias = Literal["execute", "step", "job"]
+
+RUN_STATUSES: Final[tuple[RunStatus, ...]] = (
+    "queued",
+    "running",
+    "waiting",
+    "completed",
+    "failed",
+    "cancelled",
+)
+TERMINAL_STATUSES: Final[frozenset[RunStatus]] = frozenset({"completed", "failed", "cancelled"})
+TRIGGER_TYPES: Final[tuple[TriggerType, ...]] = ("execute", "step", "job")
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks a `RunUpdate` field that must be left as it is (distinct from `None`, which sets NULL)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    id: str
+    org_id: str
+    slug: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as stored: never the plaintext, only its hash (which this record does not carry)."""
+
+    id: str
+    org_id: str
+    project_id: str | None
+    """None for an org-wide key."""
+    project_slug: str | None
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    id: str
+    org_id: str
+    project_id: str
+    project_slug: str
+    slug: str
+    name: str | None
+    draft: dict[str, Any]
+    draft_revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FlowVersionRecord:
+    flow_id: str
+    version: int
+    document: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One entry of a run's event log. `data` is the event serialised once, kept byte for byte."""
+
+    seq: int
+    type: str
+    data: str
+    created_at: datetime | None = None
+    """Set by the store (now) when None on write; always set on read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run row: every column of `runs`, plus `created` (see `Store.create_run`)."""
+
+    id: str
+    org_id: str
+    project_id: str
+    flow_id: str
+    flow_version: int
+    """0 for a run of the draft."""
+    flow_revision: int
+    document: dict[str, Any]
+    trigger_type: TriggerType
+    session_id: str | None
+    status: RunStatus
+    cursor: int
+    pause_after: int | None
+    input: dict[str, Any]
+    state: dict[str, Any]
+    result: Any
+    error: Any
+    attempt: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    available_at: datetime
+    cancel_requested: bool
+    last_seq: int
+    idempotency_key: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    created: bool = False
+    """True only on the record returned by the `create_run` call that inserted the row."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What `Store.create_run` inserts. The run starts `queued`, attempt 0, available now."""
+
+    org_id: str
+    project_id: str
+    flow_id: str
+    flow_version: int
+    flow_revision: int
+    document: dict[str, Any]
+    trigger_type: TriggerType
+    input: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    session_id: str | None = None
+    cursor: int = 0
+    pause_after: int | None = None
+    idempotency_key: str | None = None
+    id: str | None = None
+    """A UUID string chosen by the caller, or None to let the store pick one."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """Changes to a run applied together with an event write; `UNSET` fields stay as they are.
+
+    A status other than `running` always ends the lease (lease_owner and lease_expires_at are
+    cleared); a terminal status sets `completed_at` to now unless given. `available_at` lets a
+    worker re-queue a run for later (a retry with backoff).
+    """
+
+    status: RunStatus | _Unset = UNSET
+    cursor: int | _Unset = UNSET
+    pause_after: int | _Unset | None = UNSET
+    state: dict[str, Any] | _Unset = UNSET
+    result: Any = UNSET
+    error: Any = UNSET
+    release_lease: bool = False
+    completed_at: datetime | _Unset | None = UNSET
+    available_at: datetime | _Unset = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """What `Store.extend_lease` reports: whether the caller still holds the run, and whether the
+    API asked for the run to stop."""
+
+    held: bool
+    cancel_requested: bool

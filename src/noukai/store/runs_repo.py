@@ -1,0 +1,175 @@
+"""Runs as the API sees them: create (idempotently), read, advance a paused run, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import validate
+from .db import dialect_insert
+from .errors import FlowNotFound
+from .records import TERMINAL_STATUSES, UNSET, NewRun, RunRecord, RunStatus, RunUpdate
+from .schema import flows, runs
+
+RUN_COLUMNS = tuple(column.name for column in runs.c)
+
+
+def run_record(row: sa.Row[tuple[object, ...]], *, created: bool = False) -> RunRecord:
+    m = row._mapping
+    return RunRecord(**{name: m[name] for name in RUN_COLUMNS}, created=created)
+
+
+async def get_run(conn: AsyncConnection, run_id: str, *, for_update: bool = False) -> RunRecord | None:
+    stmt = sa.select(runs).where(runs.c.id == run_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else run_record(row)
+
+
+async def create_run(conn: AsyncConnection, new: NewRun, now: datetime) -> RunRecord:
+    """Insert a queued run; with an idempotency key already used in the org, return that run.
+
+    The returned record's `created` is True only when this call inserted the row.
+    """
+    validate.optional_token(new.session_id, "session id")
+    validate.optional_token(new.idempotency_key, "idempotency key")
+    owner = (
+        await conn.execute(sa.select(flows.c.org_id, flows.c.project_id).where(flows.c.id == new.flow_id))
+    ).first()
+    if owner is None or (owner.org_id, owner.project_id) != (new.org_id, new.project_id):
+        raise FlowNotFound(f"no flow with id {new.flow_id!r} in project {new.project_id!r} of {new.org_id!r}")
+    insert = dialect_insert(conn, runs).values(
+        id=new.id or str(uuid.uuid4()),
+        org_id=new.org_id,
+        project_id=new.project_id,
+        flow_id=new.flow_id,
+        flow_version=new.flow_version,
+        flow_revision=new.flow_revision,
+        document=new.document,
+        trigger_type=new.trigger_type,
+        session_id=new.session_id,
+        status="queued",
+        cursor=new.cursor,
+        pause_after=new.pause_after,
+        input=new.input,
+        state=new.state,
+        result=None,
+        error=None,
+        attempt=0,
+        lease_owner=None,
+        lease_expires_at=None,
+        available_at=now,
+        cancel_requested=False,
+        last_seq=0,
+        idempotency_key=new.idempotency_key,
+        created_at=now,
+        started_at=None,
+        completed_at=None,
+        updated_at=now,
+    )
+    if new.idempotency_key is not None:
+        # A concurrent twin with the same key waits for ours to commit, then inserts nothing.
+        insert = insert.on_conflict_do_nothing(index_elements=[runs.c.org_id, runs.c.idempotency_key])
+    row = (await conn.execute(insert.returning(*runs.c))).first()
+    if row is not None:
+        return run_record(row, created=True)
+    existing = (
+        await conn.execute(
+            sa.select(runs).where(runs.c.org_id == new.org_id, runs.c.idempotency_key == new.idempotency_key)
+        )
+    ).one()
+    return run_record(existing)
+
+
+def update_values(update: RunUpdate | None, now: datetime, *, leased: bool) -> dict[str, Any]:
+    """The column values a `RunUpdate` writes; raises ValueError for contradictory updates."""
+    values: dict[str, Any] = {"updated_at": now}
+    if update is None:
+        return values
+    status = update.status
+    if status == "running" and not leased:
+        raise ValueError("only a claim can make a run running")
+    if update.release_lease and status in (UNSET, "running"):
+        raise ValueError("release_lease needs a status other than running: a running run must have an owner")
+    if update.available_at is not UNSET and status != "queued":
+        raise ValueError("available_at can only be set when re-queueing (status='queued')")
+    for name in ("status", "cursor", "pause_after", "state", "result", "error"):
+        value = getattr(update, name)
+        if value is not UNSET:
+            values[name] = value
+    if status is not UNSET and status != "running":
+        # Only a running run has a lease; `available_at` of a running run is its lease expiry.
+        values.update(lease_owner=None, lease_expires_at=None)
+        values["available_at"] = now if update.available_at is UNSET else update.available_at
+    if update.completed_at is not UNSET:
+        values["completed_at"] = update.completed_at
+    elif status in TERMINAL_STATUSES:
+        values["completed_at"] = now
+    return values
+
+
+_ADVANCEABLE: frozenset[RunStatus] = frozenset({"waiting", "queued"})
+
+
+async def advance_run(
+    conn: AsyncConnection,
+    run_id: str,
+    *,
+    expected_status: RunStatus,
+    cursor: int,
+    pause_after: int | None,
+    state_patch: dict[str, Any] | None,
+    input_patch: dict[str, Any] | None,
+    now: datetime,
+) -> RunRecord | None:
+    """Re-queue a run that is in `expected_status`; None (and no change) if it is not."""
+    if expected_status not in _ADVANCEABLE:
+        raise ValueError(f"only a waiting or queued run can be advanced, not a {expected_status} one")
+    run = await get_run(conn, run_id, for_update=True)
+    if run is None or run.status != expected_status:
+        return None
+    values: dict[str, Any] = {
+        "status": "queued",
+        "cursor": cursor,
+        "pause_after": pause_after,
+        "available_at": now,
+        "updated_at": now,
+    }
+    if state_patch:
+        values["state"] = {**run.state, **state_patch}
+    if input_patch:
+        values["input"] = {**run.input, **input_patch}
+    stmt = (
+        sa.update(runs)
+        .where(runs.c.id == run_id, runs.c.status == expected_status)
+        .values(**values)
+        .returning(*runs.c)
+    )
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else run_record(row)
+
+
+async def request_cancel(conn: AsyncConnection, run_id: str, now: datetime) -> tuple[RunRecord | None, bool]:
+    """Ask a run to stop: `(run, cancelled_now)`; `(None, False)` if there is no such run.
+
+    queued/waiting: cancelled now (no worker holds it). running: `cancel_requested` is set and the
+    worker stops at its next lease heartbeat or write. Terminal: returned unchanged.
+    """
+    run = await get_run(conn, run_id, for_update=True)
+    if run is None or run.terminal:
+        return run, False
+    values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
+    if run.status != "running":
+        values.update(status="cancelled", completed_at=now, lease_owner=None, lease_expires_at=None)
+    stmt = (
+        sa.update(runs)
+        .where(runs.c.id == run_id, runs.c.status == run.status)
+        .values(**values)
+        .returning(*runs.c)
+    )
+    return run_record((await conn.execute(stmt)).one()), run.status != "running"

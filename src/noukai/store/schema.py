@@ -1,0 +1,183 @@
+"""The database schema as SQLAlchemy Core metadata: the single source of truth for the migrations.
+
+Ids are strings (org slugs, UUIDs, key ids). Every timestamp column is `UTCDateTime`, which always
+hands back aware UTC datetimes on both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from .records import RUN_STATUSES, TRIGGER_TYPES
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SLUG_LENGTH = 64
+UUID_LENGTH = 36
+KEY_ID_LENGTH = 32
+TOKEN_LENGTH = 255
+"""Session ids, idempotency keys and worker ids."""
+EVENT_TYPE_LENGTH = 64
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that is stored in UTC and always read back timezone-aware.
+
+    PostgreSQL stores `timestamptz`. SQLite has no timestamp type: SQLAlchemy stores a fixed-width
+    ISO string, so we store naive UTC there, which keeps string comparison equal to time order.
+    Naive datetimes are refused on the way in: they are a bug waiting to happen.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store only accepts timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _timestamp(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, UTCDateTime(), nullable=nullable)
+
+
+def _json(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    # none_as_null: Python None is stored as SQL NULL, not as the JSON text 'null'.
+    return sa.Column(name, sa.JSON(none_as_null=True), nullable=nullable)
+
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+orgs = sa.Table(
+    "orgs",
+    metadata,
+    sa.Column("id", sa.String(SLUG_LENGTH), primary_key=True),
+    _timestamp("created_at"),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), sa.ForeignKey("orgs.id"), nullable=False),
+    sa.Column("slug", sa.String(SLUG_LENGTH), nullable=False),
+    _timestamp("created_at"),
+    sa.UniqueConstraint("org_id", "slug"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(KEY_ID_LENGTH), primary_key=True),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), sa.ForeignKey("orgs.id"), nullable=False, index=True),
+    sa.Column("project_id", sa.String(UUID_LENGTH), sa.ForeignKey("projects.id"), nullable=True),
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("last_used_at", nullable=True),
+    _timestamp("revoked_at", nullable=True),
+)
+
+flows = sa.Table(
+    "flows",
+    metadata,
+    sa.Column("id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), sa.ForeignKey("orgs.id"), nullable=False),
+    sa.Column("project_id", sa.String(UUID_LENGTH), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("slug", sa.String(SLUG_LENGTH), nullable=False),
+    sa.Column("name", sa.Text(), nullable=True),
+    _json("draft"),
+    sa.Column("draft_revision", sa.Integer(), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    sa.UniqueConstraint("project_id", "slug"),
+    sa.CheckConstraint("draft_revision >= 1", name="draft_revision_positive"),
+)
+
+flow_versions = sa.Table(
+    "flow_versions",
+    metadata,
+    sa.Column("flow_id", sa.String(UUID_LENGTH), sa.ForeignKey("flows.id"), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    _json("document"),
+    _timestamp("created_at"),
+    sa.CheckConstraint("version >= 1", name="version_positive"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), sa.ForeignKey("orgs.id"), nullable=False),
+    sa.Column("project_id", sa.String(UUID_LENGTH), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("flow_id", sa.String(UUID_LENGTH), sa.ForeignKey("flows.id"), nullable=False),
+    sa.Column("flow_version", sa.Integer(), nullable=False),
+    sa.Column("flow_revision", sa.Integer(), nullable=False),
+    _json("document"),
+    sa.Column("trigger_type", sa.String(16), nullable=False),
+    sa.Column("session_id", sa.String(TOKEN_LENGTH), nullable=True, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cursor", sa.Integer(), nullable=False),
+    sa.Column("pause_after", sa.Integer(), nullable=True),
+    _json("input"),
+    _json("state"),
+    _json("result", nullable=True),
+    _json("error", nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("lease_owner", sa.String(TOKEN_LENGTH), nullable=True),
+    _timestamp("lease_expires_at", nullable=True),
+    _timestamp("available_at"),
+    sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+    sa.Column("last_seq", sa.Integer(), nullable=False),
+    sa.Column("idempotency_key", sa.String(TOKEN_LENGTH), nullable=True),
+    _timestamp("created_at"),
+    _timestamp("started_at", nullable=True),
+    _timestamp("completed_at", nullable=True),
+    _timestamp("updated_at"),
+    sa.UniqueConstraint("org_id", "idempotency_key"),
+    sa.Index(None, "status", "available_at"),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status_valid"),
+    sa.CheckConstraint(_in("trigger_type", TRIGGER_TYPES), name="trigger_type_valid"),
+    sa.CheckConstraint("flow_version >= 0", name="flow_version_valid"),
+    sa.CheckConstraint("attempt >= 0", name="attempt_valid"),
+    sa.CheckConstraint("cursor >= 0", name="cursor_valid"),
+    sa.CheckConstraint("last_seq >= 0", name="last_seq_valid"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("run_id", sa.String(UUID_LENGTH), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("seq", sa.Integer(), primary_key=True),
+    sa.Column("type", sa.String(EVENT_TYPE_LENGTH), nullable=False),
+    # Text, not JSON: the event's serialised bytes are stored and returned verbatim.
+    sa.Column("data", sa.Text(), nullable=False),
+    _timestamp("created_at"),
+    sa.CheckConstraint("seq >= 1", name="seq_positive"),
+)

@@ -1,0 +1,273 @@
+"""`Store`: the one object the server and the workers use to reach the database.
+
+Each method is one transaction. Writes go through `Database.write()` (the single serialised writer
+on SQLite), reads through `Database.read()`. A write, once called, runs to its end even if the
+caller is cancelled (the cancellation is delivered right after): check the store's state rather
+than assuming a cancelled write did not happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import events as event_log
+from . import flows_repo, keys, queue, runs_repo, tenancy
+from .db import Database, Dialect
+from .migrate import check_schema, upgrade
+from .records import (
+    ApiKeyRecord,
+    EventRow,
+    FlowRecord,
+    FlowVersionRecord,
+    LeaseState,
+    NewRun,
+    ProjectRecord,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Tenancy, API keys, flows, runs, the lease queue and the event log, on SQLite or PostgreSQL.
+
+    Open with `await Store.connect(url)`; close with `await store.close()` (or `async with`).
+    Times come from `clock` (the machine's UTC clock unless a test passes its own); scaled-out
+    deployments need NTP-synchronised clocks, which lease lengths of seconds tolerate easily.
+    """
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    @classmethod
+    async def connect(cls, url: str, *, migrate: bool = True, clock: Clock = utc_now) -> Store:
+        """Open the store at `url` (`sqlite+aiosqlite:///file.db` or `postgresql+psycopg://...`).
+
+        `migrate=True` brings the schema to the newest revision first; with `migrate=False` the
+        schema must already be current, else `SchemaMismatch`.
+        """
+        db = await Database.open(url)
+        try:
+            if migrate:
+                await upgrade(db)
+            else:
+                await check_schema(db)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, clock)
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._db.dialect
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- tenancy -------------------------------------------------------------------------------
+
+    async def ensure_org(self, org: str) -> None:
+        await self._db.write(lambda conn: tenancy.ensure_org(conn, org, self._clock()))
+
+    async def ensure_project(self, org: str, project: str) -> ProjectRecord:
+        return await self._db.write(lambda conn: tenancy.ensure_project(conn, org, project, self._clock()))
+
+    async def get_project(self, org: str, project: str) -> ProjectRecord | None:
+        async with self._db.read() as conn:
+            return await tenancy.get_project(conn, org, project)
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, org: str, project: str | None = None, name: str | None = None
+    ) -> tuple[ApiKeyRecord, str]:
+        """A new key for the org (or one project of it): `(record, plaintext)`.
+
+        The plaintext is returned this once and never stored; creates the org/project if missing.
+        """
+        return await self._db.write(lambda conn: keys.create_api_key(conn, org, project, name, self._clock()))
+
+    async def authenticate(self, key: str) -> ApiKeyRecord | None:
+        """The record of a valid, unrevoked key; None for anything else (never says which)."""
+        async with self._db.read() as conn:
+            record = await keys.find_for_authentication(conn, key)
+        now = self._clock()
+        if record is None or not keys.last_used_is_stale(record, now):
+            return record
+        key_id = record.id
+
+        async def touch(conn: AsyncConnection) -> ApiKeyRecord | None:
+            await keys.touch_last_used(conn, key_id, now)
+            fresh = await keys.get_api_key(conn, key_id)
+            # Revoked between the read and this write: the key no longer authenticates.
+            return fresh if fresh is not None and not fresh.revoked else None
+
+        return await self._db.write(touch)
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """True if the key existed and was active; it authenticates no more."""
+        return await self._db.write(lambda conn: keys.revoke_api_key(conn, key_id, self._clock()))
+
+    async def list_api_keys(self, org: str) -> list[ApiKeyRecord]:
+        async with self._db.read() as conn:
+            return await keys.list_api_keys(conn, org)
+
+    # -- flows ---------------------------------------------------------------------------------
+
+    async def save_draft(
+        self, org: str, project: str, slug: str, document: dict[str, Any], name: str | None
+    ) -> FlowRecord:
+        """Create or replace the flow's draft (and name); `draft_revision` goes 1, 2, 3, ..."""
+        return await self._db.write(
+            lambda conn: flows_repo.save_draft(conn, org, project, slug, document, name, self._clock())
+        )
+
+    async def get_flow(self, org: str, project: str, slug: str) -> FlowRecord | None:
+        async with self._db.read() as conn:
+            return await flows_repo.get_flow(conn, org, project, slug)
+
+    async def get_flow_by_id(self, flow_id: str) -> FlowRecord | None:
+        async with self._db.read() as conn:
+            return await flows_repo.get_flow_by_id(conn, flow_id)
+
+    async def list_flows(self, org: str, project: str) -> list[FlowRecord]:
+        async with self._db.read() as conn:
+            return await flows_repo.list_flows(conn, org, project)
+
+    async def publish(self, flow_id: str) -> FlowVersionRecord:
+        """Freeze the current draft as the next version (1, 2, ...); `FlowNotFound` if no flow."""
+        return await self._db.write(lambda conn: flows_repo.publish(conn, flow_id, self._clock()))
+
+    async def list_versions(self, flow_id: str) -> list[FlowVersionRecord]:
+        async with self._db.read() as conn:
+            return await flows_repo.list_versions(conn, flow_id)
+
+    async def get_version(self, flow_id: str, version: int) -> FlowVersionRecord | None:
+        async with self._db.read() as conn:
+            return await flows_repo.get_version(conn, flow_id, version)
+
+    async def latest_version(self, flow_id: str) -> FlowVersionRecord | None:
+        async with self._db.read() as conn:
+            return await flows_repo.latest_version(conn, flow_id)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    async def create_run(self, new: NewRun) -> RunRecord:
+        """Queue a new run. If `new.idempotency_key` was already used in the org, the existing run
+        is returned instead and nothing is created: check `record.created`."""
+        return await self._db.write(lambda conn: runs_repo.create_run(conn, new, self._clock()))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        async with self._db.read() as conn:
+            return await runs_repo.get_run(conn, run_id)
+
+    async def advance_run(
+        self,
+        run_id: str,
+        *,
+        expected_status: RunStatus,
+        cursor: int,
+        pause_after: int | None,
+        state_patch: dict[str, Any] | None = None,
+        input_patch: dict[str, Any] | None = None,
+    ) -> RunRecord | None:
+        """Re-queue a paused run at `cursor` (patches are shallow-merged into state and input).
+
+        None, changing nothing, if the run is not in `expected_status` (or does not exist).
+        """
+        return await self._db.write(
+            lambda conn: runs_repo.advance_run(
+                conn,
+                run_id,
+                expected_status=expected_status,
+                cursor=cursor,
+                pause_after=pause_after,
+                state_patch=state_patch,
+                input_patch=input_patch,
+                now=self._clock(),
+            )
+        )
+
+    async def request_cancel(
+        self,
+        run_id: str,
+        *,
+        final_events: Callable[[RunRecord], Sequence[EventRow]] | None = None,
+    ) -> RunRecord | None:
+        """Ask a run to stop and return it; None if there is no such run.
+
+        A queued or waiting run comes back `cancelled`; a running one comes back running with
+        `cancel_requested` (its worker finishes the cancellation); a finished one is unchanged.
+
+        `final_events(cancelled_run)` builds the events to append when the run is cancelled right
+        here (seqs from `cancelled_run.last_seq + 1`); they are written in the same transaction,
+        so a crash cannot leave a cancelled run without its last event.
+        """
+
+        async def work(conn: AsyncConnection) -> RunRecord | None:
+            now = self._clock()
+            run, cancelled_now = await runs_repo.request_cancel(conn, run_id, now)
+            if run is None or not cancelled_now or final_events is None:
+                return run
+            return await queue.append_events_unleased(conn, run_id, final_events(run), None, now)
+
+        return await self._db.write(work)
+
+    # -- the lease queue -------------------------------------------------------------------------
+
+    async def claim_next_run(self, worker_id: str, lease_seconds: float) -> RunRecord | None:
+        """Lease the oldest claimable run (queued, or running with an expired lease) to `worker_id`."""
+        return await self._db.write(
+            lambda conn: queue.claim_next_run(conn, worker_id, lease_seconds, self._clock())
+        )
+
+    async def extend_lease(
+        self, run_id: str, attempt: int, worker_id: str, lease_seconds: float
+    ) -> LeaseState:
+        """Heartbeat: push the lease out by `lease_seconds` if still held; report cancellation."""
+        return await self._db.write(
+            lambda conn: queue.extend_lease(conn, run_id, attempt, worker_id, lease_seconds, self._clock())
+        )
+
+    async def record(
+        self, run_id: str, attempt: int, events: Sequence[EventRow], update: RunUpdate | None = None
+    ) -> None:
+        """The worker's write, fenced by `attempt`: append `events` (seqs contiguous from the run's
+        `last_seq + 1`) and apply `update`, in one transaction.
+
+        Raises `LeaseLost` (the run was re-claimed, released or is no longer running),
+        `EventSequenceError`, or `RunNotFound`; in every case nothing is written.
+        """
+        await self._db.write(lambda conn: queue.record(conn, run_id, attempt, events, update, self._clock()))
+
+    async def append_events_unleased(
+        self, run_id: str, events: Sequence[EventRow], update: RunUpdate | None = None
+    ) -> RunRecord:
+        """The API's own write to a run that is not running; `RunBusy` if it is."""
+        return await self._db.write(
+            lambda conn: queue.append_events_unleased(conn, run_id, events, update, self._clock())
+        )
+
+    # -- the event log ---------------------------------------------------------------------------
+
+    async def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[EventRow]:
+        """Events with `seq > after_seq`, in seq order, at most `limit` of them."""
+        async with self._db.read() as conn:
+            return await event_log.read_events(conn, run_id, after_seq, limit)
