@@ -41,5 +41,8 @@ compat: install
 
 test: lint typecheck unit compat
 
+bench: install
+	$(UV) run --frozen --with py-spy python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf .venv .tools .noukai .pytest_cache .mypy_cache .ruff_cache

@@ -247,19 +247,24 @@ class RunService:
         """Stop a run at its next safe point. Idempotent: a finished run is returned as it is."""
         if run.terminal:
             return run
-        updated = await self._store.request_cancel(run.id)
-        if updated is None:
-            raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run.id}")
-        if updated.status == "cancelled":
-            # Nobody executes a queued or waiting run, so the API writes its last event itself.
-            seq = updated.last_seq + 1
+        final: list[LogEvent] = []
+
+        def cancelled_event(cancelled: RunRecord) -> list[EventRow]:
+            # Nobody executes a queued or waiting run, so its last event is written here, in the
+            # same transaction as the status change.
+            seq = cancelled.last_seq + 1
             data = orjson.dumps(
                 {"eventType": ev.RUN_CANCELLED, "seq": seq, "runId": run.id, "executionId": run.id}
             )
-            event = LogEvent.create(run.id, seq, ev.RUN_CANCELLED, data)
-            await self._store.append_events_unleased(run.id, [EventRow(seq, ev.RUN_CANCELLED, data.decode())])
-            await self._bus.publish(run.id, [event])
-        else:
+            final.append(LogEvent.create(run.id, seq, ev.RUN_CANCELLED, data))
+            return [EventRow(seq, ev.RUN_CANCELLED, data.decode())]
+
+        updated = await self._store.request_cancel(run.id, final_events=cancelled_event)
+        if updated is None:
+            raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run.id}")
+        if final:
+            await self._bus.publish(run.id, final)
+        elif not updated.terminal:
             await self._bus.announce_cancel(run.id)
         return updated
 
