@@ -290,3 +290,19 @@ def test_heartbeats_lifetime_and_execute_keepalive(make_server: Any) -> None:
     raw = b"".join(chunks)
     assert raw.startswith(b" ")
     assert httpx.Response(200, content=raw).json()["result"] == "rested"
+
+
+def test_pruned_logs_answer_410_and_the_run_stays_readable(make_server: Any) -> None:
+    server = make_server({"NOUKAI_EVENT_RETENTION_SECONDS": "0.5",
+                          "NOUKAI_RETENTION_INTERVAL_SECONDS": "0.2"})
+    run_id = start_run(server, "echo")
+    assert wait_status(server, run_id, "completed")["status"] == "completed"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{server.api_url}/runs/{run_id}/events", headers=headers(server))
+        if response.status_code == 410:
+            break
+        time.sleep(0.2)
+    detail = assert_error(response, 410, "EVENTS_EXPIRED")
+    assert detail["executionId"] == run_id
+    assert wait_status(server, run_id, "completed")["result"] == "go"

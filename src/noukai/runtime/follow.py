@@ -72,8 +72,11 @@ class RunEventFollower:
             try:
                 event = await asyncio.wait_for(anext(self._subscription), min(remaining, self._poll_interval))
             except TimeoutError:
-                if not await self._read_store():
-                    await self._raise_if_ended()
+                # The run row is read *before* the log: its terminal status is committed together
+                # with its last events, so a log read after seeing "terminal" misses nothing.
+                run = await self._store.get_run(self._run_id)
+                if not await self._read_store() and (run is None or run.terminal):
+                    raise RunEnded(self._run_id) from None
                 continue
             if event.seq <= self.last_seq:
                 continue
@@ -95,8 +98,3 @@ class RunEventFollower:
             if len(rows) < PAGE_SIZE:
                 return found
             after = rows[-1].seq
-
-    async def _raise_if_ended(self) -> None:
-        run = await self._store.get_run(self._run_id)
-        if run is None or (run.terminal and self.last_seq >= run.last_seq):
-            raise RunEnded(self._run_id)

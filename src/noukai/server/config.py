@@ -16,6 +16,8 @@ _NUMERIC_ENV: tuple[tuple[str, str, type[float] | type[int]], ...] = (
     ("NOUKAI_STREAM_LIFETIME_SECONDS", "stream_lifetime_seconds", float),
     ("NOUKAI_RETRY_MS", "retry_ms", int),
     ("NOUKAI_LEASE_SECONDS", "lease_seconds", float),
+    ("NOUKAI_EVENT_RETENTION_SECONDS", "event_retention_seconds", float),
+    ("NOUKAI_RETENTION_INTERVAL_SECONDS", "retention_interval_seconds", float),
 )
 
 
@@ -32,6 +34,8 @@ class ServerConfig:
     heartbeat_seconds: float = 15.0
     stream_lifetime_seconds: float = 300.0
     retry_ms: int = 1000
+    event_retention_seconds: float = 7 * 24 * 3600.0
+    retention_interval_seconds: float = 3600.0
     providers: ProviderSettings = field(default_factory=ProviderSettings.from_env)
     dev_org: str = DEV_ORG
     dev_project: str = DEV_PROJECT

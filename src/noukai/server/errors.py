@@ -35,14 +35,14 @@ def error_response(
     code: str,
     message: str,
     *,
-    status: int | None = None,
+    http_status: int | None = None,
     headers: dict[str, str] | None = None,
     **details: Any,
 ) -> Response:
     body = {"detail": {"code": code, "message": message, **details}}
     return Response(
         orjson.dumps(body),
-        status_code=status or status_for_code(code),
+        status_code=http_status or status_for_code(code),
         media_type="application/json",
         headers=headers,
     )
@@ -82,7 +82,7 @@ async def _http(_: Request, exc: Exception) -> Response:
     return error_response(
         ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.VALIDATION_ERROR,
         str(exc.detail),
-        status=exc.status_code,
+        http_status=exc.status_code,
     )
 
 

@@ -9,6 +9,7 @@ from noukai.engine import FlowEngine, FunctionRegistry, default_functions
 from noukai.flows import TemplateEngine
 from noukai.providers import ModelRegistry
 from noukai.runtime import FlowCache, RunService, Worker
+from noukai.runtime.retention import RetentionTask
 from noukai.server.config import ServerConfig
 from noukai.store import Store
 
@@ -23,6 +24,7 @@ class Services:
     flows: FlowCache
     runs: RunService
     worker: Worker | None
+    retention: RetentionTask
 
     @classmethod
     async def start(cls, config: ServerConfig, *, functions: FunctionRegistry | None = None) -> Services:
@@ -44,9 +46,17 @@ class Services:
                 lease_seconds=config.lease_seconds,
             )
             await worker.start()
-        return cls(config, store, bus, models, functions, flows, RunService(store, bus, flows), worker)
+        retention = RetentionTask(
+            store,
+            retention_seconds=config.event_retention_seconds,
+            interval_seconds=config.retention_interval_seconds,
+        )
+        retention.start()
+        runs = RunService(store, bus, flows)
+        return cls(config, store, bus, models, functions, flows, runs, worker, retention)
 
     async def close(self) -> None:
+        await self.retention.stop()
         if self.worker is not None:
             await self.worker.stop()
         await self.bus.aclose()

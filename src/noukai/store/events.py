@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import validate
 from .errors import EventSequenceError
 from .records import EventRow
-from .schema import run_events
+from .schema import run_events, runs
 
 
 def check_batch(events: Sequence[EventRow]) -> None:
@@ -77,3 +77,27 @@ async def read_events(
         EventRow(seq=r.seq, type=r.type, data=r.data, created_at=r.created_at)
         for r in await conn.execute(stmt)
     ]
+
+
+async def prune_finished(conn: AsyncConnection, finished_before: datetime, max_runs: int) -> int:
+    """Delete the events of up to `max_runs` runs that ended before `finished_before`; returns how
+    many runs lost their events. Runs themselves are kept (their status and result stay readable)."""
+    terminal = ("completed", "failed", "cancelled")
+    victims = (
+        sa.select(runs.c.id)
+        .where(
+            runs.c.status.in_(terminal),
+            runs.c.completed_at < finished_before,
+            sa.exists().where(run_events.c.run_id == runs.c.id),
+        )
+        .limit(max_runs)
+    )
+    ids = [row.id for row in await conn.execute(victims)]
+    if ids:
+        await conn.execute(sa.delete(run_events).where(run_events.c.run_id.in_(ids)))
+    return len(ids)
+
+
+async def has_events(conn: AsyncConnection, run_id: str) -> bool:
+    stmt = sa.select(run_events.c.seq).where(run_events.c.run_id == run_id).limit(1)
+    return (await conn.execute(stmt)).first() is not None

@@ -271,3 +271,13 @@ class Store:
         """Events with `seq > after_seq`, in seq order, at most `limit` of them."""
         async with self._db.read() as conn:
             return await event_log.read_events(conn, run_id, after_seq, limit)
+
+    async def has_events(self, run_id: str) -> bool:
+        """Whether any of the run's log is stored (False once retention pruned it)."""
+        async with self._db.read() as conn:
+            return await event_log.has_events(conn, run_id)
+
+    async def prune_events(self, finished_before: datetime, *, max_runs: int = 200) -> int:
+        """Delete the logs of up to `max_runs` runs that ended before `finished_before` (one short
+        write; call again while it returns `max_runs`). Returns how many runs were pruned."""
+        return await self._db.write(lambda conn: event_log.prune_finished(conn, finished_before, max_runs))

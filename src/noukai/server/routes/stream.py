@@ -110,10 +110,21 @@ async def _run_for(
     return run
 
 
+async def _ensure_log_kept(svc: Services, run: RunRecord) -> None:
+    if run.terminal and run.last_seq > 0 and not await svc.store.has_events(run.id):
+        raise ApiError(
+            ErrorCode.EVENTS_EXPIRED,
+            f"the events of run {run.id} were pruned after the retention period",
+            executionId=run.id,
+            runStatus=run.status,
+        )
+
+
 @router.get("/seq/{org}/{project}/{slug}/runs/{execution_id}/trace/stream", responses=_SSE)
 async def live_trace(org: str, project: str, slug: str, execution_id: str, svc: Svc, key: Key) -> Response:
     """Every stored event of the run, then its live tail; closes when the run has ended."""
     run = await _run_for(svc, key, execution_id, org, project)
+    await _ensure_log_kept(svc, run)
     policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=ev.TERMINAL_EVENTS)
     return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, 0), policy))
 
@@ -131,6 +142,7 @@ async def run_events(
     `since_id`. Heartbeats while quiet; the server closes long streams on purpose (reconnect and
     resume); the stream ends after the run's terminal event."""
     run = await _run_for(svc, key, execution_id)
+    await _ensure_log_kept(svc, run)
     after = since_id or 0
     if last_event_id is not None and last_event_id.strip():
         if not last_event_id.strip().isdigit():

@@ -1,0 +1,59 @@
+"""Pruning the event logs of long-finished runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from noukai.store import EventRow, NewRun, RunUpdate, Store
+
+pytestmark = pytest.mark.anyio
+
+
+async def _finished_run(store: Store, status: str = "completed") -> str:
+    flow = await store.save_draft("acme", "p", "f", {"slug": "f", "steps": []}, None)
+    run = await store.create_run(NewRun(
+        org_id="acme", project_id=flow.project_id, flow_id=flow.id, flow_version=0,
+        flow_revision=flow.draft_revision, document={}, trigger_type="execute",
+    ))
+    claimed = await store.claim_next_run("w", 30)
+    assert claimed is not None and claimed.id == run.id
+    events = [EventRow(1, "run_started", "{}"), EventRow(2, "flow_completed", "{}")]
+    await store.record(run.id, claimed.attempt, events, RunUpdate(status=status))  # type: ignore[arg-type]
+    return run.id
+
+
+async def test_prunes_only_runs_finished_before_the_cutoff(store: Store) -> None:
+    old = await _finished_run(store)
+    assert await store.has_events(old)
+    now = (await store.get_run(old)).completed_at  # type: ignore[union-attr]
+    assert await store.prune_events(now - timedelta(seconds=1)) == 0
+    assert await store.prune_events(now + timedelta(seconds=1)) == 1
+    assert not await store.has_events(old)
+    assert await store.read_events(old) == []
+    run = await store.get_run(old)
+    assert run is not None and run.status == "completed" and run.last_seq == 2
+    assert await store.prune_events(now + timedelta(seconds=1)) == 0
+
+
+async def test_running_runs_are_never_pruned(store: Store) -> None:
+    flow = await store.save_draft("acme", "p", "g", {"slug": "g", "steps": []}, None)
+    run = await store.create_run(NewRun(
+        org_id="acme", project_id=flow.project_id, flow_id=flow.id, flow_version=0,
+        flow_revision=flow.draft_revision, document={}, trigger_type="execute",
+    ))
+    claimed = await store.claim_next_run("w", 30)
+    assert claimed is not None
+    await store.record(run.id, claimed.attempt, [EventRow(1, "run_started", "{}")])
+    far_future = claimed.updated_at + timedelta(days=3650)
+    assert await store.prune_events(far_future) == 0
+    assert await store.has_events(run.id)
+
+
+async def test_prunes_in_batches(store: Store) -> None:
+    ids = [await _finished_run(store) for _ in range(3)]
+    cutoff = (await store.get_run(ids[-1])).completed_at + timedelta(seconds=1)  # type: ignore[union-attr]
+    assert await store.prune_events(cutoff, max_runs=2) == 2
+    assert await store.prune_events(cutoff, max_runs=2) == 1
+    assert await store.prune_events(cutoff, max_runs=2) == 0
