@@ -22,7 +22,7 @@ run: install
 	$(UV) run --frozen noukai serve --data-dir .noukai --flows examples/flows --port $(PORT)
 
 lint: install
-	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen ruff check src tests $(wildcard bench)
 	$(UV) run --frozen ruff format --check src
 
 typecheck: install
