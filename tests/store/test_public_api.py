@@ -59,6 +59,8 @@ def test_store_methods() -> None:
         "latest_version",
         "create_run",
         "get_run",
+        "has_events",
+        "prune_events",
         "advance_run",
         "request_cancel",
         "claim_next_run",
