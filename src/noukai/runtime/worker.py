@@ -226,9 +226,15 @@ class Worker:
             )
 
     async def _finish_internal_error(self, run: RunRecord, writer: RunLogWriter) -> None:
+        """Record an unexpected failure. The writer may be out of step with the store (its last
+        write is what failed), so a fresh one continues from what the store actually holds."""
         error = {"code": ErrorCode.INTERNAL_ERROR.value, "message": "the run failed inside the server"}
         try:
-            await self._fail(run, writer, error)
+            current = await self._store.get_run(run.id)
+            if current is None or current.terminal or current.attempt != run.attempt:
+                return
+            fresh = RunLogWriter(self._store, self._bus, run.id, run.attempt, current.last_seq)
+            await self._fail(run, fresh, error)
         except Exception:
             logger.exception("run %s: could not record the internal error", run.id)
 

@@ -45,6 +45,14 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def json_loads(value: str | bytes | int | float) -> Any:
+    """SQLite gives a `JSON` column NUMERIC affinity, so a stored scalar like `7` or `1.5` comes
+    back as a number rather than as JSON text; it already is the decoded value."""
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 def normalise_url(url: str) -> tuple[Dialect, sa.URL]:
     """Parse a database URL and pin the async driver (`sqlite://` -> `sqlite+aiosqlite://`)."""
     try:
@@ -73,7 +81,7 @@ def _create_engine(url: sa.URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(
         url,
         json_serializer=json_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=json_loads,
         # Parameters carry prompts, model outputs and key hashes: keep them out of error messages
         # (and therefore out of logs).
         hide_parameters=True,
