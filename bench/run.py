@@ -1,0 +1,170 @@
+"""`python -m bench`: every target in turn, every mode, every concurrency level, the long stream, then a
+profile of the Noukai server under the highest level; prints the table and writes the results."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from . import procstat, report
+from .load import long_stream, run_level, wait_for_quiet
+from .profile import profile_with_cprofile, profile_with_py_spy
+from .targets import BENCH_DIR, TARGETS, Mode, Target, Workload
+
+ROOT = BENCH_DIR.parent
+RESULTS = BENCH_DIR / "results"
+
+# bench-3step renders 13 words of its own plus the message in each of its three steps: 7 words of
+# message make 20 streamed words per step, 60 in all.
+MESSAGE = "the quick brown fox jumps over it"
+THREE_STEPS = Workload("three-steps", "bench-3step", MESSAGE, tokens=60)
+EVENTS_PER_RUN = 1 + 3 * 3 + 60 + 1  # run_started, step_started/input/completed x3, tokens, flow_completed
+
+
+def long_workload(words: int) -> Workload:
+    return Workload("long", "bench-long", " ".join(f"word{i}" for i in range(words)), tokens=words)
+
+
+def _levels(text: str) -> list[tuple[int, int]]:
+    """`1:40,10:200` -> [(1, 40), (10, 200)] (concurrency:runs)."""
+    levels = []
+    for part in text.split(","):
+        concurrency, runs = part.split(":")
+        levels.append((int(concurrency), int(runs)))
+    return levels
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--targets", default="noukai,floor", help="comma-separated: " + ",".join(TARGETS))
+    parser.add_argument("--modes", default="step,native", help="comma-separated: step,native")
+    parser.add_argument("--levels", default="1:30,10:150,50:300", help="concurrency:runs,...")
+    parser.add_argument(
+        "--min-seconds", type=float, default=3.0, help="a level goes on at least this long (fast targets)"
+    )
+    parser.add_argument("--warmup", type=int, default=40, help="warm-up runs per target and mode (c=10)")
+    parser.add_argument("--long-words", type=int, default=5000, help="words (events) in the long stream")
+    parser.add_argument("--long-repeats", type=int, default=5)
+    parser.add_argument("--profile-seconds", type=int, default=10, help="0: no profile")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=30, help="seconds to wait for other processes to go quiet"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md", help="'-': none")
+    parser.add_argument("--command", default="make bench", help="the command recorded in the results")
+    return parser.parse_args(argv)
+
+
+async def bench_target(
+    target: Target, modes: list[Mode], args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    levels = _levels(args.levels)
+    long = long_workload(args.long_words)
+    other = await wait_for_quiet(args.quiet_wait)
+    results["background"].append(
+        {"target": target.name, "other_cpu_util": other, "load_average": procstat.load_average()}
+    )
+    started = time.perf_counter()
+    await target.start()
+    took = time.perf_counter() - started
+    report.progress(
+        f"== {target.name}: healthy on port {target.port} after {took:.1f}s "
+        f"(other processes were using {100 * other:.0f}% of a CPU)"
+    )
+    try:
+        for mode in modes:
+            if mode not in target.modes:
+                continue
+            warm = await run_level(target, THREE_STEPS, mode, 10, args.warmup)
+            if warm["errors"]:
+                raise RuntimeError(f"{target.name} {mode} warm-up failed: {warm['error_samples']}")
+        for mode in modes:
+            if mode not in target.modes:
+                continue
+            for concurrency, runs in levels:
+                level = await run_level(target, THREE_STEPS, mode, concurrency, runs, args.min_seconds)
+                results["levels"].append(level)
+                report.progress(
+                    f"   {mode:6} c={concurrency:<3} {level['runs_per_s']:7.1f} runs/s  "
+                    f"TTFE p50 {level['ttfe_ms']['p50']:7.2f} ms  "
+                    f"total p50 {level['total_ms']['p50']:7.2f} ms  "
+                    f"CPU% server {100 * level['server_cpu_util']:3.0f} "
+                    f"client {100 * level['client_cpu_util']:3.0f} "
+                    f"others {100 * level['other_cpu_util']:3.0f}  errors {level['errors']}"
+                )
+        for mode in modes:
+            if mode not in target.modes:
+                continue
+            result = await long_stream(target, long, mode, args.long_repeats)
+            results["long_streams"].append(result)
+            report.progress(
+                f"   {mode:6} long  {result['events_per_s']:9.0f} events/s  errors {result['errors']}"
+            )
+        if target.name == "noukai" and args.profile_seconds > 0:
+            concurrency = max(c for c, _ in levels)
+            try:
+                results["profile"] = await profile_with_py_spy(
+                    target, THREE_STEPS, modes[0], concurrency, args.profile_seconds, RESULTS
+                )
+            except RuntimeError as exc:
+                report.progress(f"   py-spy: {exc}; falling back to cProfile")
+                results["profile"] = {"error": str(exc)}
+    finally:
+        await target.stop()
+    if results.get("profile", {}).get("error") and target.name == "noukai":
+        try:
+            results["profile"] = await profile_with_cprofile(
+                type(target), THREE_STEPS, modes[0], max(c for c, _ in levels), args.profile_seconds, RESULTS
+            )
+        except RuntimeError as exc:
+            results["profile"] = {"error": f"{results['profile']['error']}; cProfile: {exc}"}
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    modes: list[Mode] = [m for m in ("step", "native") if m in args.modes.split(",")]  # type: ignore[misc]
+    long = long_workload(args.long_words)
+    results: dict[str, Any] = {
+        "date": report.now(),
+        "machine": report.machine(),
+        "config": {
+            "command": args.command,
+            "levels": _levels(args.levels),
+            "min_seconds_per_level": args.min_seconds,
+            "modes": modes,
+            "warmup_runs": args.warmup,
+            "workload": {"flow": THREE_STEPS.flow, "tokens": THREE_STEPS.tokens, "events": EVENTS_PER_RUN},
+            "long": {"flow": long.flow, "tokens": long.tokens},
+            "long_repeats": args.long_repeats,
+        },
+        "background": [],
+        "levels": [],
+        "long_streams": [],
+    }
+    for name in args.targets.split(","):
+        await bench_target(TARGETS[name](), modes, args, results)
+    return results
+
+
+def _event_loop_runner() -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    results = _event_loop_runner()(amain(args))
+    results["duration_s"] = round(time.perf_counter() - started, 1)
+    print(report.console(results))
+    report.write_json(results, args.out)
+    if str(args.docs) != "-":
+        report.write_docs(results, args.docs)
+    report.progress(f"wrote {args.out} in {results['duration_s']:.0f}s")
+    errors = sum(r["errors"] for r in results["levels"] + results["long_streams"])
+    return 1 if errors else 0
