@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ async def one_run(target: Target, workload: Workload, mode: Mode) -> RunSample:
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    rank = max(1, round(q / 100 * len(ordered) + 0.5 - 1e-9))
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
 
 
