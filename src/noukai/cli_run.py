@@ -341,6 +341,9 @@ class HumanView:
         if row.name and row.name != row.step_id:
             label.append(f" · {row.name}")
         label.append(f" ({row.type})", style="dim")
+        attempt = _int(payload.get("attempt"))
+        if attempt > 1:
+            label.append(f" attempt {attempt}", style="yellow")
         self._line(label)
 
     def _on_step_output(self, payload: dict[str, Any]) -> None:
@@ -399,6 +402,16 @@ class HumanView:
         line = Text("✗ ", style="red")
         line.append(row.step_id, style="bold")
         line.append(f" failed: {_error_text(payload.get('error'))}", style="red")
+        self._line(line)
+
+    def _on_step_retrying(self, payload: dict[str, Any]) -> None:
+        row = self._row(payload)
+        line = Text("↻ ", style="yellow")
+        line.append(row.step_id, style="bold")
+        attempt = _int(payload.get("attempt"))
+        wait = _duration(_int(payload.get("backoffMs")))
+        line.append(f" attempt {attempt} failed: {_error_text(payload.get('error'))}", style="yellow")
+        line.append(f"  retrying in {wait}", style="dim")
         self._line(line)
 
     def _on_flow_completed(self, payload: dict[str, Any]) -> None:

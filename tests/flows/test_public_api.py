@@ -12,6 +12,7 @@ EXPECTED = {
     "LlmStep",
     "OverrideError",
     "PythonStep",
+    "RetryPolicy",
     "StepSpec",
     "TemplateEngine",
     "TemplateError",

@@ -384,6 +384,24 @@ def test_human_view_ends_delta_lines_and_escapes_nothing() -> None:
     assert "execution run-1" in text
 
 
+def test_human_view_shows_retries() -> None:
+    view, out, err = human()
+    error = {"code": "PROVIDER_ERROR", "message": "down"}
+    events = [
+        {"eventType": "step_started", "seq": 1, "stepId": "ask", "type": "llm", "attempt": 1},
+        {"eventType": "step_retrying", "seq": 2, "stepId": "ask", "attempt": 1, "nextAttempt": 2,
+         "error": error, "backoffMs": 500},
+        {"eventType": "step_started", "seq": 3, "stepId": "ask", "type": "llm", "attempt": 2},
+        {"eventType": "step_completed", "seq": 4, "stepId": "ask", "attempt": 2, "durationMs": 3},
+        {"eventType": "flow_completed", "seq": 5, "executionId": "run-3", "result": "ok"},
+    ]
+    assert follow(map(sse, events), view) == 0
+    text = err.getvalue()
+    assert "↻ ask attempt 1 failed: PROVIDER_ERROR: down  retrying in 500 ms" in text
+    assert "▶ step ask (llm) attempt 2" in text
+    assert text.count("▶ step ask (llm)\n") == 1
+
+
 def test_a_stream_cut_short_is_a_failure() -> None:
     out, err = io.StringIO(), io.StringIO()
     events = [{"eventType": "run_started", "seq": 1, "executionId": "run-2", "stepCount": 2}]

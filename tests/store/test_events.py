@@ -187,3 +187,29 @@ def test_check_batch_accepts_exactly_contiguous_positive_runs(seqs: list[int]) -
     else:
         with pytest.raises(EventSequenceError):
             check_batch(events)
+
+
+async def test_read_events_of_some_types_newest_first(store: Store) -> None:
+    run = await _running(store)
+    rows = [EventRow(seq, kind, f'{{"n":{seq}}}') for seq, kind in
+            enumerate(["run_started", "step_started", "step_output", "step_output", "step_completed",
+                       "step_started", "step_output"], start=1)]
+    await store.record(run.id, 1, rows)
+    boundaries = {"step_started", "step_completed"}
+    assert [e.seq for e in await store.read_events(run.id, types=boundaries)] == [2, 5, 6]
+    assert [e.seq for e in await store.read_events(run.id, types=boundaries, newest_first=True)] == [6, 5, 2]
+    [last] = await store.read_events(run.id, types=boundaries, newest_first=True, limit=1)
+    assert (last.seq, last.type, last.data) == (6, "step_started", '{"n":6}')
+    assert [e.seq for e in await store.read_events(run.id, 2, types=boundaries)] == [5, 6]
+    assert [e.seq for e in await store.read_events(run.id, newest_first=True, limit=2)] == [7, 6]
+    assert await store.read_events(run.id, types=set()) == []
+    assert await store.read_events(run.id, types={"nothing_like_it"}) == []
+
+
+async def test_events_keep_the_time_they_were_written_with(store: Store) -> None:
+    run = await _running(store)
+    at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    await store.record(run.id, 1, [EventRow(1, "run_started", "{}", created_at=at), EventRow(2, "x", "{}")])
+    first, second = await store.read_events(run.id)
+    assert first.created_at == at
+    assert second.created_at is not None and second.created_at != at

@@ -59,6 +59,7 @@ def test_store_methods() -> None:
         "latest_version",
         "create_run",
         "get_run",
+        "list_session_runs",
         "has_events",
         "prune_events",
         "advance_run",

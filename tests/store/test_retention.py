@@ -57,3 +57,34 @@ async def test_prunes_in_batches(store: Store) -> None:
     assert await store.prune_events(cutoff, max_runs=2) == 2
     assert await store.prune_events(cutoff, max_runs=2) == 1
     assert await store.prune_events(cutoff, max_runs=2) == 0
+
+
+async def _session_run(store: Store, session_id: str | None) -> str:
+    flow = await store.save_draft("acme", "p", "s", {"slug": "s", "steps": []}, None)
+    run = await store.create_run(NewRun(
+        org_id="acme", project_id=flow.project_id, flow_id=flow.id, flow_version=0,
+        flow_revision=flow.draft_revision, document={}, trigger_type="execute", session_id=session_id,
+    ))
+    claimed = await store.claim_next_run("w", 30)
+    assert claimed is not None and claimed.id == run.id
+    started = [EventRow(1, "run_started", "{}")]
+    await store.record(run.id, claimed.attempt, started, RunUpdate(status="completed"))
+    return run.id
+
+
+async def test_runs_in_a_session_keep_their_logs_until_the_session_cutoff(store: Store) -> None:
+    plain = await _session_run(store, None)
+    recorded = await _session_run(store, "11111111-1111-4111-8111-111111111111")
+    ended = (await store.get_run(recorded)).completed_at  # type: ignore[union-attr]
+    later, earlier = ended + timedelta(seconds=5), ended - timedelta(days=1)
+    # The event cutoff has passed for both, the session cutoff not yet: only the plain run goes.
+    assert await store.prune_events(later, session_finished_before=earlier) == 1
+    assert not await store.has_events(plain) and await store.has_events(recorded)
+    assert await store.prune_events(later, session_finished_before=later) == 1
+    assert not await store.has_events(recorded)
+
+
+async def test_without_a_session_cutoff_session_runs_follow_the_event_cutoff(store: Store) -> None:
+    recorded = await _session_run(store, "s")
+    ended = (await store.get_run(recorded)).completed_at  # type: ignore[union-attr]
+    assert await store.prune_events(ended + timedelta(seconds=1)) == 1

@@ -32,9 +32,13 @@ Outcome = Completed | PausedBetweenSteps | Failed
 
 
 class StepFailure(Exception):
-    """Raised inside a step executor; the runner turns it into a `step_error` event."""
+    """Raised inside a step executor; the runner retries the step when `retryable` (a transient
+    provider fault) and attempts remain, else turns it into a `step_error` event."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retryable = retryable
+        self.loop_index: int | None = None
+        """The `foreach` iteration that failed, when the step has one."""

@@ -1,16 +1,26 @@
-"""Runs a flow's steps in order: `when` skips, `foreach` loops, per-step accounting, and the step
-events of the run's log. Run-level events (started, paused, completed) belong to the caller, which
-knows the run's identity and transport; the engine only knows steps."""
+"""Runs a flow's steps in order: `when` skips, `foreach` loops, retries, per-step accounting, and
+the step events of the run's log. Run-level events (started, paused, completed) belong to the
+caller, which knows the run's identity and transport; the engine only knows steps.
+
+A step runs as one or more *attempts*. A transient provider failure ends an attempt with
+`step_retrying` and, after a backoff, the next attempt starts with its own `step_started`; every
+step event carries its `attempt`. A caller that finds a step interrupted (its worker was lost)
+starts the engine at that step with `attempt` = the next number and `interrupted=True`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from noukai.engine.functions import FunctionRegistry
 from noukai.engine.outcome import Completed, Failed, Outcome, PausedBetweenSteps, StepFailure
+from noukai.engine.retry import MIN_ATTEMPTS_AFTER_INTERRUPTION, backoff_seconds
 from noukai.engine.sink import EventSink
 from noukai.engine.state import RunInputs, RunState
 from noukai.engine.steps import StepCall, StepExecutors, StepOutput
@@ -24,11 +34,21 @@ _MICRO = Decimal(1_000_000)
 
 
 class FlowEngine:
-    def __init__(self, models: ModelRegistry, functions: FunctionRegistry, templates: TemplateEngine) -> None:
+    def __init__(
+        self,
+        models: ModelRegistry,
+        functions: FunctionRegistry,
+        templates: TemplateEngine,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.models = models
         self.functions = functions
         self.templates = templates
         self._executors = StepExecutors(models, functions, templates)
+        self._sleep = sleep
+        self._jitter = jitter
 
     async def run(
         self,
@@ -40,12 +60,19 @@ class FlowEngine:
         run: Mapping[str, Any],
         start_index: int = 0,
         pause_after: int | None = None,
+        attempt: int = 1,
+        interrupted: bool = False,
     ) -> Outcome:
-        """Run steps from `start_index`; with `pause_after`, stop once that step index is done."""
+        """Run steps from `start_index`; with `pause_after`, stop once that step index is done.
+
+        The step at `start_index` runs as attempt `attempt`; `interrupted` says the attempt before
+        it never finished (it is reported as such, and counts against the step's attempts).
+        """
         steps = flow.steps
         for index in range(start_index, len(steps)):
             step = steps[index]
-            failure = await self._run_step(flow, step, index, inputs, state, sink, run)
+            first = _Attempt(attempt, interrupted) if index == start_index else _Attempt(1, False)
+            failure = await self._run_step(flow, step, index, inputs, state, sink, run, first)
             if failure is not None:
                 return failure
             await sink.checkpoint(index + 1, state)
@@ -62,7 +89,61 @@ class FlowEngine:
         state: RunState,
         sink: EventSink,
         run: Mapping[str, Any],
+        first: _Attempt,
     ) -> Failed | None:
+        """All attempts of one step: None once it completed (or was skipped), else its failure."""
+        policy = flow.retry_policy(step)
+        attempt = first.number
+        where: dict[str, Any] = {"stepId": step.id, "name": step.name, "stepIndex": index, "type": step.type}
+        if first.interrupted:
+            lost = {
+                "code": ErrorCode.STEP_INTERRUPTED.value,
+                "message": f"attempt {attempt - 1} of step '{step.id}' stopped when its worker was lost",
+            }
+            if attempt > max(policy.max_attempts, MIN_ATTEMPTS_AFTER_INTERRUPTION):
+                await sink.emit(ev.STEP_ERROR, {**where, "attempt": attempt - 1, "error": lost})
+                return Failed(step.id, index, lost["code"], lost["message"])
+            await sink.emit(
+                ev.STEP_RETRYING,
+                {**where, "attempt": attempt - 1, "nextAttempt": attempt, "error": lost, "backoffMs": 0},
+            )
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._attempt(flow, step, index, inputs, state, sink, run, attempt)
+                return None
+            except StepFailure as failure:
+                error: dict[str, Any] = {
+                    **where,
+                    "attempt": attempt,
+                    "error": {"code": failure.code, "message": failure.message},
+                    "durationMs": _elapsed_ms(started),
+                }
+                if failure.loop_index is not None:
+                    error["loopIndex"] = failure.loop_index
+                if not failure.retryable or attempt >= policy.max_attempts:
+                    await sink.emit(ev.STEP_ERROR, error)
+                    return Failed(step.id, index, failure.code, failure.message)
+                delay = backoff_seconds(policy, attempt, self._jitter())
+                await sink.emit(
+                    ev.STEP_RETRYING,
+                    {**error, "nextAttempt": attempt + 1, "backoffMs": round(delay * 1000)},
+                )
+                await self._sleep(delay)
+                attempt += 1
+
+    async def _attempt(
+        self,
+        flow: FlowSpec,
+        step: StepSpec,
+        index: int,
+        inputs: RunInputs,
+        state: RunState,
+        sink: EventSink,
+        run: Mapping[str, Any],
+        attempt: int,
+    ) -> None:
+        """One attempt of a step; raises StepFailure when it fails."""
         started = time.perf_counter()
         context = build_context(
             message=inputs.message,
@@ -73,37 +154,33 @@ class FlowEngine:
             skipped=state.skipped,
             run=run,
         )
-        base = {"stepId": step.id, "name": step.name, "stepIndex": index, "type": step.type}
+        base = {
+            "stepId": step.id,
+            "name": step.name,
+            "stepIndex": index,
+            "type": step.type,
+            "attempt": attempt,
+        }
         await sink.emit(ev.STEP_STARTED, dict(base))
-        try:
-            if not self._should_run(step, context):
-                state.outputs[step.id] = None
+        if not self._should_run(step, context):
+            state.outputs[step.id] = None
+            if step.id not in state.skipped:
                 state.skipped.append(step.id)
-                # A skip is still reported as step_completed: clients of the paced protocol
-                # advance their cursor on step_completed, so a skip must look like a finished step.
-                await sink.emit(
-                    ev.STEP_COMPLETED,
-                    {
-                        **base,
-                        "output": None,
-                        "skipped": True,
-                        "durationMs": 0,
-                        "tokens": {"prompt": 0, "completion": 0, "total": 0},
-                        "costUsd": format_cost(Decimal(0)),
-                    },
-                )
-                return None
-            result = await self._execute(flow, step, index, context, sink)
-        except StepFailure as failure:
+            # A skip is still reported as step_completed: clients of the paced protocol
+            # advance their cursor on step_completed, so a skip must look like a finished step.
             await sink.emit(
-                ev.STEP_ERROR,
+                ev.STEP_COMPLETED,
                 {
                     **base,
-                    "error": {"code": failure.code, "message": failure.message},
-                    "durationMs": _elapsed_ms(started),
+                    "output": None,
+                    "skipped": True,
+                    "durationMs": 0,
+                    "tokens": {"prompt": 0, "completion": 0, "total": 0},
+                    "costUsd": format_cost(Decimal(0)),
                 },
             )
-            return Failed(step.id, index, failure.code, failure.message)
+            return
+        result = await self._execute(flow, step, index, context, sink, attempt)
         state.outputs[step.id] = result.output
         state.result_step = step.id
         state.prompt_tokens += result.prompt_tokens
@@ -124,7 +201,6 @@ class FlowEngine:
         if result.model is not None:
             completed["model"] = result.model
         await sink.emit(ev.STEP_COMPLETED, completed)
-        return None
 
     def _should_run(self, step: StepSpec, context: Mapping[str, Any]) -> bool:
         if step.when is None:
@@ -145,10 +221,13 @@ class FlowEngine:
         index: int,
         context: dict[str, Any],
         sink: EventSink,
+        attempt: int,
     ) -> StepOutput:
         capture = flow.trace_capture_mode
+        redact_fields = tuple(flow.redact_fields)
         if step.foreach is None:
-            return await self._executors.execute(StepCall(step, index, context, capture), sink)
+            call = StepCall(step, index, context, capture, attempt=attempt, redact_fields=redact_fields)
+            return await self._executors.execute(call, sink)
         try:
             items = self.templates.render_value(step.foreach, context)
         except TemplateError as exc:
@@ -163,19 +242,51 @@ class FlowEngine:
         outputs: list[Any] = []
         total = StepOutput(output=outputs)
         for loop_index, item in enumerate(items):
+            started = time.perf_counter()
             loop_context = {**context, "item": item, "loop": {"index": loop_index, "length": len(items)}}
-            call = StepCall(step, index, loop_context, capture, loop_index=loop_index)
-            part = await self._executors.execute(call, sink)
+            call = StepCall(
+                step,
+                index,
+                loop_context,
+                capture,
+                loop_index=loop_index,
+                attempt=attempt,
+                redact_fields=redact_fields,
+            )
+            try:
+                part = await self._executors.execute(call, sink)
+            except StepFailure as failure:
+                failure.loop_index = loop_index
+                raise
             outputs.append(part.output)
             total.prompt_tokens += part.prompt_tokens
             total.completion_tokens += part.completion_tokens
             total.cost += part.cost
             total.model = part.model or total.model
-            await sink.emit(
-                ev.STEP_PROGRESS,
-                {"stepId": step.id, "stepIndex": index, "loopIndex": loop_index, "output": part.output},
-            )
+            progress: dict[str, Any] = {
+                "stepId": step.id,
+                "stepIndex": index,
+                "attempt": attempt,
+                "loopIndex": loop_index,
+                "output": part.output,
+                "durationMs": _elapsed_ms(started),
+                "tokens": {
+                    "prompt": part.prompt_tokens,
+                    "completion": part.completion_tokens,
+                    "total": part.prompt_tokens + part.completion_tokens,
+                },
+                "costUsd": format_cost(part.cost),
+            }
+            if part.model is not None:
+                progress["model"] = part.model
+            await sink.emit(ev.STEP_PROGRESS, progress)
         return total
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    number: int
+    interrupted: bool
 
 
 def _elapsed_ms(start: float) -> int:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from noukai.engine.capture import CAPTURES_CONTENT, json_size, redact
 from noukai.engine.functions import FunctionRegistry
 from noukai.engine.outcome import StepFailure
 from noukai.engine.sink import EventSink
@@ -56,6 +57,8 @@ class StepCall:
     context: Mapping[str, Any]
     capture: TraceCaptureMode
     loop_index: int | None = None
+    attempt: int = 1
+    redact_fields: tuple[str, ...] = ()
 
 
 class StepExecutors:
@@ -71,7 +74,7 @@ class StepExecutors:
         if isinstance(step, TemplateStep):
             return StepOutput(self._render(call, "template", self._templates.render_structure, step.template))
         if isinstance(step, PythonStep):
-            return await self._python(step, call)
+            return await self._python(step, call, sink)
         raise StepFailure(
             ErrorCode.INVALID_TREE, f"step type {step.type!r} is not supported by this server yet"
         )
@@ -90,10 +93,11 @@ class StepExecutors:
                 ErrorCode.TEMPLATE_ERROR, f"step '{call.step.id}', field '{where}': {exc.message}"
             ) from exc
 
-    async def _python(self, step: PythonStep, call: StepCall) -> StepOutput:
+    async def _python(self, step: PythonStep, call: StepCall, sink: EventSink) -> StepOutput:
         if step.function not in self._functions:
             raise StepFailure(ErrorCode.INVALID_TREE, f"no function named {step.function!r}")
         arguments = self._render(call, "args", self._templates.render_structure, step.args)
+        await _emit_input(sink, call, {"function": step.function}, {"args": arguments})
         try:
             return StepOutput(await self._functions.call(step.function, arguments))
         except TypeError as exc:
@@ -107,12 +111,10 @@ class StepExecutors:
         render_text = self._templates.render_text
         system = self._render(call, "system", render_text, step.system) if step.system else None
         prompt = self._render(call, "prompt", render_text, step.prompt)
-        input_data: dict[str, Any] = {"model": step.model}
-        if call.capture in ("full", "redacted"):
-            input_data["prompt"] = prompt
-            if system is not None:
-                input_data["system"] = system
-        await sink.emit(ev.STEP_INPUT, _step_fields(call, {"inputData": input_data}))
+        content: dict[str, Any] = {"prompt": prompt}
+        if system is not None:
+            content["system"] = system
+        await _emit_input(sink, call, {"model": step.model}, content)
         request = ModelRequest(
             model="",
             messages=(ChatMessage(role="user", content=prompt),),
@@ -120,13 +122,14 @@ class StepExecutors:
             temperature=step.temperature,
             max_tokens=step.max_tokens,
             extra=dict(step.params),
+            attempt=call.attempt,
         )
         try:
             resolved = self._models.resolve(step.model)
             request = _with_model(request, resolved.model)
             response = await self._stream(resolved.client.stream(request), call, sink)
         except ModelError as exc:
-            raise StepFailure(exc.code, exc.message) from exc
+            raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
         output: Any = response.text
         if step.output == "json":
             try:
@@ -172,11 +175,26 @@ def _with_model(request: ModelRequest, model: str) -> ModelRequest:
         tools=request.tools,
         tool_choice=request.tool_choice,
         extra=request.extra,
+        attempt=request.attempt,
     )
 
 
+async def _emit_input(
+    sink: EventSink, call: StepCall, metadata: dict[str, Any], content: dict[str, Any]
+) -> None:
+    """`step_input`: what the step was given, as far as the flow's capture mode allows it to be
+    kept (a `redacted` flow's secrets never reach the log), and its full size in bytes."""
+    data = {**metadata, **content}
+    size = json_size(data)
+    if call.capture == "redacted":
+        data = {**metadata, **redact(content, call.redact_fields)}
+    elif call.capture not in CAPTURES_CONTENT:
+        data = dict(metadata)
+    await sink.emit(ev.STEP_INPUT, _step_fields(call, {"inputData": data, "inputSizeBytes": size}))
+
+
 def _step_fields(call: StepCall, extra: dict[str, Any]) -> dict[str, Any]:
-    payload: dict[str, Any] = {"stepId": call.step.id, "stepIndex": call.index}
+    payload: dict[str, Any] = {"stepId": call.step.id, "stepIndex": call.index, "attempt": call.attempt}
     if call.loop_index is not None:
         payload["loopIndex"] = call.loop_index
     payload.update(extra)

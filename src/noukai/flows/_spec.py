@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from jinja2 import TemplateSyntaxError
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from noukai.flows._analysis import inspect_template
 from noukai.flows._paths import Path, format_path
@@ -63,12 +63,51 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
+MAX_ATTEMPTS_LIMIT = 20
+MAX_BACKOFF_LIMIT_SECONDS = 300.0
+REDACT_FIELD_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+
+
+class RetryPolicy(_Model):
+    """How a step retries transient provider failures (rate limits, timeouts, 5xx).
+
+    Attempt n waits `min(max_backoff_seconds, initial_backoff_seconds * 2**(n-1))` scaled by a
+    random jitter before attempt n+1. `max_attempts: 1` turns retries off. A step's `retry`
+    inherits every field it does not set from the flow's `retry`, which inherits from these defaults.
+    """
+
+    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    initial_backoff_seconds: float = Field(default=0.5, ge=0, le=MAX_BACKOFF_LIMIT_SECONDS)
+    max_backoff_seconds: float = Field(default=20.0, ge=0, le=MAX_BACKOFF_LIMIT_SECONDS)
+
+    @model_validator(mode="after")
+    def _backoffs_ordered(self) -> RetryPolicy:
+        fields = self.model_fields_set
+        if {
+            "initial_backoff_seconds",
+            "max_backoff_seconds",
+        } <= fields and self.initial_backoff_seconds > self.max_backoff_seconds:
+            raise ValueError("initial_backoff_seconds must not exceed max_backoff_seconds")
+        return self
+
+    def merged_over(self, base: RetryPolicy | None) -> RetryPolicy:
+        """This policy with the fields it does not set taken from `base`."""
+        if base is None:
+            return self
+        values = {name: getattr(base, name) for name in base.model_fields_set}
+        values.update({name: getattr(self, name) for name in self.model_fields_set})
+        # Each side was validated on its own; a mix (say, a step's initial backoff above the
+        # flow's maximum) is fine, since every wait is capped at the maximum.
+        return RetryPolicy.model_construct(set(values), **values)
+
+
 class _StepBase(_Model):
     id: str = Field(pattern=STEP_ID_PATTERN)
     name: str | None = None
     when: Annotated[str | bool | None, BeforeValidator(_template_or_bool)] = None
     foreach: str | None = None
     timeout_seconds: float | None = Field(default=None, gt=0)
+    retry: RetryPolicy | None = None
 
     def templates(self) -> Iterator[tuple[Path, str]]:
         """Every template of the step with its field path, e.g. `(("template", "a"), "{{ x }}")`."""
@@ -165,6 +204,10 @@ class FlowSpec(_Model):
     name: str | None = None
     description: str | None = None
     trace_capture_mode: TraceCaptureMode = "full"
+    redact_fields: list[Annotated[str, Field(pattern=REDACT_FIELD_PATTERN)]] = []
+    """Keys whose values traces and sessions show as `[redacted]` (any depth, any case), in
+    `redacted` capture mode; secret-looking keys and values are masked there anyway."""
+    retry: RetryPolicy | None = None
     steps: list[StepSpec] = Field(min_length=1)
 
     def to_document(self) -> dict[str, Any]:
@@ -179,6 +222,13 @@ class FlowSpec(_Model):
             if step.id == step_id:
                 return index
         raise KeyError(step_id)
+
+    def retry_policy(self, step: StepSpec) -> RetryPolicy:
+        """The retry policy in force for `step`: its own fields, then the flow's, then the defaults."""
+        policy = step.retry or self.retry
+        if policy is None:
+            return RetryPolicy()
+        return policy.merged_over(self.retry) if step.retry is not None else policy
 
     def uses_message(self) -> bool:
         """Whether any template of any step reads `message` or `messages`."""
@@ -201,7 +251,11 @@ def _without_defaults(model: BaseModel) -> dict[str, Any]:
         if name == "steps":
             continue
         value = getattr(model, name)
-        if info.is_required() or name == "type" or value != info.get_default(call_default_factory=True):
+        if isinstance(value, RetryPolicy):
+            # Only the fields the author set: an unset field inherits (from the flow's policy), so
+            # writing the defaults out would change what the document means.
+            document[name] = value.model_dump(mode="json", exclude_unset=True)
+        elif info.is_required() or name == "type" or value != info.get_default(call_default_factory=True):
             document[name] = dumped[name]
     return document
 

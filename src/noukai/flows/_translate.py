@@ -10,13 +10,14 @@ from pydantic_core import ErrorDetails
 
 from noukai.flows._issues import Problem
 from noukai.flows._paths import Path
-from noukai.flows._spec import STEP_MODELS, STEP_TYPES, FlowSpec
+from noukai.flows._spec import STEP_MODELS, STEP_TYPES, FlowSpec, RetryPolicy
 
 _PATTERN_HELP = {
     "slug": "a slug is 1-64 lowercase letters, digits, '_' or '-', starting with a letter or digit",
     "id": "a step id is 1-64 letters, digits, '_' or '-', starting with a letter",
     "model": "a model is 'provider:model', e.g. 'builtin:echo' or 'openai:gpt-4o-mini'",
     "function": "a function name is a dotted Python name, e.g. 'grading.score'",
+    "redact_fields": "a field name is 1-128 letters, digits, '_', '.' or '-'",
 }
 _EXPECTED_TYPES = ", ".join(STEP_TYPES)
 
@@ -51,8 +52,10 @@ def _problem(details: ErrorDetails, data: dict[str, Any]) -> Problem:
         return Problem(path, "required field is missing")
     if kind == "extra_forbidden":
         return Problem(path, _unknown_field(path, data))
-    if kind == "string_pattern_mismatch" and path and path[-1] in _PATTERN_HELP:
-        return Problem(path, f"invalid value {_short(value)}: {_PATTERN_HELP[str(path[-1])]}")
+    if kind == "string_pattern_mismatch" and path:
+        field = path[-2] if isinstance(path[-1], int) and len(path) > 1 else path[-1]
+        if field in _PATTERN_HELP:
+            return Problem(path, f"invalid value {_short(value)}: {_PATTERN_HELP[str(field)]}")
     if kind == "value_error":
         return Problem(path, str(ctx.get("error", details["msg"])))
     return Problem(path, _reworded(details["msg"], kind, value))
@@ -69,6 +72,8 @@ def _unknown_field(path: Path, data: dict[str, Any]) -> str:
 
 
 def _model_at(path: Path, data: dict[str, Any]) -> type[BaseModel] | None:
+    if len(path) >= 2 and path[-2] == "retry":
+        return RetryPolicy
     if len(path) == 1:
         return FlowSpec
     if len(path) == 3 and path[0] == "steps" and isinstance(path[1], int):

@@ -38,7 +38,7 @@ from noukai.providers.base import (
     ToolSpec,
     Usage,
 )
-from noukai.providers.builtin import EchoModel, TestModel
+from noukai.providers.builtin import EchoModel, FlakyModel, TestModel
 from noukai.providers.pricing import DEFAULT_PRICES, Price, PriceTable, format_cost
 from noukai.providers.registry import ModelRegistry, NamedProvider, ProviderSettings, ResolvedModel
 
@@ -51,6 +51,7 @@ __all__ = [
     "AnthropicMessagesClient",
     "ChatMessage",
     "EchoModel",
+    "FlakyModel",
     "ModelClient",
     "ModelError",
     "ModelEvent",

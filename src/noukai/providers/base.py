@@ -57,6 +57,9 @@ class ModelRequest:
     tool_choice: ToolChoice | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Provider-specific parameters passed through unchanged (e.g. `top_p`)."""
+    attempt: int = 1
+    """Which attempt of its step this call belongs to (1-based). Never sent to a provider; the
+    deterministic test models decide from it, so they behave the same in every process."""
 
 
 @dataclass(frozen=True, slots=True)

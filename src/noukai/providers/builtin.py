@@ -1,7 +1,8 @@
-"""The two deterministic models that need no key: `builtin:echo` and `builtin:test`.
+"""The deterministic models that need no key: `builtin:echo`, `builtin:test` and `builtin:flaky`.
 
 They make flows testable and demonstrable offline: the same request always gives the same stream,
-and both honour `request.extra["token_delay_ms"]` to stream slowly enough to watch or cancel.
+and all honour `request.extra["token_delay_ms"]` to stream slowly enough to watch or cancel.
+`builtin:flaky` fails its first attempts on purpose, to exercise step retries.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from noukai.providers._schema_example import example_for_schema
 from noukai.providers._words import count_words, word_chunks
 from noukai.providers.base import (
     ChatMessage,
+    ModelError,
     ModelEvent,
     ModelRequest,
     ModelResponse,
     ProviderBadRequest,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
     TextDelta,
     ToolCall,
     ToolSpec,
     Usage,
 )
 
-__all__ = ["EchoModel", "TestModel"]
+__all__ = ["EchoModel", "FlakyModel", "TestModel"]
 
 NO_TOOLS_REPLY = "This is builtin:test answering without tools."
 
@@ -62,6 +67,53 @@ class EchoModel:
             yield TextDelta(chunk)
         usage = Usage(prompt_tokens=_prompt_tokens(request), completion_tokens=len(chunks))
         yield ModelResponse(text=prompt, usage=usage, finish_reason="stop", model="echo")
+
+
+_FLAKY_ERRORS: Mapping[str, type[ModelError]] = {
+    "unavailable": ProviderUnavailable,
+    "rate_limited": ProviderRateLimited,
+    "timeout": ProviderTimeout,
+    "bad_request": ProviderBadRequest,
+}
+
+
+def _count_param(request: ModelRequest, name: str, default: int) -> int:
+    raw = request.extra.get(name, default)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise ProviderBadRequest(f"{name} must be a non-negative integer, not {raw!r}")
+    return raw
+
+
+class FlakyModel:
+    """`builtin:flaky`: fails attempts 1..`fail_times` of a step, then behaves like `builtin:echo`.
+
+    Decided from `request.attempt` alone, so a retry in another process (after a crash) sees the
+    same behaviour. Step `params`: `fail_times` (default 1), `fail_with` (`unavailable`, the
+    default, `rate_limited` and `timeout` are retryable; `bad_request` is not) and
+    `fail_after_words` (stream that many words of the answer before failing; default 0).
+    """
+
+    def __init__(self) -> None:
+        self._echo = EchoModel()
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
+        fail_times = _count_param(request, "fail_times", 1)
+        partial = _count_param(request, "fail_after_words", 0)
+        kind = request.extra.get("fail_with", "unavailable")
+        error = _FLAKY_ERRORS.get(kind) if isinstance(kind, str) else None
+        if error is None:
+            names = ", ".join(_FLAKY_ERRORS)
+            raise ProviderBadRequest(f"fail_with must be one of {names}, not {kind!r}")
+        if request.attempt > fail_times:
+            async for event in self._echo.stream(request):
+                yield event
+            return
+        delay = _token_delay(request)
+        prompt = next((m.content or "" for m in reversed(request.messages) if m.role == "user"), "")
+        for index, chunk in enumerate(word_chunks(prompt)[:partial]):
+            await _pause_before(index, delay)
+            yield TextDelta(chunk)
+        raise error(f"builtin:flaky fails attempt {request.attempt} of {fail_times} on purpose")
 
 
 def _offered_tools(request: ModelRequest) -> tuple[ToolSpec, ...]:

@@ -21,12 +21,16 @@ from noukai.providers.base import (
     ModelRequest,
     ProviderAuthError,
 )
-from noukai.providers.builtin import EchoModel, TestModel
+from noukai.providers.builtin import EchoModel, FlakyModel, TestModel
 from noukai.providers.pricing import PriceTable
 
 __all__ = ["ModelRegistry", "NamedProvider", "ProviderSettings", "ResolvedModel"]
 
-_BUILTIN_MODELS: Mapping[str, Callable[[], ModelClient]] = {"echo": EchoModel, "test": TestModel}
+_BUILTIN_MODELS: Mapping[str, Callable[[], ModelClient]] = {
+    "echo": EchoModel,
+    "test": TestModel,
+    "flaky": FlakyModel,
+}
 _RESERVED_NAMES = frozenset({"builtin", "openai", "anthropic"})
 
 

@@ -8,6 +8,7 @@ crash could take back; readers that resume from the store and readers on the bus
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,7 +25,9 @@ class RunLogWriter:
         self._run_id = run_id
         self._attempt = attempt
         self._seq = last_seq
-        self._pending: list[LogEvent] = []
+        self._pending: list[tuple[LogEvent, datetime]] = []
+        """Events not yet stored, each with the time it was emitted (its `created_at`: a batch
+        commits later, but traces time steps by when things happened)."""
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         # Batches must commit in seq order, so only one write is in flight at a time.
@@ -53,7 +56,8 @@ class RunLogWriter:
         self._raise_if_failed()
         self._seq += 1
         data = orjson.dumps({"eventType": event_type, "seq": self._seq, **payload})
-        self._pending.append(LogEvent.create(self._run_id, self._seq, event_type, data))
+        event = LogEvent.create(self._run_id, self._seq, event_type, data)
+        self._pending.append((event, datetime.now(UTC)))
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
         await self.flush(RunUpdate(cursor=next_step_index, state=state.to_json()))
@@ -81,10 +85,10 @@ class RunLogWriter:
     async def _write_batch(self, update: RunUpdate | None) -> None:
         async with self._write_lock:
             batch, self._pending = self._pending, []
-            rows = [EventRow(e.seq, e.type, e.data.decode()) for e in batch]
+            rows = [EventRow(e.seq, e.type, e.data.decode(), created_at=at) for e, at in batch]
             await self._store.record(self._run_id, self._attempt, rows, update)
             if batch:
-                await self._bus.publish(self._run_id, batch)
+                await self._bus.publish(self._run_id, [e for e, _ in batch])
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:

@@ -25,6 +25,7 @@ from noukai.types.errors import ErrorCode
 from noukai.types.wire import StepRequest
 
 MAX_MESSAGES_BYTES = 1024 * 1024
+MAX_SESSION_ID_LENGTH = 255
 MAX_ATTACHMENTS = 10
 _ALLOWED_ROLES = frozenset({"user", "assistant", "tool"})
 
@@ -114,6 +115,7 @@ class RunService:
         pause_after: int | None = None,
         run_id: str | None = None,
     ) -> RunRecord:
+        session_id = session_id_of(session_id)
         run = await self._store.create_run(
             NewRun(
                 id=run_id or str(uuid.uuid4()),
@@ -292,6 +294,18 @@ class RunService:
                     break
                 if event.type in ev.TERMINAL_EVENTS:
                     break
+
+
+def session_id_of(header: str | None) -> str | None:
+    """The session a run is recorded in, from `X-Session-Id`: any string (the published SDK sends
+    whatever the caller passed, even an empty one, which records nothing)."""
+    if header is None or not header.strip():
+        return None
+    if len(header) > MAX_SESSION_ID_LENGTH:
+        raise RequestRejected(
+            ErrorCode.VALIDATION_ERROR, f"X-Session-Id is longer than {MAX_SESSION_ID_LENGTH} characters"
+        )
+    return header
 
 
 def _is_uuid(value: str) -> bool:

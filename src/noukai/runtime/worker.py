@@ -24,8 +24,9 @@ from noukai.engine import (
     RunInputs,
     RunState,
 )
-from noukai.flows import FlowValidationError, OverrideError, apply_block_overrides
+from noukai.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai.providers.pricing import format_cost
+from noukai.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
 from noukai.runtime.flow_cache import FlowCache
 from noukai.runtime.log_writer import RunLogWriter
 from noukai.store import LeaseLost, RunRecord, RunUpdate, Store
@@ -167,6 +168,7 @@ class Worker:
             await self._fail(run, writer, {"code": str(code), "message": str(exc)})
             return
         state = RunState.from_json(run.state)
+        resume = await self._resume_point(run, spec)
         outcome = await self._engine.run(
             spec,
             inputs,
@@ -175,6 +177,8 @@ class Worker:
             run={"id": run.id, "flow": spec.slug, "version": run.flow_version},
             start_index=run.cursor,
             pause_after=run.pause_after,
+            attempt=resume.attempt,
+            interrupted=resume.interrupted,
         )
         if isinstance(outcome, Completed):
             await writer.emit_with_update(
@@ -202,6 +206,17 @@ class Worker:
         elif isinstance(outcome, Failed):
             error = {"code": outcome.code, "message": outcome.message, "stepId": outcome.step_id}
             await self._fail(run, writer, error, state)
+
+    async def _resume_point(self, run: RunRecord, spec: FlowSpec) -> ResumePoint:
+        """The attempt the step at the cursor runs as: a step that already started in this run
+        (its worker was lost, or a retry was pending) runs again as its next attempt."""
+        if run.last_seq == 0 or run.cursor >= len(spec.steps):
+            return FIRST_ATTEMPT
+        # Newest first, so this reads the log's tail (one step's events at most), not all of it.
+        rows = await self._store.read_events(
+            run.id, types=ev.STEP_BOUNDARY_EVENTS, newest_first=True, limit=1
+        )
+        return resume_point(rows[0] if rows else None, spec.steps[run.cursor].id)
 
     async def _fail(
         self,

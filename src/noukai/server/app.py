@@ -14,7 +14,7 @@ from noukai.server.config import ServerConfig
 from noukai.server.errors import install_error_handlers
 from noukai.server.request_id import RequestIdMiddleware
 from noukai.server.responses import json_response
-from noukai.server.routes import execute, flows, jobs, stream
+from noukai.server.routes import execute, flows, jobs, sessions, stream, traces
 from noukai.server.services import Services
 
 
@@ -41,6 +41,8 @@ def create_app(config: ServerConfig, *, functions: FunctionRegistry | None = Non
     app.include_router(flows.router, prefix="/api/v1")
     app.include_router(stream.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(traces.router, prefix="/api/v1")
+    app.include_router(sessions.router, prefix="/api/v1")
 
     @app.get("/api/v1/health", tags=["service"])
     async def health() -> Response:

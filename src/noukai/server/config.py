@@ -18,6 +18,8 @@ _NUMERIC_ENV: tuple[tuple[str, str, type[float] | type[int]], ...] = (
     ("NOUKAI_LEASE_SECONDS", "lease_seconds", float),
     ("NOUKAI_EVENT_RETENTION_SECONDS", "event_retention_seconds", float),
     ("NOUKAI_RETENTION_INTERVAL_SECONDS", "retention_interval_seconds", float),
+    ("NOUKAI_SESSION_RETENTION_SECONDS", "session_retention_seconds", float),
+    ("NOUKAI_TRACE_CONTEXT_MAX_BYTES", "trace_context_max_bytes", int),
 )
 
 
@@ -36,6 +38,10 @@ class ServerConfig:
     retry_ms: int = 1000
     event_retention_seconds: float = 7 * 24 * 3600.0
     retention_interval_seconds: float = 3600.0
+    session_retention_seconds: float = 30 * 24 * 3600.0
+    """How long a replay session stays fetchable (410 after); its runs' logs are kept as long."""
+    trace_context_max_bytes: int = 64 * 1024
+    """Cap on each input/output/error context of a step trace (`truncated: true` when cut)."""
     providers: ProviderSettings = field(default_factory=ProviderSettings.from_env)
     dev_org: str = DEV_ORG
     dev_project: str = DEV_PROJECT

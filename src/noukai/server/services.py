@@ -10,6 +10,8 @@ from noukai.flows import TemplateEngine
 from noukai.providers import ModelRegistry
 from noukai.runtime import FlowCache, RunService, Worker
 from noukai.runtime.retention import RetentionTask
+from noukai.runtime.sessions import SessionService
+from noukai.runtime.traces import TraceService
 from noukai.server.config import ServerConfig
 from noukai.store import Store
 
@@ -25,6 +27,8 @@ class Services:
     runs: RunService
     worker: Worker | None
     retention: RetentionTask
+    traces: TraceService
+    sessions: SessionService
 
     @classmethod
     async def start(cls, config: ServerConfig, *, functions: FunctionRegistry | None = None) -> Services:
@@ -50,10 +54,13 @@ class Services:
             store,
             retention_seconds=config.event_retention_seconds,
             interval_seconds=config.retention_interval_seconds,
+            session_retention_seconds=config.session_retention_seconds,
         )
         retention.start()
         runs = RunService(store, bus, flows)
-        return cls(config, store, bus, models, functions, flows, runs, worker, retention)
+        traces = TraceService(store, max_context_bytes=config.trace_context_max_bytes)
+        sessions = SessionService(store, traces, retention_seconds=config.session_retention_seconds)
+        return cls(config, store, bus, models, functions, flows, runs, worker, retention, traces, sessions)
 
     async def close(self) -> None:
         await self.retention.stop()

@@ -7,7 +7,7 @@ byte for byte, never parsed or re-serialised here.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -62,15 +62,24 @@ async def insert_events(
 
 
 async def read_events(
-    conn: AsyncConnection, run_id: str, after_seq: int = 0, limit: int | None = None
+    conn: AsyncConnection,
+    run_id: str,
+    after_seq: int = 0,
+    limit: int | None = None,
+    *,
+    types: Collection[str] | None = None,
+    newest_first: bool = False,
 ) -> list[EventRow]:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    stmt = (
-        sa.select(run_events.c.seq, run_events.c.type, run_events.c.data, run_events.c.created_at)
-        .where(run_events.c.run_id == run_id, run_events.c.seq > after_seq)
-        .order_by(run_events.c.seq)
+    stmt = sa.select(run_events.c.seq, run_events.c.type, run_events.c.data, run_events.c.created_at).where(
+        run_events.c.run_id == run_id, run_events.c.seq > after_seq
     )
+    if types is not None:
+        # Walks the run's (run_id, seq) primary-key range and filters rows: no index on type is
+        # needed for one run's log, and none is kept up on every event insert.
+        stmt = stmt.where(run_events.c.type.in_(sorted(types)))
+    stmt = stmt.order_by(run_events.c.seq.desc() if newest_first else run_events.c.seq)
     if limit is not None:
         stmt = stmt.limit(limit)
     return [
@@ -79,15 +88,28 @@ async def read_events(
     ]
 
 
-async def prune_finished(conn: AsyncConnection, finished_before: datetime, max_runs: int) -> int:
-    """Delete the events of up to `max_runs` runs that ended before `finished_before`; returns how
-    many runs lost their events. Runs themselves are kept (their status and result stay readable)."""
+async def prune_finished(
+    conn: AsyncConnection,
+    finished_before: datetime,
+    max_runs: int,
+    session_finished_before: datetime | None = None,
+) -> int:
+    """Delete the events of up to `max_runs` runs that ended before `finished_before` (before
+    `session_finished_before` for runs recorded in a session, when given); returns how many runs
+    lost their events. Runs themselves are kept (their status and result stay readable)."""
     terminal = ("completed", "failed", "cancelled")
+    if session_finished_before is None:
+        ended = runs.c.completed_at < finished_before
+    else:
+        ended = sa.or_(
+            sa.and_(runs.c.session_id.is_(None), runs.c.completed_at < finished_before),
+            sa.and_(runs.c.session_id.is_not(None), runs.c.completed_at < session_finished_before),
+        )
     victims = (
         sa.select(runs.c.id)
         .where(
             runs.c.status.in_(terminal),
-            runs.c.completed_at < finished_before,
+            ended,
             sa.exists().where(run_events.c.run_id == runs.c.id),
         )
         .limit(max_runs)

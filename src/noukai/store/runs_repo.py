@@ -31,6 +31,17 @@ async def get_run(conn: AsyncConnection, run_id: str, *, for_update: bool = Fals
     return None if row is None else run_record(row)
 
 
+async def list_session_runs(conn: AsyncConnection, session_id: str, limit: int) -> list[RunRecord]:
+    """The runs recorded under `session_id`, oldest first (by creation, then id for ties)."""
+    stmt = (
+        sa.select(runs)
+        .where(runs.c.session_id == session_id)
+        .order_by(runs.c.created_at, runs.c.id)
+        .limit(limit)
+    )
+    return [run_record(row) for row in await conn.execute(stmt)]
+
+
 async def create_run(conn: AsyncConnection, new: NewRun, now: datetime) -> RunRecord:
     """Insert a queued run; with an idempotency key already used in the org, return that run.
 

@@ -8,7 +8,7 @@ than assuming a cancelled write did not happen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from .records import (
     RunStatus,
     RunUpdate,
 )
+from .schema import TOKEN_LENGTH
 
 Clock = Callable[[], datetime]
 
@@ -178,6 +179,14 @@ class Store:
         async with self._db.read() as conn:
             return await runs_repo.get_run(conn, run_id)
 
+    async def list_session_runs(self, session_id: str, *, limit: int = 1000) -> list[RunRecord]:
+        """The runs recorded with this session id (any tenant's: callers filter), oldest first by
+        creation time. An id longer than any stored one simply has no runs."""
+        if not session_id or len(session_id) > TOKEN_LENGTH:
+            return []
+        async with self._db.read() as conn:
+            return await runs_repo.list_session_runs(conn, session_id, limit)
+
     async def advance_run(
         self,
         run_id: str,
@@ -267,17 +276,40 @@ class Store:
 
     # -- the event log ---------------------------------------------------------------------------
 
-    async def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[EventRow]:
-        """Events with `seq > after_seq`, in seq order, at most `limit` of them."""
+    async def read_events(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        limit: int | None = None,
+        *,
+        types: Collection[str] | None = None,
+        newest_first: bool = False,
+    ) -> list[EventRow]:
+        """Events with `seq > after_seq`, in seq order (newest first if asked), at most `limit` of
+        them; only those of the given `types` when `types` is not None."""
         async with self._db.read() as conn:
-            return await event_log.read_events(conn, run_id, after_seq, limit)
+            return await event_log.read_events(
+                conn, run_id, after_seq, limit, types=types, newest_first=newest_first
+            )
 
     async def has_events(self, run_id: str) -> bool:
         """Whether any of the run's log is stored (False once retention pruned it)."""
         async with self._db.read() as conn:
             return await event_log.has_events(conn, run_id)
 
-    async def prune_events(self, finished_before: datetime, *, max_runs: int = 200) -> int:
+    async def prune_events(
+        self,
+        finished_before: datetime,
+        *,
+        max_runs: int = 200,
+        session_finished_before: datetime | None = None,
+    ) -> int:
         """Delete the logs of up to `max_runs` runs that ended before `finished_before` (one short
-        write; call again while it returns `max_runs`). Returns how many runs were pruned."""
-        return await self._db.write(lambda conn: event_log.prune_finished(conn, finished_before, max_runs))
+        write; call again while it returns `max_runs`). Returns how many runs were pruned.
+
+        Runs recorded in a session (`session_id` set) are cut off at `session_finished_before`
+        instead, when given: their logs are the session's replay snapshots.
+        """
+        return await self._db.write(
+            lambda conn: event_log.prune_finished(conn, finished_before, max_runs, session_finished_before)
+        )

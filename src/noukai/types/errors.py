@@ -59,6 +59,11 @@ class ErrorCode(StrEnum):
     PROVIDER_TIMEOUT = "PROVIDER_TIMEOUT"
     PROVIDER_BAD_REQUEST = "PROVIDER_BAD_REQUEST"
     RUN_CANCELLED = "RUN_CANCELLED"
+    STEP_INTERRUPTED = "STEP_INTERRUPTED"
+    """A step attempt stopped because its worker was lost (crash, kill); the step runs again."""
+    # Traces and sessions
+    STEP_NOT_FOUND = "STEP_NOT_FOUND"
+    ATTEMPT_NOT_FOUND = "ATTEMPT_NOT_FOUND"
     # Service
     RATE_LIMIT = "RATE_LIMIT"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
@@ -107,6 +112,9 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.PROVIDER_TIMEOUT: 504,
     ErrorCode.PROVIDER_BAD_REQUEST: 502,
     ErrorCode.RUN_CANCELLED: 409,
+    ErrorCode.STEP_INTERRUPTED: 503,
+    ErrorCode.STEP_NOT_FOUND: 404,
+    ErrorCode.ATTEMPT_NOT_FOUND: 404,
     ErrorCode.RATE_LIMIT: 429,
     ErrorCode.IDEMPOTENCY_CONFLICT: 409,
     ErrorCode.INTERNAL_ERROR: 500,
