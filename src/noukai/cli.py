@@ -150,13 +150,16 @@ async def _prepare(config: ServerConfig, want_key: bool) -> str | None:
 
 def _parse_flow_file(path: Path) -> FlowSpec:
     """Validate a flow file against the functions every server offers; exit 1 with the message."""
-    from noukai.engine import default_functions
+    from noukai.engine import default_functions, default_tools
     from noukai.flows import FlowValidationError
     from noukai.runtime.flow_admin import parse_flow_document
 
     known = set(default_functions().names())
+    tools = set(default_tools().names())
     try:
-        return parse_flow_document(path.read_text(), filename=path.name, known_functions=known)
+        return parse_flow_document(
+            path.read_text(), filename=path.name, known_functions=known, known_tools=tools
+        )
     except FlowValidationError as exc:
         raise _fail(f"{path}: {exc.message}") from exc
 

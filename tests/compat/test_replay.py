@@ -220,3 +220,55 @@ def test_the_decorator_alone_records_under_its_own_session(client: Any) -> None:
     assert session_id is not None
     with scope_sync(replay_session_id=session_id, transport=client._transport):
         assert client.flow("echo").execute(message="x").result == live.result == "decorated"
+
+
+# -- the Flask adapter ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def flask_client(server: ServerProcess) -> Iterator[Any]:
+    """A user's Flask app with the SDK's `init_noukai_trace`, driven by Flask's test client; the
+    SDK inside it calls the real server."""
+    from flask import Flask, jsonify, request
+    from noukai_sdk.adapters.flask import init_noukai_trace
+
+    sdk = noukai_sdk.Noukai(api_key=server.dev_key, env="dev", org="dev", project="main")
+    app = Flask(__name__)
+    init_noukai_trace(app, client=sdk)
+
+    @app.post("/grade")
+    def grade() -> Any:
+        body = request.get_json()
+        try:
+            result = sdk.flow(body["slug"]).execute(
+                message=body.get("message"), parameters=body.get("parameters") or {}
+            )
+        except noukai_sdk.FlowExecutionError as exc:
+            return jsonify({"error": exc.code})
+        return jsonify({"result": result.result, "executionId": result.execution_id})
+
+    with app.test_client() as http:
+        yield http
+    sdk.close()
+
+
+def test_flask_capture_then_replay(flask_client: Any) -> None:
+    live = flask_client.post("/grade", json={"slug": "greet", "parameters": {"name": "Flask", "count": 2}})
+    assert live.status_code == 200
+    assert live.get_json()["result"]["greeting"] == "Hello, Flask!"
+    session_id = live.headers["X-Noukai-Session"]
+    assert uuid.UUID(session_id)
+    replayed = flask_client.post(
+        "/grade", json={"slug": "greet", "parameters": {"name": "ignored", "count": 0}},
+        headers={"X-Noukai-Replay": session_id},
+    )
+    # The same answer, execution id included: it came from the recording, not from a new run.
+    assert replayed.get_json() == live.get_json()
+
+
+def test_flask_replays_a_recorded_failure(flask_client: Any) -> None:
+    live = flask_client.post("/grade", json={"slug": "broken", "parameters": {"config": {}}})
+    assert live.get_json() == {"error": "TEMPLATE_ERROR"}
+    replayed = flask_client.post("/grade", json={"slug": "broken"},
+                                 headers={"X-Noukai-Replay": live.headers["X-Noukai-Session"]})
+    assert replayed.get_json() == {"error": "TEMPLATE_ERROR"}

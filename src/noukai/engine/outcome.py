@@ -28,7 +28,26 @@ class Failed:
     message: str
 
 
-Outcome = Completed | PausedBetweenSteps | Failed
+@dataclass(frozen=True, slots=True)
+class PausedForTools:
+    """An agent step called client-side tools; the run waits for the caller's results."""
+
+    step_id: str
+    step_index: int
+    attempt: int
+    pause: dict[str, Any]
+    """`AgentPause.to_json()`: the conversation so far and the pending tool calls."""
+
+
+Outcome = Completed | PausedBetweenSteps | Failed | PausedForTools
+
+
+class AwaitingTools(Exception):
+    """Raised by the agent executor when the step must wait for client tool results."""
+
+    def __init__(self, pause: dict[str, Any]) -> None:
+        super().__init__("waiting for client tool results")
+        self.pause = pause
 
 
 class StepFailure(Exception):

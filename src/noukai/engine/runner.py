@@ -19,13 +19,22 @@ from decimal import Decimal
 from typing import Any
 
 from noukai.engine.functions import FunctionRegistry
-from noukai.engine.outcome import Completed, Failed, Outcome, PausedBetweenSteps, StepFailure
+from noukai.engine.outcome import (
+    AwaitingTools,
+    Completed,
+    Failed,
+    Outcome,
+    PausedBetweenSteps,
+    PausedForTools,
+    StepFailure,
+)
 from noukai.engine.retry import MIN_ATTEMPTS_AFTER_INTERRUPTION, backoff_seconds
 from noukai.engine.sink import EventSink
 from noukai.engine.state import RunInputs, RunState
 from noukai.engine.steps import StepCall, StepExecutors, StepOutput
+from noukai.engine.tools import ToolRegistry
 from noukai.flows import FlowSpec, StepSpec, TemplateEngine, TemplateError, build_context
-from noukai.providers import ModelRegistry
+from noukai.providers import ModelRegistry, ToolSpec
 from noukai.providers.pricing import format_cost
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
@@ -42,11 +51,13 @@ class FlowEngine:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.models = models
         self.functions = functions
         self.templates = templates
-        self._executors = StepExecutors(models, functions, templates)
+        self.tools = tools or ToolRegistry()
+        self._executors = StepExecutors(models, functions, templates, self.tools)
         self._sleep = sleep
         self._jitter = jitter
 
@@ -90,8 +101,9 @@ class FlowEngine:
         sink: EventSink,
         run: Mapping[str, Any],
         first: _Attempt,
-    ) -> Failed | None:
-        """All attempts of one step: None once it completed (or was skipped), else its failure."""
+    ) -> Failed | PausedForTools | None:
+        """All attempts of one step: None once it completed (or was skipped), else its failure or
+        its pause for client tool results."""
         policy = flow.retry_policy(step)
         attempt = first.number
         where: dict[str, Any] = {"stepId": step.id, "name": step.name, "stepIndex": index, "type": step.type}
@@ -112,6 +124,14 @@ class FlowEngine:
             try:
                 await self._attempt(flow, step, index, inputs, state, sink, run, attempt)
                 return None
+            except AwaitingTools as waiting:
+                state.agent = {
+                    "stepId": step.id,
+                    "stepIndex": index,
+                    "attempt": attempt,
+                    "pause": waiting.pause,
+                }
+                return PausedForTools(step.id, index, attempt, waiting.pause)
             except StepFailure as failure:
                 error: dict[str, Any] = {
                     **where,
@@ -161,7 +181,9 @@ class FlowEngine:
             "type": step.type,
             "attempt": attempt,
         }
-        await sink.emit(ev.STEP_STARTED, dict(base))
+        tool_call = _tool_call_fields(inputs, state, step.id)
+        if tool_call.get("resume") is None:  # a resumed agent step already reported its start
+            await sink.emit(ev.STEP_STARTED, dict(base))
         if not self._should_run(step, context):
             state.outputs[step.id] = None
             if step.id not in state.skipped:
@@ -180,7 +202,8 @@ class FlowEngine:
                 },
             )
             return
-        result = await self._execute(flow, step, index, context, sink, attempt)
+        result = await self._execute(flow, step, index, context, sink, attempt, tool_call)
+        state.agent = None
         state.outputs[step.id] = result.output
         state.result_step = step.id
         state.prompt_tokens += result.prompt_tokens
@@ -222,11 +245,20 @@ class FlowEngine:
         context: dict[str, Any],
         sink: EventSink,
         attempt: int,
+        tool_call: dict[str, Any],
     ) -> StepOutput:
         capture = flow.trace_capture_mode
         redact_fields = tuple(flow.redact_fields)
         if step.foreach is None:
-            call = StepCall(step, index, context, capture, attempt=attempt, redact_fields=redact_fields)
+            call = StepCall(
+                step,
+                index,
+                context,
+                capture,
+                attempt=attempt,
+                redact_fields=redact_fields,
+                **tool_call,
+            )
             return await self._executors.execute(call, sink)
         try:
             items = self.templates.render_value(step.foreach, context)
@@ -252,6 +284,8 @@ class FlowEngine:
                 loop_index=loop_index,
                 attempt=attempt,
                 redact_fields=redact_fields,
+                client_tools=tool_call.get("client_tools", ()),
+                tool_choice=tool_call.get("tool_choice"),
             )
             try:
                 part = await self._executors.execute(call, sink)
@@ -281,6 +315,30 @@ class FlowEngine:
                 progress["model"] = part.model
             await sink.emit(ev.STEP_PROGRESS, progress)
         return total
+
+
+def _tool_call_fields(inputs: RunInputs, state: RunState, step_id: str) -> dict[str, Any]:
+    """What an agent step needs from the request (client tools) and from a stored pause."""
+    fields: dict[str, Any] = {
+        "client_tools": tuple(client_tool_specs(inputs.tools)),
+        "tool_choice": inputs.tool_choice,
+        "resume": None,
+    }
+    agent = state.agent
+    if agent is not None and agent.get("stepId") == step_id and agent.get("results") is not None:
+        fields["resume"] = agent["pause"]
+        fields["tool_results"] = tuple(agent["results"])
+    return fields
+
+
+def client_tool_specs(tools: list[dict[str, Any]] | None) -> list[ToolSpec]:
+    """The request's tools (OpenAI function format, validated by the API) as model tool specs."""
+    specs = []
+    for tool in tools or ():
+        function = tool.get("function") or {}
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        specs.append(ToolSpec(function["name"], function.get("description") or "", parameters))
+    return specs
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,9 @@ class RunInputs:
     attachments: list[dict[str, Any]] | None = None
     block_overrides: dict[str, dict[str, Any]] | None = None
     trace: bool = False
+    tools: list[dict[str, Any]] | None = None
+    """Client-side tools (OpenAI function format): calling one pauses the run for the caller."""
+    tool_choice: Any = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -23,6 +26,8 @@ class RunInputs:
             "attachments": self.attachments,
             "blockOverrides": self.block_overrides,
             "trace": self.trace,
+            "tools": self.tools,
+            "toolChoice": self.tool_choice,
         }
 
     @classmethod
@@ -34,6 +39,8 @@ class RunInputs:
             attachments=data.get("attachments"),
             block_overrides=data.get("blockOverrides"),
             trace=bool(data.get("trace", False)),
+            tools=data.get("tools"),
+            tool_choice=data.get("toolChoice"),
         )
 
 
@@ -48,6 +55,9 @@ class RunState:
     completion_tokens: int = 0
     cost_micro_usd: int = 0
     """Cost in millionths of a dollar, summed as an integer so totals never drift."""
+    agent: dict[str, Any] | None = None
+    """An agent step waiting for client tool results: `stepId`, `stepIndex`, `attempt`, `pause`
+    (the conversation and pending calls) and, once the caller answered, `results`."""
 
     @property
     def result(self) -> Any:
@@ -61,6 +71,7 @@ class RunState:
             "promptTokens": self.prompt_tokens,
             "completionTokens": self.completion_tokens,
             "costMicroUsd": self.cost_micro_usd,
+            "agent": self.agent,
         }
 
     @classmethod
@@ -73,4 +84,5 @@ class RunState:
             prompt_tokens=int(data.get("promptTokens", 0)),
             completion_tokens=int(data.get("completionTokens", 0)),
             cost_micro_usd=int(data.get("costMicroUsd", 0)),
+            agent=data.get("agent"),
         )

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
 
+from noukai.engine.agent import AgentCall, AgentLoop, AgentPause
 from noukai.engine.capture import CAPTURES_CONTENT, json_size, redact
 from noukai.engine.functions import FunctionRegistry
-from noukai.engine.outcome import StepFailure
+from noukai.engine.outcome import AwaitingTools, StepFailure
 from noukai.engine.sink import EventSink
+from noukai.engine.tools import ToolRegistry
 from noukai.flows import (
+    AgentStep,
     LlmStep,
     PythonStep,
     StepSpec,
@@ -32,6 +35,7 @@ from noukai.providers import (
     ModelResponse,
     ReasoningDelta,
     TextDelta,
+    ToolSpec,
 )
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
@@ -59,13 +63,26 @@ class StepCall:
     loop_index: int | None = None
     attempt: int = 1
     redact_fields: tuple[str, ...] = ()
+    client_tools: tuple[ToolSpec, ...] = ()
+    tool_choice: Any = None
+    resume: dict[str, Any] | None = None
+    """For an agent step waiting for tools: the stored `AgentPause` to continue from."""
+    tool_results: tuple[dict[str, str], ...] = ()
 
 
 class StepExecutors:
-    def __init__(self, models: ModelRegistry, functions: FunctionRegistry, templates: TemplateEngine) -> None:
+    def __init__(
+        self,
+        models: ModelRegistry,
+        functions: FunctionRegistry,
+        templates: TemplateEngine,
+        tools: ToolRegistry | None = None,
+    ) -> None:
         self._models = models
         self._functions = functions
         self._templates = templates
+        self._tools = tools or ToolRegistry()
+        self._agents = AgentLoop(self._tools)
 
     async def execute(self, call: StepCall, sink: EventSink) -> StepOutput:
         step = call.step
@@ -75,6 +92,8 @@ class StepExecutors:
             return StepOutput(self._render(call, "template", self._templates.render_structure, step.template))
         if isinstance(step, PythonStep):
             return await self._python(step, call, sink)
+        if isinstance(step, AgentStep):
+            return await self._agent(step, call, sink)
         raise StepFailure(
             ErrorCode.INVALID_TREE, f"step type {step.type!r} is not supported by this server yet"
         )
@@ -146,6 +165,66 @@ class StepExecutors:
             completion_tokens=usage.completion_tokens,
             cost=self._models.price_table.cost_usd(resolved.provider, resolved.model, usage),
             model=f"{resolved.provider}:{response.model or resolved.model}",
+        )
+
+    async def _agent(self, step: AgentStep, call: StepCall, sink: EventSink) -> StepOutput:
+        unknown = [name for name in step.tools if name not in self._tools]
+        if unknown:
+            raise StepFailure(ErrorCode.INVALID_TREE, f"step '{step.id}': no server-side tool {unknown[0]!r}")
+        render_text = self._templates.render_text
+        system = self._render(call, "system", render_text, step.system) if step.system else None
+        prompt = self._render(call, "prompt", render_text, step.prompt)
+        if call.resume is None:
+            content: dict[str, Any] = {"prompt": prompt}
+            if system is not None:
+                content["system"] = system
+            tools = {"serverTools": list(step.tools), "clientTools": [t.name for t in call.client_tools]}
+            await _emit_input(sink, call, {"model": step.model, **tools}, content)
+        try:
+            resolved = self._models.resolve(step.model)
+        except ModelError as exc:
+            raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
+
+        async def model_call(request: ModelRequest) -> tuple[ModelResponse, Decimal]:
+            request = replace(request, model=resolved.model, attempt=call.attempt)
+            try:
+                response = await self._stream(resolved.client.stream(request), call, sink)
+            except ModelError as exc:
+                raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
+            cost = self._models.price_table.cost_usd(resolved.provider, resolved.model, response.usage)
+            return response, cost
+
+        agent_call = AgentCall(
+            step_id=step.id,
+            step_index=call.index,
+            model=resolved.model,
+            system=system,
+            prompt=prompt,
+            server_tools=list(step.tools),
+            client_tools=list(call.client_tools),
+            tool_choice=call.tool_choice,
+            max_iterations=step.max_iterations,
+            temperature=step.temperature,
+            max_tokens=step.max_tokens,
+            extra=dict(step.params),
+        )
+        resume = AgentPause.from_json(call.resume) if call.resume is not None else None
+        result = await self._agents.run(
+            agent_call, sink, model_call, resume=resume, results=call.tool_results
+        )
+        if isinstance(result, AgentPause):
+            if call.loop_index is not None:
+                raise StepFailure(
+                    ErrorCode.TOOLS_IN_NON_SEQUENTIAL_STEP,
+                    f"step '{step.id}' repeats with foreach, so it cannot pause for client tools",
+                )
+            raise AwaitingTools(result.to_json())
+        return StepOutput(
+            output=result.text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost=result.cost,
+            model=f"{resolved.provider}:{result.model or resolved.model}",
         )
 
     async def _stream(self, stream: Any, call: StepCall, sink: EventSink) -> ModelResponse:

@@ -15,12 +15,13 @@ def parse_flow_document(
     slug: str | None = None,
     filename: str | None = None,
     known_functions: Collection[str] | None = None,
+    known_tools: Collection[str] | None = None,
 ) -> FlowSpec:
     """Validate a flow; a `slug` from the address fills in a document without one and must match
     a document that has one."""
     if isinstance(source, Mapping) and slug is not None and "slug" not in source:
         source = {**source, "slug": slug}
-    spec = load_flow(source, filename=filename, known_functions=known_functions)
+    spec = load_flow(source, filename=filename, known_functions=known_functions, known_tools=known_tools)
     if slug is not None and spec.slug != slug:
         message = f"field 'slug': the document says {spec.slug!r} but it is saved as {slug!r}"
         raise FlowValidationError(

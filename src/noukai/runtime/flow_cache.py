@@ -13,8 +13,15 @@ FlowKey = tuple[str, int, int]
 
 
 class FlowCache:
-    def __init__(self, *, known_functions: Collection[str] | None = None, size: int = 512) -> None:
+    def __init__(
+        self,
+        *,
+        known_functions: Collection[str] | None = None,
+        known_tools: Collection[str] | None = None,
+        size: int = 512,
+    ) -> None:
         self._known_functions = known_functions
+        self._known_tools = known_tools
         self._size = size
         self._entries: OrderedDict[FlowKey, FlowSpec] = OrderedDict()
 
@@ -24,7 +31,7 @@ class FlowCache:
         if spec is not None:
             self._entries.move_to_end(key)
             return spec
-        spec = load_flow(document, known_functions=self._known_functions)
+        spec = load_flow(document, known_functions=self._known_functions, known_tools=self._known_tools)
         self._entries[key] = spec
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)

@@ -15,6 +15,8 @@ import orjson
 
 from noukai.bus import Bus, LogEvent, Subscription
 from noukai.engine import RunInputs
+from noukai.engine.agent import normalise_tool_results
+from noukai.engine.tools import TOOL_NAME
 from noukai.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai.runtime.errors import RequestRejected
 from noukai.runtime.flow_cache import FlowCache
@@ -27,6 +29,7 @@ from noukai.types.wire import StepRequest
 MAX_MESSAGES_BYTES = 1024 * 1024
 MAX_SESSION_ID_LENGTH = 255
 MAX_ATTACHMENTS = 10
+MAX_CLIENT_TOOLS = 64
 _ALLOWED_ROLES = frozenset({"user", "assistant", "tool"})
 
 
@@ -103,6 +106,66 @@ class RunService:
                 apply_block_overrides(target.spec, inputs.block_overrides)
             except OverrideError as exc:
                 raise RequestRejected(ErrorCode.INVALID_OVERRIDE, str(exc)) from exc
+        if inputs.tools:
+            check_client_tools(inputs.tools)
+            if not any(step.type == "agent" for step in target.spec.steps):
+                raise RequestRejected(
+                    ErrorCode.TOOLS_NOT_ENABLED,
+                    f"flow '{target.spec.slug}' has no agent step, so it cannot call tools",
+                )
+
+    async def resume_tools(
+        self,
+        target: FlowTarget,
+        *,
+        org: str,
+        execution_id: str | None,
+        paused_step: str | None,
+        messages: list[dict[str, Any]],
+        step_index: int | None = None,
+    ) -> RunRecord:
+        """Hand a paused agent step the caller's tool results and queue the run again."""
+        if not execution_id or not _is_uuid(execution_id):
+            raise RequestRejected(ErrorCode.EXECUTION_ID_INVALID, "executionId is not a run id")
+        run = await self._store.get_run(execution_id)
+        if run is None or run.org_id != org or run.flow_id != target.flow.id:
+            raise RequestRejected(ErrorCode.EXECUTION_ID_INVALID, f"no run {execution_id} of this flow")
+        agent = (run.state or {}).get("agent")
+        if run.status != "waiting" or not agent or agent.get("results") is not None:
+            raise RequestRejected(
+                ErrorCode.EXECUTION_ID_INVALID,
+                f"run {execution_id} is {run.status}, not waiting for tool results",
+            )
+        if paused_step is not None and paused_step != agent["stepId"]:
+            raise RequestRejected(
+                ErrorCode.PAUSED_STEP_INVALID,
+                f"run {execution_id} is paused at step '{agent['stepId']}', not '{paused_step}'",
+            )
+        if step_index is not None and step_index != agent["stepIndex"]:
+            raise RequestRejected(
+                ErrorCode.INVALID_STEP_INDEX,
+                f"run {execution_id} is paused at stepIndex {agent['stepIndex']}, not {step_index}",
+            )
+        if len(orjson.dumps(messages)) > MAX_MESSAGES_BYTES:
+            raise RequestRejected(ErrorCode.MESSAGES_TOO_LARGE, "toolCallMessages exceed 1 MiB")
+        pending_ids = [call["id"] for call in agent["pause"]["pending"]]
+        try:
+            results = normalise_tool_results(messages, pending_ids)
+        except ValueError as exc:
+            raise RequestRejected(ErrorCode.TOOL_RESULTS_MISMATCH, str(exc)) from exc
+        advanced = await self._store.advance_run(
+            run.id,
+            expected_status="waiting",
+            cursor=agent["stepIndex"],
+            pause_after=run.pause_after,
+            state_patch={"agent": {**agent, "results": results}},
+        )
+        if advanced is None:
+            raise RequestRejected(
+                ErrorCode.EXECUTION_ID_INVALID, f"run {execution_id} was resumed by another request"
+            )
+        await self._bus.announce_work()
+        return run
 
     async def start(
         self,
@@ -203,12 +266,24 @@ class RunService:
                 attachments=body.attachments,
                 block_overrides=body.block_overrides,
                 trace=body.trace,
+                tools=body.tools,
+                tool_choice=body.tool_choice,
             )
             self.check_inputs(target, inputs)
             run = await self.start(
                 target, inputs, trigger="step", session_id=session_id, pause_after=pause_after
             )
             return run.id, 0
+        if body.tool_call_messages is not None:
+            resumed = await self.resume_tools(
+                target,
+                org=org,
+                execution_id=body.execution_id,
+                paused_step=None,
+                messages=body.tool_call_messages,
+                step_index=body.step_index,
+            )
+            return resumed.id, resumed.last_seq
         run = await self.get_run(body.execution_id, org=org)
         if run.flow_id != target.flow.id:
             raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run.id} of this flow")
@@ -284,7 +359,7 @@ class RunService:
             run = await self._store.get_run(run_id)
             if run is None:
                 raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run_id}")
-            if run.terminal:
+            if run.terminal or waiting_for_tools(run):
                 return run
             deadline = asyncio.get_running_loop().time() + self._poll_interval
             while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
@@ -292,8 +367,41 @@ class RunService:
                     event = await asyncio.wait_for(anext(iterator), remaining)
                 except TimeoutError:
                     break
-                if event.type in ev.TERMINAL_EVENTS:
+                if event.type in ev.TERMINAL_EVENTS or event.type == ev.STEP_PAUSED_FOR_TOOL_CALLS:
                     break
+
+
+def waiting_for_tools(run: RunRecord) -> bool:
+    agent = (run.state or {}).get("agent")
+    return run.status == "waiting" and isinstance(agent, dict) and agent.get("results") is None
+
+
+def check_client_tools(tools: list[dict[str, Any]]) -> None:
+    """Client tools must be OpenAI function definitions with usable names (contract 4)."""
+    if len(tools) > MAX_CLIENT_TOOLS:
+        raise RequestRejected(ErrorCode.TOOLS_INVALID, f"at most {MAX_CLIENT_TOOLS} tools are accepted")
+    names: set[str] = set()
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
+            raise RequestRejected(
+                ErrorCode.TOOLS_INVALID,
+                f'tools[{index}] must be {{"type": "function", "function": {{"name": ...}}}}',
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.match(name):
+            raise RequestRejected(
+                ErrorCode.TOOL_NAME_INVALID,
+                f"tools[{index}].function.name {name!r} must match {TOOL_NAME.pattern}",
+            )
+        if name in names:
+            raise RequestRejected(ErrorCode.TOOL_NAME_INVALID, f"tool name {name!r} is used twice")
+        names.add(name)
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise RequestRejected(
+                ErrorCode.TOOLS_INVALID, f"tools[{index}].function.parameters must be a JSON schema"
+            )
 
 
 def session_id_of(header: str | None) -> str | None:

@@ -21,6 +21,7 @@ from noukai.engine import (
     Failed,
     FlowEngine,
     PausedBetweenSteps,
+    PausedForTools,
     RunInputs,
     RunState,
 )
@@ -168,7 +169,7 @@ class Worker:
             await self._fail(run, writer, {"code": str(code), "message": str(exc)})
             return
         state = RunState.from_json(run.state)
-        resume = await self._resume_point(run, spec)
+        resume = await self._resume_point(run, spec, state)
         outcome = await self._engine.run(
             spec,
             inputs,
@@ -203,15 +204,38 @@ class Worker:
                 },
                 RunUpdate(status="waiting", cursor=outcome.next_index, pause_after=None),
             )
+        elif isinstance(outcome, PausedForTools):
+            pause = outcome.pause
+            await writer.emit_with_update(
+                ev.STEP_PAUSED_FOR_TOOL_CALLS,
+                {
+                    "runId": run.id,
+                    "executionId": run.id,
+                    "stepId": outcome.step_id,
+                    "stepIndex": outcome.step_index,
+                    "attempt": outcome.attempt,
+                    "iterationsUsed": pause["iterations"],
+                    "toolCallMessages": pause["messages"],
+                    "toolCalls": pause["pending"],
+                    "accumulatedOutputs": state.outputs,
+                },
+                RunUpdate(status="waiting", cursor=outcome.step_index, state=state.to_json()),
+            )
         elif isinstance(outcome, Failed):
             error = {"code": outcome.code, "message": outcome.message, "stepId": outcome.step_id}
             await self._fail(run, writer, error, state)
 
-    async def _resume_point(self, run: RunRecord, spec: FlowSpec) -> ResumePoint:
+    async def _resume_point(self, run: RunRecord, spec: FlowSpec, state: RunState) -> ResumePoint:
         """The attempt the step at the cursor runs as: a step that already started in this run
-        (its worker was lost, or a retry was pending) runs again as its next attempt."""
+        (its worker was lost, or a retry was pending) runs again as its next attempt; an agent step
+        that paused for client tools continues the same attempt."""
         if run.last_seq == 0 or run.cursor >= len(spec.steps):
             return FIRST_ATTEMPT
+        agent = state.agent
+        if agent is not None and agent.get("stepIndex") == run.cursor:
+            if agent.get("results") is not None:
+                return ResumePoint(int(agent["attempt"]), False)
+            state.agent = None  # a pause nobody answered cannot resume: the step starts over
         # Newest first, so this reads the log's tail (one step's events at most), not all of it.
         rows = await self._store.read_events(
             run.id, types=ev.STEP_BOUNDARY_EVENTS, newest_first=True, limit=1

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from noukai import __version__
-from noukai.engine import FunctionRegistry
+from noukai.engine import FunctionRegistry, ToolRegistry
 from noukai.server.config import ServerConfig
 from noukai.server.errors import install_error_handlers
 from noukai.server.request_id import RequestIdMiddleware
@@ -18,10 +18,18 @@ from noukai.server.routes import execute, flows, jobs, sessions, stream, traces
 from noukai.server.services import Services
 
 
-def create_app(config: ServerConfig, *, functions: FunctionRegistry | None = None) -> FastAPI:
+def create_app(
+    config: ServerConfig,
+    *,
+    functions: FunctionRegistry | None = None,
+    tools: ToolRegistry | None = None,
+) -> FastAPI:
+    """The app; `functions` and `tools` are the operator's registries for python and agent steps
+    (the defaults when not given)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(config, functions=functions)
+        services = await Services.start(config, functions=functions, tools=tools)
         app.state.services = services
         try:
             yield

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from noukai.bus import Bus, MemoryBus
-from noukai.engine import FlowEngine, FunctionRegistry, default_functions
+from noukai.engine import (
+    FlowEngine,
+    FunctionRegistry,
+    ToolRegistry,
+    default_functions,
+    default_tools,
+)
 from noukai.flows import TemplateEngine
 from noukai.providers import ModelRegistry
 from noukai.runtime import FlowCache, RunService, Worker
@@ -23,6 +29,7 @@ class Services:
     bus: Bus
     models: ModelRegistry
     functions: FunctionRegistry
+    tools: ToolRegistry
     flows: FlowCache
     runs: RunService
     worker: Worker | None
@@ -31,14 +38,21 @@ class Services:
     sessions: SessionService
 
     @classmethod
-    async def start(cls, config: ServerConfig, *, functions: FunctionRegistry | None = None) -> Services:
+    async def start(
+        cls,
+        config: ServerConfig,
+        *,
+        functions: FunctionRegistry | None = None,
+        tools: ToolRegistry | None = None,
+    ) -> Services:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.connect(config.resolved_database_url)
         bus = MemoryBus()
         models = ModelRegistry(config.providers)
         functions = functions or default_functions()
-        flows = FlowCache(known_functions=set(functions.names()))
-        engine = FlowEngine(models, functions, TemplateEngine())
+        tools = tools or default_tools()
+        flows = FlowCache(known_functions=set(functions.names()), known_tools=set(tools.names()))
+        engine = FlowEngine(models, functions, TemplateEngine(), tools=tools)
         worker = None
         if config.embedded_workers:
             worker = Worker(
@@ -60,7 +74,20 @@ class Services:
         runs = RunService(store, bus, flows)
         traces = TraceService(store, max_context_bytes=config.trace_context_max_bytes)
         sessions = SessionService(store, traces, retention_seconds=config.session_retention_seconds)
-        return cls(config, store, bus, models, functions, flows, runs, worker, retention, traces, sessions)
+        return cls(
+            config,
+            store,
+            bus,
+            models,
+            functions,
+            tools,
+            flows,
+            runs,
+            worker,
+            retention,
+            traces,
+            sessions,
+        )
 
     async def close(self) -> None:
         await self.retention.stop()

@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from noukai.engine import RunInputs
 from noukai.runtime import FlowTarget, parse_version_segment
+from noukai.runtime.runs import waiting_for_tools
 from noukai.server.auth import api_key, authorize, services
 from noukai.server.body import openapi_body, read_model
 from noukai.server.errors import ApiError
@@ -34,8 +35,16 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def inputs_from(body: ExecuteRequest) -> RunInputs:
+    message = body.message
+    if message is None and body.messages:
+        # A conversation's last user turn is the current message (0.5.x `messages` input).
+        turns = [m for m in body.messages if m.get("role") == "user"]
+        content = turns[-1].get("content") if turns else None
+        message = content if isinstance(content, str) else None
     return RunInputs(
-        message=body.message,
+        tools=body.tools,
+        tool_choice=body.tool_choice,
+        message=message,
         messages=body.messages,
         parameters=body.parameters,
         attachments=body.attachments,
@@ -57,16 +66,30 @@ async def _execute(
 ) -> Response:
     authorize(key, org, project)
     target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
-    if body.is_resume:
-        raise ApiError(
-            ErrorCode.EXECUTION_ID_INVALID,
-            f"run {body.execution_id} is not paused for tool calls",
+    if body.execution_id is not None or body.tool_call_messages is not None:
+        # A resume: the caller's tool results for a run paused at an agent step.
+        subscription = svc.bus.subscribe(body.execution_id or "")
+        try:
+            run = await svc.runs.resume_tools(
+                target,
+                org=key.org_id,
+                execution_id=body.execution_id,
+                paused_step=body.paused_at_step,
+                messages=body.tool_call_messages or [],
+            )
+        except BaseException:
+            await subscription.aclose()
+            raise
+    else:
+        inputs = inputs_from(body)
+        svc.runs.check_inputs(target, inputs)
+        run, subscription = await svc.runs.launch(
+            target,
+            inputs,
+            trigger="execute",
+            session_id=session_id,
+            idempotency_key=idempotency_key,
         )
-    inputs = inputs_from(body)
-    svc.runs.check_inputs(target, inputs)
-    run, subscription = await svc.runs.launch(
-        target, inputs, trigger="execute", session_id=session_id, idempotency_key=idempotency_key
-    )
     waiter = asyncio.ensure_future(svc.runs.wait_terminal(run.id, subscription))
     done, _ = await asyncio.wait({waiter}, timeout=svc.config.heartbeat_seconds)
     if done:
@@ -90,6 +113,9 @@ async def _keepalive_json(
                 break
             yield b" "
         run = waiter.result()
+        if waiting_for_tools(run):
+            yield orjson.dumps(paused_result(target, run))
+            return
         body: dict[str, Any] = {
             "status": "completed" if run.status == "completed" else "failed",
             "result": run.result,
@@ -104,9 +130,28 @@ async def _keepalive_json(
         waiter.cancel()
 
 
+def paused_result(target: FlowTarget, run: RunRecord) -> dict[str, Any]:
+    """The contract's `PausedResult`: what the caller needs to run its tools and resume."""
+    agent = run.state["agent"]
+    pause = agent["pause"]
+    return {
+        "status": "tool_calls_required",
+        "executionId": run.id,
+        "pausedAtStep": agent["stepId"],
+        "iterationsUsed": pause["iterations"],
+        "toolCallMessages": pause["messages"],
+        "toolCalls": pause["pending"],
+        "accumulatedOutputs": run.state.get("outputs") or {},
+        "flowId": target.flow.id,
+        "blockCount": len(target.spec.steps),
+    }
+
+
 def execute_answer(target: FlowTarget, run: RunRecord) -> Response:
     """A completed run answers 200 with its result; a failed or cancelled one answers with the
     error status of its code, so SDK callers get an exception with `.code` to branch on."""
+    if waiting_for_tools(run):
+        return json_response(paused_result(target, run))
     if run.status == "completed":
         return json_response(
             {

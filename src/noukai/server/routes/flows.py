@@ -95,7 +95,11 @@ async def save_draft(
             source = orjson.loads(raw)
     try:
         spec = parse_flow_document(
-            source, slug=slug, filename=filename, known_functions=set(svc.functions.names())
+            source,
+            slug=slug,
+            filename=filename,
+            known_functions=set(svc.functions.names()),
+            known_tools=set(svc.tools.names()),
         )
     except FlowValidationError as exc:
         raise _invalid(exc) from exc
