@@ -191,7 +191,11 @@ def test_step_protocol_errors(server: ServerProcess) -> None:
         "RUN_NOT_FOUND",
     )
     assert_error(step_call(server, "echo", {"runRemaining": False}), 400, "MISSING_MESSAGE")
-    assert_error(step_call(server, "three-steps", {"message": "x"}, version="v0"), 400, "INVALID_VERSION")
+    with httpx.stream("POST", f"{server.api_url}/seq/dev/main/three-steps/v0/step",
+                      json={**STEP_BODY, "message": "draft"}, headers=headers(server)) as draft:
+        assert draft.status_code == 200  # the draft can be stepped through too
+        assert events_only(list(iter_frames(draft)))[-1].event == "flow_completed"
+    assert_error(step_call(server, "three-steps", {"message": "x"}, version="v9"), 404, "FLOW_NOT_FOUND")
     assert_error(step_call(server, "no-such-flow", {"message": "x"}), 404, "FLOW_NOT_FOUND")
     paced = start_run(server, "three-steps", runRemaining=False)
     wait_status(server, paced, "waiting")

@@ -51,14 +51,9 @@ async def _step(
     session_id: str | None,
 ) -> Response:
     authorize(key, org, project)
-    number = parse_version_segment(version)
-    if number == 0:
-        raise ApiError(
-            ErrorCode.INVALID_VERSION,
-            "step-through runs need a published version "
-            "or the base path; /v0 (the draft) is for /execute and /jobs",
-        )
-    target = await svc.runs.resolve(org, project, slug, number)
+    # `/v0/step` steps through the draft. The hosted backend refuses it (INVALID_VERSION) and the
+    # contract allows either; serving it keeps the README's promise that "draft" works everywhere.
+    target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
     body = await read_model(request, StepRequest)
     run_id, after = await svc.runs.begin_step_segment(target, body, org=key.org_id, session_id=session_id)
     policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=SEGMENT_ENDS)
