@@ -82,6 +82,7 @@ def test_the_native_stream_shows_tool_events_and_the_waiting_state(server: Serve
     all_events = events_only(read_stream(server, run_id, since=0))
     completed = [f.json for f in all_events if f.event == "tool_call_completed"]
     assert completed[0]["result"] == "sunny" and completed[0]["side"] == "client"
+    assert isinstance(completed[0]["durationMs"], int)  # how long the caller took
 
 
 def test_server_side_tool_events(server: ServerProcess) -> None:

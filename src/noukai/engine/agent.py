@@ -44,9 +44,12 @@ class AgentPause:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_micro_usd: int = 0
+    paused_at: float | None = None
+    """Wall-clock time of the pause: a client tool's duration is how long the caller took."""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "pausedAt": self.paused_at,
             "messages": self.messages,
             "pending": self.pending,
             "iterations": self.iterations,
@@ -64,6 +67,7 @@ class AgentPause:
             prompt_tokens=int(data.get("promptTokens", 0)),
             completion_tokens=int(data.get("completionTokens", 0)),
             cost_micro_usd=int(data.get("costMicroUsd", 0)),
+            paused_at=data.get("pausedAt"),
         )
 
 
@@ -172,6 +176,7 @@ class AgentLoop:
                     await self._run_server_tool(call, tool_call, state, sink)
             if pending:
                 state.pending = [_openai_call(c) for c in pending]
+                state.paused_at = time.time()
                 return state
 
     async def _run_server_tool(
@@ -207,21 +212,23 @@ class AgentLoop:
         sink: EventSink,
     ) -> None:
         by_id = {str(r["tool_call_id"]): str(r["content"]) for r in results}
+        waited = None if state.paused_at is None else max(0.0, time.time() - state.paused_at)
         for pending in state.pending:
             content = by_id[pending["id"]]
-            await sink.emit(
-                ev.TOOL_CALL_COMPLETED,
-                {
-                    "stepId": call.step_id,
-                    "stepIndex": call.step_index,
-                    "toolCallId": pending["id"],
-                    "name": pending["function"]["name"],
-                    "result": content,
-                    "side": "client",
-                },
-            )
+            payload: dict[str, Any] = {
+                "stepId": call.step_id,
+                "stepIndex": call.step_index,
+                "toolCallId": pending["id"],
+                "name": pending["function"]["name"],
+                "result": content,
+                "side": "client",
+            }
+            if waited is not None:
+                payload["durationMs"] = int(waited * 1000)
+            await sink.emit(ev.TOOL_CALL_COMPLETED, payload)
             state.messages.append({"role": "tool", "tool_call_id": pending["id"], "content": content})
         state.pending = []
+        state.paused_at = None
 
 
 def normalise_tool_results(
