@@ -212,6 +212,11 @@ def _print_banner(config: ServerConfig, key: str | None) -> None:
             f"  NOUKAI_API_KEY={key} NOUKAI_ENV=dev python -c \\",
             "    'from noukai_sdk import Noukai; "
             f'print(Noukai().flow("{flow}").execute(message="hello").result)\'',
+            "",
+            "  # with this project's SDK (pip install noukai), any host and port",
+            f"  NOUKAI_API_KEY={key} NOUKAI_BASE_URL={base} python -c \\",
+            "    'from noukai import Noukai; "
+            f'print(Noukai().flow("{flow}").execute(message="hello").result)\'',
         ]
     print("\n".join(lines), flush=True)
 
