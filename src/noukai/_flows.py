@@ -283,6 +283,34 @@ class _FlowBase:
             policy=ReconnectPolicy(heartbeat_seconds=heartbeat_seconds, max_reconnects=max_reconnects),
         )
 
+    def _job_submission(
+        self,
+        message: str | None,
+        parameters: dict[str, Any] | None,
+        block_overrides: dict[str, dict[str, Any]] | None,
+        trace: bool,
+        version: Version | None,
+        timeout: float | None,
+        session_id: str | None,
+        idempotency_key: str | None,
+    ) -> Call:
+        """The `/jobs` call both clients send (pure: no I/O), with a fresh idempotency key."""
+        version_segment(version)
+        session = self._session(session_id)
+        self._replay_miss_for_jobs(session)
+        request = execute_request(
+            message=message,
+            messages=None,
+            parameters=parameters,
+            block_overrides=block_overrides,
+            attachments=None,
+            tools=None,
+            tool_choice=None,
+            trace=trace,
+        )
+        headers = self._headers(session.session_id, idempotency_key or str(uuid.uuid4()))
+        return self._jobs_call(self._path("jobs", version), request, timeout, headers)
+
     @staticmethod
     def _jobs_call(
         path: str,
@@ -529,24 +557,11 @@ class Flow(_FlowBase):
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit the run to the server's job queue; `job.wait()` / `job.poll()` get its result."""
-        version_segment(version)
-        session = self._session(session_id)
-        self._replay_miss_for_jobs(session)
-        request = execute_request(
-            message=message,
-            messages=None,
-            parameters=parameters,
-            block_overrides=block_overrides,
-            attachments=None,
-            tools=None,
-            tool_choice=None,
-            trace=trace,
+        call = self._job_submission(
+            message, parameters, block_overrides, trace, version, timeout, session_id, idempotency_key
         )
-        headers = self._headers(session.session_id, idempotency_key or str(uuid.uuid4()))
         submitted = time.monotonic()
-        answer = self._transport.request(
-            self._jobs_call(self._path("jobs", version), request, timeout, headers)
-        )
+        answer = self._transport.request(call)
         accepted = JobAccepted.model_validate(answer.body)
         return Job(self._transport, self._path("jobs"), accepted, submitted_at=submitted)
 
@@ -772,22 +787,10 @@ class AsyncFlow(_FlowBase):
         idempotency_key: str | None = None,
     ) -> AsyncJob:
         """Submit the run to the server's job queue (server-side async, not Python async)."""
-        version_segment(version)
-        session = self._session(session_id)
-        self._replay_miss_for_jobs(session)
-        request = execute_request(
-            message=message,
-            messages=None,
-            parameters=parameters,
-            block_overrides=block_overrides,
-            attachments=None,
-            tools=None,
-            tool_choice=None,
-            trace=trace,
+        call = self._job_submission(
+            message, parameters, block_overrides, trace, version, timeout, session_id, idempotency_key
         )
-        headers = self._headers(session.session_id, idempotency_key or str(uuid.uuid4()))
         submitted = time.monotonic()
-        call = self._jobs_call(self._path("jobs", version), request, timeout, headers)
         accepted = JobAccepted.model_validate((await self._transport.request(call)).body)
         return AsyncJob(self._transport, self._path("jobs"), accepted, submitted_at=submitted)
 

@@ -24,12 +24,6 @@ from tests.sdk.conftest import new_slug, put_slow_flow
 MESSAGE = "The cat sat on the mat."
 
 
-def skip_unless_served(error: noukai.NoukaiError, endpoint: str) -> None:
-    """Skip when the server answered "no such endpoint" (not "no such flow/run")."""
-    if error.code in ("NOT_FOUND", "METHOD_NOT_ALLOWED"):
-        pytest.skip(f"the server does not serve {endpoint} yet")
-
-
 # -- Quick start ----------------------------------------------------------------------------
 
 
@@ -241,14 +235,10 @@ def test_foreach_progress(client: Noukai) -> None:
 
 
 def test_execute_async_jobs(client: Noukai) -> None:
-    try:
-        job = client.flow("dev/main/echo").execute_async(
-            message="Long input that takes minutes...",
-            trace=True,
-        )
-    except noukai.NoukaiError as error:
-        skip_unless_served(error, "POST /api/v1/seq/{org}/{project}/{slug}/jobs")
-        raise
+    job = client.flow("dev/main/echo").execute_async(
+        message="Long input that takes minutes...",
+        trace=True,
+    )
     print(job.execution_id)  # persist this if you want to resume later
     status = job.wait(timeout=600.0, poll_interval=0.2)
     assert status.result == "Long input that takes minutes..."
@@ -258,11 +248,7 @@ def test_execute_async_jobs(client: Noukai) -> None:
 
 @pytest.mark.anyio
 async def test_execute_async_jobs_async(aclient: AsyncNoukai) -> None:
-    try:
-        job = await aclient.flow("dev/main/echo").execute_async(message="...")
-    except noukai.NoukaiError as error:
-        skip_unless_served(error, "POST /api/v1/seq/{org}/{project}/{slug}/jobs")
-        raise
+    job = await aclient.flow("dev/main/echo").execute_async(message="...")
     status = await job.wait(timeout=600.0, poll_interval=0.2)
     assert status.status == "completed"
 
@@ -286,10 +272,7 @@ def agent_flow(server: ServerProcess) -> str:
         "slug": slug,
         "steps": [{"id": "ask", "type": "agent", "model": "builtin:test", "prompt": "{{ message }}"}],
     }
-    try:
-        server.put_flow(server.dev_key, "dev", "main", document)
-    except Exception as error:  # the flow API refusing agent steps is the missing feature
-        pytest.skip(f"the server does not accept agent steps yet: {error}")
+    server.put_flow(server.dev_key, "dev", "main", document)
     return slug
 
 
@@ -301,34 +284,27 @@ def test_tool_handler_auto_resume(server: ServerProcess, client: Noukai) -> None
         calls.extend(tool_calls)
         return [{"tool_call_id": call["id"], "output": "sunny"} for call in tool_calls]
 
-    try:
-        result = flow.execute(
-            message="What's the weather in Paris?",
-            tools=[WEATHER_TOOL],
-            tool_handler=my_tools,
-            max_tool_rounds=10,
-        )
-    except FlowExecutionError as error:
-        pytest.skip(f"the server does not pause /execute runs for client tools yet ({error.code})")
-    if not calls:
-        pytest.skip("the server does not pause /execute runs for client tools yet (no tool_calls_required)")
+    result = flow.execute(
+        message="What's the weather in Paris?",
+        tools=[WEATHER_TOOL],
+        tool_handler=my_tools,
+        max_tool_rounds=10,
+    )
+    assert calls, "the run never paused for the client tool"
     assert isinstance(result, noukai.ExecuteResult) and "sunny" in str(result.result)
 
 
 @pytest.mark.anyio
 async def test_manual_resume(server: ServerProcess, aclient: AsyncNoukai) -> None:
     flow = aclient.flow(agent_flow(server))
-    try:
-        result = await flow.execute(message="weather?", tools=[WEATHER_TOOL])
-    except FlowExecutionError as error:
-        pytest.skip(f"the server does not pause /execute runs for client tools yet ({error.code})")
-    if result.status != "tool_calls_required":
-        pytest.skip("the server does not pause /execute runs for client tools yet (no tool_calls_required)")
+    result = await flow.execute(message="weather?", tools=[WEATHER_TOOL])
+    assert result.status == "tool_calls_required"
     while result.status == "tool_calls_required":
         assert isinstance(result, noukai.AsyncPausedResult)
         tool_results = [{"tool_call_id": c["id"], "output": "sunny"} for c in result.tool_calls]
         result = await result.resume(tool_results=tool_results)
     print(result.result)
+    assert "sunny" in str(result.result)
 
 
 # -- Replay and session grouping ------------------------------------------------------------
@@ -431,11 +407,7 @@ def test_replay_with_trace_scope(server: ServerProcess, monkeypatch: pytest.Monk
         ):
             return (await noukai_client.flow(slug).execute(message="any input")).result
 
-    try:
-        replayed = asyncio.run(replay())
-    except noukai.ReplayError as error:
-        skip_unless_served(error, "GET /api/v1/seq/sessions/{id}")
-        raise
+    replayed = asyncio.run(replay())
     assert replayed == recorded
 
 
@@ -456,12 +428,6 @@ def test_replay_through_the_fastapi_adapter(server: ServerProcess, monkeypatch: 
 
     with TestClient(app) as http:
         response = http.post("/grade", json={}, headers={"X-Noukai-Replay": session_id})
-    if response.status_code == 404 and response.json().get("error") == "replay_session_not_found":
-        probe = Noukai(api_key=server.dev_key, base_url=server.base_url)
-        try:
-            probe._transport.request(noukai._replay.session_call(session_id))
-        except noukai.NoukaiError as error:
-            skip_unless_served(error, "GET /api/v1/seq/sessions/{id}")
     assert response.status_code == 200, response.text
     assert response.json() == {"output": recorded} and response.headers["X-Noukai-Session"] == session_id
 
@@ -472,7 +438,6 @@ def test_replay_errors_from_the_server(server: ServerProcess, monkeypatch: pytes
     with pytest.raises(noukai.ReplaySessionNotFoundError) as info:
         with noukai.trace_scope_sync(client, replay_session_id=str(uuid.uuid4())):
             pass
-    skip_unless_served(info.value, "GET /api/v1/seq/sessions/{id}")
     assert info.value.code == "SESSION_NOT_FOUND"
 
 
@@ -522,11 +487,7 @@ def test_run_traces(client: Noukai) -> None:
     print(events)
     assert events[0].type == "run_started" and events[-1].type == "flow_completed"
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    try:
-        trace = run.trace()
-    except noukai.NoukaiError as error:
-        skip_unless_served(error, "GET /api/v1/seq/{org}/{project}/{slug}/runs/{id}/trace")
-        raise
+    trace = run.trace()
     print(trace.summary, trace.steps)
     assert trace.flow_run.id == result.execution_id
     step_trace = run.step_trace("one", attempt="latest")
@@ -541,11 +502,7 @@ async def test_run_traces_async(aclient: AsyncNoukai) -> None:
     run = flow.run(str(result.execution_id))
     names = [event.type async for event in run.live_trace()]
     assert names[0] == "run_started" and names[-1] == "flow_completed"
-    try:
-        await run.trace()
-    except noukai.NoukaiError as error:
-        skip_unless_served(error, "GET /api/v1/seq/{org}/{project}/{slug}/runs/{id}/trace")
-        raise
+    await run.trace()
     assert (await run.step_trace("say")).step_id == "say"
 
 
