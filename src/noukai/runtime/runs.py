@@ -146,8 +146,7 @@ class RunService:
                 ErrorCode.INVALID_STEP_INDEX,
                 f"run {execution_id} is paused at stepIndex {agent['stepIndex']}, not {step_index}",
             )
-        if len(orjson.dumps(messages)) > MAX_MESSAGES_BYTES:
-            raise RequestRejected(ErrorCode.MESSAGES_TOO_LARGE, "toolCallMessages exceed 1 MiB")
+        _check_size(messages, "toolCallMessages")
         pending_ids = [call["id"] for call in agent["pause"]["pending"]]
         try:
             results = normalise_tool_results(messages, pending_ids)
@@ -208,7 +207,7 @@ class RunService:
         idempotency_key: str | None = None,
     ) -> tuple[RunRecord, Subscription]:
         """Create a run already subscribed to its live events (subscribing first means its end
-        cannot slip past). The caller owns the subscription (`wait_terminal` closes it)."""
+        cannot slip past). The caller owns the subscription (`wait_settled` closes it)."""
         run_id = str(uuid.uuid4())
         subscription = self._bus.subscribe(run_id)
         try:
@@ -227,25 +226,6 @@ class RunService:
             await subscription.aclose()
             subscription = self._bus.subscribe(run.id)
         return run, subscription
-
-    async def execute(
-        self,
-        target: FlowTarget,
-        inputs: RunInputs,
-        *,
-        trigger: TriggerType = "execute",
-        session_id: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> RunRecord:
-        """Create a run and wait for its end. If the caller goes away the run still finishes."""
-        run, subscription = await self.launch(
-            target,
-            inputs,
-            trigger=trigger,
-            session_id=session_id,
-            idempotency_key=idempotency_key,
-        )
-        return await self.wait_terminal(run.id, subscription)
 
     async def begin_step_segment(
         self, target: FlowTarget, body: StepRequest, *, org: str, session_id: str | None = None
@@ -345,15 +325,16 @@ class RunService:
             await self._bus.announce_cancel(run.id)
         return updated
 
-    async def wait_terminal(self, run_id: str, subscription: Subscription) -> RunRecord:
-        """Wait for the run's terminal event, then close the subscription. The store is polled
-        too, so a missed publish (another process, a restart) only delays the answer."""
+    async def wait_settled(self, run_id: str, subscription: Subscription) -> RunRecord:
+        """Wait until the run ends or pauses for client tool results, then close the subscription.
+        The store is polled too, so a missed publish (another process, a restart) only delays the
+        answer."""
         try:
-            return await self._wait_terminal(run_id, subscription)
+            return await self._wait_settled(run_id, subscription)
         finally:
             await subscription.aclose()
 
-    async def _wait_terminal(self, run_id: str, subscription: Subscription) -> RunRecord:
+    async def _wait_settled(self, run_id: str, subscription: Subscription) -> RunRecord:
         iterator = aiter(subscription)
         while True:
             run = await self._store.get_run(run_id)
@@ -424,9 +405,14 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _check_messages(messages: list[dict[str, Any]]) -> None:
+def _check_size(messages: list[dict[str, Any]], field: str) -> None:
     if len(orjson.dumps(messages)) > MAX_MESSAGES_BYTES:
-        raise RequestRejected(ErrorCode.MESSAGES_TOO_LARGE, "messages exceed 1 MiB")
+        raise RequestRejected(ErrorCode.MESSAGES_TOO_LARGE, f"{field} exceed 1 MiB")
+
+
+def _check_messages(messages: list[dict[str, Any]]) -> None:
+    # Tool results sent back (`toolCallMessages`) may omit `role`, so only `messages` checks roles.
+    _check_size(messages, "messages")
     for index, message in enumerate(messages):
         role = message.get("role")
         if role not in _ALLOWED_ROLES:

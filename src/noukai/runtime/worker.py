@@ -133,7 +133,7 @@ class Worker:
             logger.warning("run %s: lease lost at attempt %s; dropped", run.id, run.attempt)
         elif error is not None:
             logger.error("run %s failed inside the worker", run.id, exc_info=error)
-            await self._finish_internal_error(run, writer)
+            await self._finish_internal_error(run)
 
     async def _keep_lease(self, run: RunRecord, body: asyncio.Task[None], stop_reason: list[str]) -> None:
         interval = self._lease_seconds / 3
@@ -264,7 +264,7 @@ class Worker:
                 RunUpdate(status="cancelled"),
             )
 
-    async def _finish_internal_error(self, run: RunRecord, writer: RunLogWriter) -> None:
+    async def _finish_internal_error(self, run: RunRecord) -> None:
         """Record an unexpected failure. The writer may be out of step with the store (its last
         write is what failed), so a fresh one continues from what the store actually holds."""
         error = {"code": ErrorCode.INTERNAL_ERROR.value, "message": "the run failed inside the server"}

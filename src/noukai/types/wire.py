@@ -42,14 +42,6 @@ class ExecuteRequest(WireModel):
     paused_at_step: str | None = None
     tool_call_messages: list[dict[str, Any]] | None = None
 
-    @property
-    def is_resume(self) -> bool:
-        return (
-            self.execution_id is not None
-            and self.paused_at_step is not None
-            and self.tool_call_messages is not None
-        )
-
 
 class StepRequest(WireModel):
     """Body of `POST .../step` (the paced step protocol)."""

@@ -90,7 +90,7 @@ async def _execute(
             session_id=session_id,
             idempotency_key=idempotency_key,
         )
-    waiter = asyncio.ensure_future(svc.runs.wait_terminal(run.id, subscription))
+    waiter = asyncio.ensure_future(svc.runs.wait_settled(run.id, subscription))
     done, _ = await asyncio.wait({waiter}, timeout=svc.config.heartbeat_seconds)
     if done:
         return execute_answer(target, waiter.result())
