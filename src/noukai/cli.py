@@ -109,7 +109,13 @@ def serve(
             help="Create (once) and print a key for the dev org. Default: on for the embedded SQLite store.",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Runs executed at once by the embedded workers.")] = 64,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            envvar="NOUKAI_WORKER_CONCURRENCY",
+            help="Runs executed at once by the embedded workers (default 64).",
+        ),
+    ] = None,
 ) -> None:
     """Start the server with its embedded workers."""
     import uvicorn
