@@ -20,7 +20,7 @@ from noukai.engine.tools import TOOL_NAME
 from noukai.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai.runtime.errors import RequestRejected
 from noukai.runtime.flow_cache import FlowCache
-from noukai.store import EventRow, FlowRecord, NewRun, RunRecord, Store
+from noukai.store import EventRow, FlowHead, NewRun, RunRecord, Store
 from noukai.store.records import TriggerType
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
@@ -37,7 +37,7 @@ _ALLOWED_ROLES = frozenset({"user", "assistant", "tool"})
 class FlowTarget:
     """One flow at one version, ready to run."""
 
-    flow: FlowRecord
+    flow: FlowHead
     version: int
     """0 for the draft."""
     revision: int
@@ -63,25 +63,32 @@ class RunService:
         self._poll_interval = poll_interval
 
     async def resolve(self, org: str, project: str, slug: str, version: int | None) -> FlowTarget:
-        """Base path: the latest published version, else the draft. 0: the draft. N: version N."""
-        flow = await self._store.get_flow(org, project, slug)
-        if flow is None:
+        """Base path: the latest published version, else the draft. 0: the draft. N: version N.
+
+        One small read addresses the flow; its document is read (and parsed) only the first time
+        this process sees that version or draft revision."""
+        head = await self._store.get_flow_head(org, project, slug)
+        if head is None:
             raise RequestRejected(ErrorCode.FLOW_NOT_FOUND, f"no flow {org}/{project}/{slug}")
         if version is None:
-            published = await self._store.latest_version(flow.id)
-            if published is not None:
-                return self._target(flow, published.version, 0, published.document)
-            return self._target(flow, 0, flow.draft_revision, flow.draft)
-        if version == 0:
-            return self._target(flow, 0, flow.draft_revision, flow.draft)
-        record = await self._store.get_version(flow.id, version)
-        if record is None:
+            version = head.latest_version or 0
+        elif version > 0 and (head.latest_version is None or version > head.latest_version):
             raise RequestRejected(
                 ErrorCode.FLOW_NOT_FOUND, f"flow {org}/{project}/{slug} has no version {version}"
             )
-        return self._target(flow, version, 0, record.document)
+        revision = head.draft_revision if version == 0 else 0
+        cached = self._flows.lookup((head.id, version, revision))
+        if cached is not None:
+            return FlowTarget(head, version, revision, dict(cached[1]), cached[0])
+        found = await self._store.get_flow_document(head.id, version)
+        if found is None:  # deleted or re-numbered since the head was read
+            raise RequestRejected(
+                ErrorCode.FLOW_NOT_FOUND, f"no flow {org}/{project}/{slug} version {version}"
+            )
+        document, revision = found  # the draft may have moved on since the head was read
+        return self._target(head, version, revision, document)
 
-    def _target(self, flow: FlowRecord, version: int, revision: int, document: dict[str, Any]) -> FlowTarget:
+    def _target(self, flow: FlowHead, version: int, revision: int, document: dict[str, Any]) -> FlowTarget:
         try:
             spec = self._flows.get((flow.id, version, revision), document)
         except FlowValidationError as exc:

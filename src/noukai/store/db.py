@@ -124,8 +124,12 @@ class Database:
     """Transactions: `read()` yields a connection in a read transaction; `write(work)` runs
     `work(conn)` in a write transaction. Both commit on success and roll back on error."""
 
-    def __init__(self, dialect: Dialect, writer: AsyncEngine, reader: AsyncEngine) -> None:
+    def __init__(
+        self, dialect: Dialect, writer: AsyncEngine, reader: AsyncEngine, sqlite_path: str | None = None
+    ) -> None:
         self.dialect: Dialect = dialect
+        self.sqlite_path = sqlite_path
+        """The database file, on SQLite (for the raw hot path, `sqlite_hot`)."""
         self._writer = writer
         self._reader = reader
         # One asyncio.Lock per store: SQLite has a single writer connection and we queue for it
@@ -139,7 +143,12 @@ class Database:
             engine = _create_engine(parsed, pool_pre_ping=True)
             db = cls(dialect, engine, engine)
         else:
-            db = cls(dialect, _sqlite_engine(parsed, writer=True), _sqlite_engine(parsed, writer=False))
+            db = cls(
+                dialect,
+                _sqlite_engine(parsed, writer=True),
+                _sqlite_engine(parsed, writer=False),
+                sqlite_path=parsed.database,
+            )
         try:
             # Connect once now: a bad URL fails here rather than on the first request, and on
             # SQLite the writer switches the file to WAL before any reader opens it.
@@ -149,6 +158,11 @@ class Database:
             await db.close()
             raise
         return db
+
+    @property
+    def write_lock(self) -> asyncio.Lock | None:
+        """SQLite: the lock every writer of this file in this process takes (None on PostgreSQL)."""
+        return self._write_lock
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

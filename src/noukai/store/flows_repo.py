@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import validate
 from .db import dialect_insert
 from .errors import FlowNotFound
-from .records import FlowRecord, FlowVersionRecord
+from .records import FlowHead, FlowRecord, FlowVersionRecord
 from .schema import flow_versions, flows, projects
 from .tenancy import ensure_project
 
@@ -150,3 +150,34 @@ async def latest_version(conn: AsyncConnection, flow_id: str) -> FlowVersionReco
     )
     row = (await conn.execute(stmt)).first()
     return None if row is None else _version(row)
+
+
+async def get_flow_head(conn: AsyncConnection, org: str, project: str, slug: str) -> FlowHead | None:
+    latest = (
+        sa.select(sa.func.max(flow_versions.c.version))
+        .where(flow_versions.c.flow_id == flows.c.id)
+        .scalar_subquery()
+    )
+    stmt = sa.select(
+        flows.c.id, flows.c.org_id, flows.c.project_id, flows.c.draft_revision, latest.label("latest")
+    ).where(projects.c.id == flows.c.project_id, projects.c.org_id == org, projects.c.slug == project)
+    row = (await conn.execute(stmt.where(flows.c.slug == slug))).first()
+    return (
+        None if row is None else FlowHead(row.id, row.org_id, row.project_id, row.draft_revision, row.latest)
+    )
+
+
+async def get_document(
+    conn: AsyncConnection, flow_id: str, version: int
+) -> tuple[dict[str, Any], int] | None:
+    """`(document, revision)` of the draft (version 0; revision is the draft's) or of version N
+    (revision 0); None if there is no such flow or version."""
+    if version == 0:
+        stmt = sa.select(flows.c.draft, flows.c.draft_revision).where(flows.c.id == flow_id)
+        row = (await conn.execute(stmt)).first()
+        return None if row is None else (row.draft, row.draft_revision)
+    stmt = sa.select(flow_versions.c.document).where(
+        flow_versions.c.flow_id == flow_id, flow_versions.c.version == version
+    )
+    document = (await conn.execute(stmt)).scalar_one_or_none()
+    return None if document is None else (document, 0)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import events as event_log
 from . import validate
-from .errors import LeaseLost, RunBusy, RunNotFound
+from .errors import EventSequenceError, LeaseLost, RunBusy, RunNotFound
 from .records import EventRow, LeaseState, RunRecord, RunUpdate
 from .runs_repo import run_record, update_values
 from .schema import runs
@@ -132,12 +132,25 @@ async def record(
     if await _write(conn, run_id, _holds(attempt), events, values, now) is not None:
         return
     run = await _current(conn, run_id)
-    if run.attempt != attempt or run.status != "running" or run.lease_owner is None:
-        raise LeaseLost(
+    raise refusal(run_id, attempt, events, run.attempt, run.status, run.lease_owner, run.last_seq)
+
+
+def refusal(
+    run_id: str,
+    attempt: int,
+    events: Sequence[EventRow],
+    held_attempt: int,
+    status: str,
+    owner: str | None,
+    last_seq: int,
+) -> LeaseLost | EventSequenceError:
+    """Why a fenced write matched no row, given the run as it is now."""
+    if held_attempt != attempt or status != "running" or owner is None:
+        return LeaseLost(
             f"run {run_id} attempt {attempt} no longer holds the lease "
-            f"(now attempt {run.attempt}, status {run.status}, owner {run.lease_owner})"
+            f"(now attempt {held_attempt}, status {status}, owner {owner})"
         )
-    raise event_log.sequence_error(run_id, run.last_seq, events)
+    return event_log.sequence_error(run_id, last_seq, events)
 
 
 async def append_events_unleased(

@@ -79,6 +79,18 @@ class FlowRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowHead:
+    """What a request needs to address a flow, without reading any document: its ids, the draft's
+    revision and the newest published version (None before the first publish)."""
+
+    id: str
+    org_id: str
+    project_id: str
+    draft_revision: int
+    latest_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class FlowVersionRecord:
     flow_id: str
     version: int

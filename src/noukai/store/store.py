@@ -21,6 +21,7 @@ from .migrate import check_schema, upgrade
 from .records import (
     ApiKeyRecord,
     EventRow,
+    FlowHead,
     FlowRecord,
     FlowVersionRecord,
     LeaseState,
@@ -31,6 +32,7 @@ from .records import (
     RunUpdate,
 )
 from .schema import TOKEN_LENGTH
+from .sqlite_hot import SqliteHotPath
 
 Clock = Callable[[], datetime]
 
@@ -50,6 +52,10 @@ class Store:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        # SQLite: the per-run calls (create, claim, record, run and log reads) skip SQLAlchemy.
+        self._hot: SqliteHotPath | None = None
+        if db.sqlite_path is not None and db.write_lock is not None:
+            self._hot = SqliteHotPath(db.sqlite_path, db.write_lock)
 
     @classmethod
     async def connect(cls, url: str, *, migrate: bool = True, clock: Clock = utc_now) -> Store:
@@ -74,6 +80,8 @@ class Store:
         return self._db.dialect
 
     async def close(self) -> None:
+        if self._hot is not None:
+            await self._hot.close()
         await self._db.close()
 
     async def __aenter__(self) -> Store:
@@ -144,6 +152,21 @@ class Store:
         async with self._db.read() as conn:
             return await flows_repo.get_flow(conn, org, project, slug)
 
+    async def get_flow_head(self, org: str, project: str, slug: str) -> FlowHead | None:
+        """The flow's ids, draft revision and newest version, without its documents."""
+        if self._hot is not None:
+            return await self._hot.get_flow_head(org, project, slug)
+        async with self._db.read() as conn:
+            return await flows_repo.get_flow_head(conn, org, project, slug)
+
+    async def get_flow_document(self, flow_id: str, version: int) -> tuple[dict[str, Any], int] | None:
+        """`(document, revision)`: the draft and its revision for version 0, else version N's
+        document and 0; None if there is no such flow or version."""
+        if self._hot is not None:
+            return await self._hot.get_flow_document(flow_id, version)
+        async with self._db.read() as conn:
+            return await flows_repo.get_document(conn, flow_id, version)
+
     async def get_flow_by_id(self, flow_id: str) -> FlowRecord | None:
         async with self._db.read() as conn:
             return await flows_repo.get_flow_by_id(conn, flow_id)
@@ -173,9 +196,13 @@ class Store:
     async def create_run(self, new: NewRun) -> RunRecord:
         """Queue a new run. If `new.idempotency_key` was already used in the org, the existing run
         is returned instead and nothing is created: check `record.created`."""
+        if self._hot is not None:
+            return await self._hot.create_run(new, self._clock())
         return await self._db.write(lambda conn: runs_repo.create_run(conn, new, self._clock()))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
+        if self._hot is not None:
+            return await self._hot.get_run(run_id)
         async with self._db.read() as conn:
             return await runs_repo.get_run(conn, run_id)
 
@@ -243,6 +270,8 @@ class Store:
 
     async def claim_next_run(self, worker_id: str, lease_seconds: float) -> RunRecord | None:
         """Lease the oldest claimable run (queued, or running with an expired lease) to `worker_id`."""
+        if self._hot is not None:
+            return await self._hot.claim_next_run(worker_id, lease_seconds, self._clock())
         return await self._db.write(
             lambda conn: queue.claim_next_run(conn, worker_id, lease_seconds, self._clock())
         )
@@ -264,6 +293,9 @@ class Store:
         Raises `LeaseLost` (the run was re-claimed, released or is no longer running),
         `EventSequenceError`, or `RunNotFound`; in every case nothing is written.
         """
+        if self._hot is not None:
+            await self._hot.record(run_id, attempt, events, update, self._clock())
+            return
         await self._db.write(lambda conn: queue.record(conn, run_id, attempt, events, update, self._clock()))
 
     async def append_events_unleased(
@@ -287,6 +319,10 @@ class Store:
     ) -> list[EventRow]:
         """Events with `seq > after_seq`, in seq order (newest first if asked), at most `limit` of
         them; only those of the given `types` when `types` is not None."""
+        if self._hot is not None:
+            return await self._hot.read_events(
+                run_id, after_seq, limit, types=types, newest_first=newest_first
+            )
         async with self._db.read() as conn:
             return await event_log.read_events(
                 conn, run_id, after_seq, limit, types=types, newest_first=newest_first

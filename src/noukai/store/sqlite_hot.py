@@ -1,0 +1,427 @@
+"""The embedded store's hot path: the per-run reads and writes on raw `sqlite3`, group-committed.
+
+Every run costs a handful of store calls (create, claim, one fenced write per batch of events,
+log and status reads by its followers). Through SQLAlchemy's async layer each of these cost about
+a millisecond of CPU in statement building, cache-key generation and result processing, which made
+the store most of the server's work (see docs/benchmarks.md). Here the same statements are plain
+SQL strings on `sqlite3` connections owned by dedicated threads:
+
+- **Writes** queue up and one committer runs everything queued in ONE transaction, each job
+  inside its own savepoint, so a job that fails (a `LeaseLost`, say) rolls back alone while the
+  others commit. While a batch commits, the next one gathers: at 50 concurrent runs a transaction
+  carries many runs' events. The committer takes the store's asyncio write lock, the one
+  SQLAlchemy's writer takes, so the two never contend inside SQLite.
+- **Reads** run on a small pool of read-only connections (WAL lets them run beside the writer).
+
+The semantics are exactly those of the SQLAlchemy functions they replace on SQLite (`queue`,
+`runs_repo`, `events`): the store's test suite runs against both dialects and covers them.
+Values are stored as SQLAlchemy stores them (`sqlite_values`), so both paths share one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from . import events as event_log
+from . import queue, validate
+from .db import SQLITE_BUSY_TIMEOUT_MS
+from .errors import FlowNotFound, RunNotFound
+from .records import EventRow, FlowHead, NewRun, RunRecord, RunUpdate
+from .runs_repo import update_values
+from .sqlite_values import (
+    RUN_SELECT,
+    decode_json,
+    decode_time,
+    encode_json,
+    encode_run_value,
+    encode_time,
+    run_from_row,
+)
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+
+READ_THREADS = 2
+INLINE_READ_LIMIT = 500
+"""Event reads of at most this many rows run on the event loop (see `SqliteHotPath._read`)."""
+
+
+def _connect(path: str, *, writer: bool, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; the committer issues BEGIN IMMEDIATE itself.
+    # Each connection is used by the one thread that opened it (thread-local); only `close()` at
+    # shutdown comes from another thread, after those threads have finished.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    if not writer:
+        conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+class SqliteHotPath:
+    def __init__(self, path: str, write_lock: asyncio.Lock) -> None:
+        self._path = path
+        self._write_lock = write_lock
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="noukai-sqlite-writer")
+        self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="noukai-sqlite-reader")
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
+        self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._inline_reader: sqlite3.Connection | None = None
+        """Used only on the event loop's thread (see `_read`)."""
+
+    async def close(self) -> None:
+        while self._committer is not None:
+            await asyncio.wait([self._committer])
+        if self._inline_reader is not None:
+            self._inline_reader.close()
+            self._inline_reader = None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._opened_lock:
+            for conn in self._opened:
+                # Each connection belongs to a thread that has ended: closing from here is safe.
+                conn.close()
+            self._opened.clear()
+
+    def _connection(self, *, writer: bool) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._path, writer=writer)
+            self._local.conn = conn
+            with self._opened_lock:
+                self._opened.append(conn)
+        return conn
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    async def _read(self, job: Callable[[sqlite3.Connection], T], *, inline: bool = True) -> T:
+        """Run a one-statement read. Small reads run right here on the event loop: a primary-key
+        lookup takes microseconds, far less than handing it to a thread and back. Readers never
+        wait for the writer under WAL; in the rare case SQLite says busy (a checkpoint), or for a
+        read that may be large, the read goes to a reader thread instead."""
+        if inline:
+            if self._inline_reader is None:
+                self._inline_reader = _connect(self._path, writer=False, busy_timeout_ms=0)
+            try:
+                return job(self._inline_reader)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise _as_store_error(exc) from exc
+            except sqlite3.Error as exc:
+                raise _as_store_error(exc) from exc
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, job)
+
+    def _run_read(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return job(self._connection(writer=False))
+        except sqlite3.Error as exc:
+            raise _as_store_error(exc) from exc
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `job` in the next group commit. Once called it runs to its end even if the caller is
+        cancelled (the cancellation is delivered after), like `Database.write`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((job, future))
+        if self._committer is None:
+            self._committer = loop.create_task(self._commit_queued(), name="noukai-sqlite-commit")
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_retrieve_exception)
+            if not future.done():
+                await asyncio.wait([future])
+            raise
+
+    async def _commit_queued(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    async with self._write_lock:
+                        outcomes = await loop.run_in_executor(
+                            self._writer, self._run_batch, [job for job, _ in batch]
+                        )
+                except BaseException as exc:  # the whole transaction failed: every job did
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._committer = None
+
+    def _run_batch(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        conn = self._connection(writer=True)
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((False, _as_store_error(exc)))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((True, value))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    # -- flows -----------------------------------------------------------------------------------
+
+    async def get_flow_head(self, org: str, project: str, slug: str) -> FlowHead | None:
+        def job(conn: sqlite3.Connection) -> FlowHead | None:
+            row = conn.execute(_FLOW_HEAD, (org, project, slug)).fetchone()
+            return None if row is None else FlowHead(*row)
+
+        return await self._read(job)
+
+    async def get_flow_document(self, flow_id: str, version: int) -> tuple[dict[str, Any], int] | None:
+        def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], int] | None:
+            if version == 0:
+                row = conn.execute(
+                    "SELECT draft, draft_revision FROM flows WHERE id = ?", (flow_id,)
+                ).fetchone()
+                return None if row is None else (decode_json(row[0]), row[1])
+            row = conn.execute(
+                "SELECT document FROM flow_versions WHERE flow_id = ? AND version = ?", (flow_id, version)
+            ).fetchone()
+            return None if row is None else (decode_json(row[0]), 0)
+
+        return await self._read(job)
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        def job(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(f"SELECT {RUN_SELECT} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return None if row is None else run_from_row(row)
+
+        return await self._read(job)
+
+    async def create_run(self, new: NewRun, now: datetime) -> RunRecord:
+        validate.optional_token(new.session_id, "session id")
+        validate.optional_token(new.idempotency_key, "idempotency key")
+        stamp = encode_time(now)
+        values = (
+            new.id or str(uuid.uuid4()),
+            new.org_id,
+            new.project_id,
+            new.flow_id,
+            new.flow_version,
+            new.flow_revision,
+            encode_json(new.document),
+            new.trigger_type,
+            new.session_id,
+            new.cursor,
+            new.pause_after,
+            encode_json(new.input),
+            encode_json(new.state),
+            stamp,
+            new.idempotency_key,
+            stamp,
+            stamp,
+        )
+        conflict = " ON CONFLICT (org_id, idempotency_key) DO NOTHING" if new.idempotency_key else ""
+
+        def job(conn: sqlite3.Connection) -> RunRecord:
+            owner = conn.execute(
+                "SELECT org_id, project_id FROM flows WHERE id = ?", (new.flow_id,)
+            ).fetchone()
+            if owner is None or tuple(owner) != (new.org_id, new.project_id):
+                raise FlowNotFound(
+                    f"no flow with id {new.flow_id!r} in project {new.project_id!r} of {new.org_id!r}"
+                )
+            rows = conn.execute(_INSERT_RUN + conflict + f" RETURNING {RUN_SELECT}", values).fetchall()
+            if rows:
+                return run_from_row(rows[0], created=True)
+            existing = conn.execute(
+                f"SELECT {RUN_SELECT} FROM runs WHERE org_id = ? AND idempotency_key = ?",
+                (new.org_id, new.idempotency_key),
+            ).fetchone()
+            return run_from_row(existing)
+
+        return await self._write(job)
+
+    async def claim_next_run(self, worker_id: str, lease_seconds: float, now: datetime) -> RunRecord | None:
+        validate.token(worker_id, "worker id")
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        at = encode_time(now)
+        expires = encode_time(now + timedelta(seconds=lease_seconds))
+        params = (worker_id, expires, expires, at, at, at, at)
+
+        def job(conn: sqlite3.Connection) -> RunRecord | None:
+            rows = conn.execute(_CLAIM, params).fetchall()
+            return run_from_row(rows[0]) if rows else None
+
+        return await self._write(job)
+
+    async def record(
+        self,
+        run_id: str,
+        attempt: int,
+        events: Sequence[EventRow],
+        update: RunUpdate | None,
+        now: datetime,
+    ) -> None:
+        """`queue.record`: the worker's write, fenced by `attempt`; `LeaseLost`,
+        `EventSequenceError` or `RunNotFound` and nothing written otherwise."""
+        event_log.check_batch(events)
+        values = update_values(update, now, leased=True)
+        if events:
+            values["last_seq"] = events[-1].seq
+        columns = tuple(values)
+        params: list[Any] = [encode_run_value(name, values[name]) for name in columns]
+        params += [run_id, attempt]
+        if events:
+            params.append(events[0].seq - 1)
+        stamp = encode_time(now)
+        rows = [
+            (
+                run_id,
+                row.seq,
+                row.type,
+                row.data,
+                stamp if row.created_at is None else encode_time(row.created_at),
+            )
+            for row in events
+        ]
+        update_sql = _fenced_update(columns, bool(events))
+
+        def job(conn: sqlite3.Connection) -> None:
+            if conn.execute(update_sql, params).rowcount == 1:
+                if rows:
+                    conn.executemany(_INSERT_EVENT, rows)
+                return
+            current = conn.execute(
+                "SELECT attempt, status, lease_owner, last_seq FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if current is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            raise queue.refusal(run_id, attempt, events, *current)
+
+        await self._write(job)
+
+    # -- the event log ---------------------------------------------------------------------------
+
+    async def read_events(
+        self,
+        run_id: str,
+        after_seq: int,
+        limit: int | None,
+        *,
+        types: Collection[str] | None,
+        newest_first: bool,
+    ) -> list[EventRow]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        sql = "SELECT seq, type, data, created_at FROM run_events WHERE run_id = ? AND seq > ?"
+        params: list[Any] = [run_id, after_seq]
+        if types is not None:
+            ordered = sorted(types)
+            sql += f" AND type IN ({', '.join('?' * len(ordered))})" if ordered else " AND 0"
+            params += ordered
+        sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+
+        def job(conn: sqlite3.Connection) -> list[EventRow]:
+            return [
+                EventRow(seq=seq, type=type_, data=data, created_at=decode_time(created_at))
+                for seq, type_, data, created_at in conn.execute(sql, params)
+            ]
+
+        # A follower reads a page at a time; an unbounded read (a trace, a replay) goes to a thread.
+        return await self._read(job, inline=limit is not None and limit <= INLINE_READ_LIMIT)
+
+
+_FLOW_HEAD = (
+    "SELECT flows.id, flows.org_id, flows.project_id, flows.draft_revision, "
+    "(SELECT max(version) FROM flow_versions WHERE flow_versions.flow_id = flows.id) "
+    "FROM flows JOIN projects ON projects.id = flows.project_id "
+    "WHERE projects.org_id = ? AND projects.slug = ? AND flows.slug = ?"
+)
+
+_INSERT_EVENT = "INSERT INTO run_events (run_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)"
+
+_INSERT_RUN = (
+    "INSERT INTO runs (id, org_id, project_id, flow_id, flow_version, flow_revision, document, "
+    "trigger_type, session_id, status, cursor, pause_after, input, state, result, error, attempt, "
+    "lease_owner, lease_expires_at, available_at, cancel_requested, last_seq, idempotency_key, "
+    "created_at, started_at, completed_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, NULL, NULL, 0, NULL, NULL, ?, 0, 0, ?, "
+    "?, NULL, NULL, ?)"
+)
+
+# The oldest claimable run (queued, or running with an expired lease), as `queue.claim_next_run`;
+# the single writer serialises claims, so no row lock is needed.
+_CLAIM = (
+    "UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = ?, "
+    "lease_expires_at = ?, available_at = ?, started_at = coalesce(started_at, ?), updated_at = ? "
+    "WHERE id = (SELECT id FROM runs WHERE status IN ('queued', 'running') AND available_at <= ? "
+    "ORDER BY available_at, created_at, id LIMIT 1) "
+    "AND status IN ('queued', 'running') AND available_at <= ? "
+    f"RETURNING {RUN_SELECT}"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _fenced_update(columns: tuple[str, ...], with_events: bool) -> str:
+    sets = ", ".join(f'"{name}" = ?' for name in columns)
+    where = "id = ? AND attempt = ? AND status = 'running' AND lease_owner IS NOT NULL"
+    if with_events:
+        where += " AND last_seq = ?"
+    return f"UPDATE runs SET {sets} WHERE {where}"
+
+
+def _as_store_error(exc: Exception) -> Exception:
+    """A driver error as the SQLAlchemy path raises it (`sqlalchemy.exc.IntegrityError` and so on),
+    so callers see one error type on either path; parameters (prompts, outputs) are kept out of
+    its message, as the engines' `hide_parameters` does."""
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    return sa.exc.DBAPIError.instance(
+        "(sqlite hot path)", None, exc, sqlite3.Error, hide_parameters=True, dialect=None
+    )
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

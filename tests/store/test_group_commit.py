@@ -1,0 +1,105 @@
+"""Concurrent writes: each one succeeds or fails on its own, and what one path writes the other
+reads back identically (on SQLite the per-run calls use raw sqlite3, the rest SQLAlchemy)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from noukai.store import EventRow, LeaseLost, RunUpdate, Store
+
+from .conftest import make_flow, new_run
+
+pytestmark = pytest.mark.anyio
+
+
+def _events(first: int, count: int) -> list[EventRow]:
+    return [EventRow(seq, "step_output", f'{{"seq":{seq}}}') for seq in range(first, first + count)]
+
+
+async def _claimed_runs(store: Store, count: int) -> list[tuple[str, int]]:
+    flow = await make_flow(store)
+    for _ in range(count):
+        await store.create_run(new_run(flow))
+    claimed = []
+    for _ in range(count):
+        run = await store.claim_next_run("w1", 30)
+        assert run is not None
+        claimed.append((run.id, run.attempt))
+    return claimed
+
+
+async def test_one_failing_write_among_concurrent_ones_fails_alone(store: Store) -> None:
+    claimed = await _claimed_runs(store, 12)
+    stale_id, stale_attempt = claimed[5]
+
+    async def write(run_id: str, attempt: int) -> None:
+        fence = attempt - 1 if run_id == stale_id else attempt
+        await store.record(run_id, fence, _events(1, 5), RunUpdate(cursor=1))
+
+    outcomes = await asyncio.gather(*(write(*c) for c in claimed), return_exceptions=True)
+    for (run_id, _), outcome in zip(claimed, outcomes, strict=True):
+        if run_id == stale_id:
+            assert isinstance(outcome, LeaseLost)
+            assert await store.read_events(run_id) == []
+            assert (await store.get_run(run_id)).cursor == 0  # type: ignore[union-attr]
+        else:
+            assert outcome is None
+            assert [e.seq for e in await store.read_events(run_id)] == [1, 2, 3, 4, 5]
+            assert (await store.get_run(run_id)).last_seq == 5  # type: ignore[union-attr]
+    assert stale_attempt == 1
+
+
+async def test_concurrent_writes_share_transactions_on_sqlite(tmp_path: Path) -> None:
+    # SQLite only: its single writer group-commits; on PostgreSQL each write commits by itself.
+    async with await Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'group.db'}") as store:
+        await _check_group_commit(store)
+
+
+async def _check_group_commit(store: Store) -> None:
+    claimed = await _claimed_runs(store, 20)
+    hot = store._hot
+    assert hot is not None
+    batches: list[int] = []
+    run_batch = hot._run_batch
+
+    def counting(jobs):  # type: ignore[no-untyped-def]
+        batches.append(len(jobs))
+        return run_batch(jobs)
+
+    hot._run_batch = counting  # type: ignore[method-assign]
+    await asyncio.gather(*(store.record(r, a, _events(1, 3)) for r, a in claimed))
+    assert sum(batches) == 20
+    assert len(batches) < 20, batches
+
+
+async def test_a_cancelled_writer_still_writes(store: Store) -> None:
+    [(run_id, attempt)] = await _claimed_runs(store, 1)
+    task = asyncio.create_task(store.record(run_id, attempt, _events(1, 3)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e.seq for e in await store.read_events(run_id)] == [1, 2, 3]
+
+
+async def test_both_paths_read_the_same_run(store: Store) -> None:
+    flow = await make_flow(store)
+    created = await store.create_run(new_run(flow, session_id="s-1", input={"message": "héllo", "n": 7}))
+    claimed = await store.claim_next_run("w1", 30)
+    assert claimed is not None
+    await store.record(
+        claimed.id,
+        claimed.attempt,
+        _events(1, 2),
+        RunUpdate(status="completed", result={"text": "done", "score": 1.5}, state={"k": [1, 2]}),
+    )
+    [listed] = await store.list_session_runs("s-1")  # a SQLAlchemy read on both dialects
+    fetched = await store.get_run(created.id)
+    assert fetched == listed
+    assert fetched.input == {"message": "héllo", "n": 7}  # type: ignore[union-attr]
+    assert fetched.result == {"text": "done", "score": 1.5}  # type: ignore[union-attr]
+    assert fetched.completed_at is not None and fetched.completed_at.tzinfo is not None  # type: ignore[union-attr]
+    assert fetched.started_at == claimed.started_at  # type: ignore[union-attr]
