@@ -12,10 +12,13 @@ def sse_frame(seq: int, event_type: str, data: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogEvent:
     """One entry of a run's log: `data` is the event's JSON, serialised once when it was emitted,
-    and `frame` the same bytes framed for SSE, so streams write them without re-encoding."""
+    and `frame` the same bytes framed for SSE, so streams write them without re-encoding.
+
+    Not `frozen`: one is made per event, and a frozen dataclass's `__init__` costs three times as
+    much. Treat it as immutable all the same: the same object goes to every subscriber."""
 
     run_id: str
     seq: int
@@ -29,11 +32,24 @@ class LogEvent:
 
 
 class Subscription(Protocol):
-    """An async iterator of events; cancelling a pending `__anext__` loses nothing."""
+    """An async iterator of events; cancelling a pending `__anext__` or `wait` loses nothing.
+
+    Readers that want events in bursts use `take_nowait` (everything queued, no await) and `wait`
+    (block until something is queued); one reader per subscription."""
 
     def __aiter__(self) -> Subscription: ...
 
     async def __anext__(self) -> LogEvent: ...
+
+    def take_nowait(self) -> list[LogEvent]:
+        """Every event queued so far, in order, removed from the queue; [] if none."""
+        ...
+
+    async def wait(self, timeout: float) -> bool:
+        """Return True as soon as an event is queued (at once if one already is), False after
+        `timeout` seconds without one (always, once the subscription is closed). Consumes
+        nothing; may return True spuriously, so callers check `take_nowait` and wait again."""
+        ...
 
     async def aclose(self) -> None: ...
 

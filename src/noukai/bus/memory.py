@@ -10,16 +10,26 @@ from noukai.bus.base import CancelListener, LogEvent
 
 
 class _MemorySubscription:
+    """Events queued as they are published; nothing is ever dropped. Waiting costs a future and
+    a timer handle, never a task, and an event already queued is taken without any await."""
+
     def __init__(self, bus: MemoryBus, run_id: str) -> None:
         self._bus = bus
         self._run_id = run_id
         self._items: deque[LogEvent] = deque()
-        self._ready = asyncio.Event()
+        self._waiters: list[asyncio.Future[bool]] = []
         self._closed = False
 
     def _deliver(self, events: Sequence[LogEvent]) -> None:
         self._items.extend(events)
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
 
     def __aiter__(self) -> _MemorySubscription:
         return self
@@ -30,15 +40,49 @@ class _MemorySubscription:
         while not self._items:
             if self._closed:
                 raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
+            await self._wait(None)
         return self._items.popleft()
+
+    def take_nowait(self) -> list[LogEvent]:
+        if not self._items:
+            return []
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    async def wait(self, timeout: float) -> bool:
+        if self._items:
+            return True
+        if timeout <= 0:
+            return False
+        if self._closed:  # nothing will ever come: as quiet as a live subscription with no events
+            await asyncio.sleep(timeout)
+            return False
+        return await self._wait(timeout)
+
+    async def _wait(self, timeout: float | None) -> bool:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiter in self._waiters:  # timed out or cancelled: nobody woke it
+                self._waiters.remove(waiter)
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            self._ready.set()
+            self._wake()
             self._bus._remove(self._run_id, self)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class MemoryBus:

@@ -8,6 +8,7 @@ crash could take back; readers that resume from the store and readers on the bus
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ class RunLogWriter:
         self._failure: BaseException | None = None
         # Batches must commit in seq order, so only one write is in flight at a time.
         self._write_lock = asyncio.Lock()
+        self._stamp_tick = -1
+        self._stamp = datetime.now(UTC)
 
     @property
     def last_seq(self) -> int:
@@ -57,7 +60,7 @@ class RunLogWriter:
         self._seq += 1
         data = orjson.dumps({"eventType": event_type, "seq": self._seq, **payload})
         event = LogEvent.create(self._run_id, self._seq, event_type, data)
-        self._pending.append((event, datetime.now(UTC)))
+        self._pending.append((event, self._now()))
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
         await self.flush(RunUpdate(cursor=next_step_index, state=state.to_json()))
@@ -89,6 +92,16 @@ class RunLogWriter:
             await self._store.record(self._run_id, self._attempt, rows, update)
             if batch:
                 await self._bus.publish(self._run_id, [e for e, _ in batch])
+
+    def _now(self) -> datetime:
+        """The emit time, read from the clock at most once per millisecond: a burst of tokens
+        shares one timestamp (and the store formats it once), and traces time steps to the
+        millisecond anyway."""
+        tick = time.monotonic_ns() // 1_000_000
+        if tick != self._stamp_tick:
+            self._stamp_tick = tick
+            self._stamp = datetime.now(UTC)
+        return self._stamp
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:

@@ -342,21 +342,25 @@ class RunService:
             await subscription.aclose()
 
     async def _wait_settled(self, run_id: str, subscription: Subscription) -> RunRecord:
-        iterator = aiter(subscription)
+        loop = asyncio.get_running_loop()
         while True:
             run = await self._store.get_run(run_id)
             if run is None:
                 raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run_id}")
             if run.terminal or waiting_for_tools(run):
                 return run
-            deadline = asyncio.get_running_loop().time() + self._poll_interval
-            while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-                try:
-                    event = await asyncio.wait_for(anext(iterator), remaining)
-                except TimeoutError:
+            # Until the run settles, only its settling events matter: drain the rest in bursts
+            # (no task per event) and look at the row again on one of them or after a quiet
+            # `poll_interval` (a lost publish only delays the answer).
+            deadline = loop.time() + self._poll_interval
+            settled = False
+            while not settled and (remaining := deadline - loop.time()) > 0:
+                if not await subscription.wait(remaining):
                     break
-                if event.type in ev.TERMINAL_EVENTS or event.type == ev.STEP_PAUSED_FOR_TOOL_CALLS:
-                    break
+                settled = any(event.type in SETTLING_EVENTS for event in subscription.take_nowait())
+
+
+SETTLING_EVENTS = frozenset({*ev.TERMINAL_EVENTS, ev.STEP_PAUSED_FOR_TOOL_CALLS})
 
 
 def waiting_for_tools(run: RunRecord) -> bool:

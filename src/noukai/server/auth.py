@@ -15,9 +15,15 @@ from noukai.store import ApiKeyRecord
 from noukai.types.errors import ErrorCode
 
 
-def services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     value: Services = request.app.state.services
     return value
+
+
+async def services(request: Request) -> Services:
+    """The `Depends` form. `async` on purpose: FastAPI runs a plain `def` dependency in its thread
+    pool, a thread hop per request for an attribute read."""
+    return services_of(request)
 
 
 async def api_key(request: Request) -> ApiKeyRecord:
@@ -25,7 +31,7 @@ async def api_key(request: Request) -> ApiKeyRecord:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(ErrorCode.UNAUTHENTICATED, "missing API key: send `Authorization: Bearer nk_...`")
-    record = await services(request).store.authenticate(token.strip())
+    record = await services_of(request).store.authenticate(token.strip())
     if record is None:
         raise ApiError(ErrorCode.UNAUTHENTICATED, "invalid or revoked API key")
     return record

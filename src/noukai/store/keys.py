@@ -122,13 +122,25 @@ async def find_for_authentication(conn: AsyncConnection, key: str) -> ApiKeyReco
     if key_id is None:
         return None
     row = (await conn.execute(_select().where(api_keys.c.id == key_id))).first()
-    presented = hash_api_key(key)
     if row is None:
+        verify(key, None, revoked=False)
+        return None
+    return (
+        _record(row)
+        if verify(key, row._mapping["key_hash"], revoked=bool(row._mapping["revoked_at"]))
+        else None
+    )
+
+
+def verify(key: str, stored_hash: str | None, *, revoked: bool) -> bool:
+    """Whether `key` matches `stored_hash` and is not revoked. The hashes are compared in constant
+    time, and an unknown key id (`stored_hash` None) costs the same comparison, so timing says
+    nothing about which ids exist."""
+    presented = hash_api_key(key)
+    if stored_hash is None:
         hmac.compare_digest(presented, _DUMMY_HASH)
-        return None
-    if not hmac.compare_digest(presented, row._mapping["key_hash"]) or row._mapping["revoked_at"]:
-        return None
-    return _record(row)
+        return False
+    return hmac.compare_digest(presented, stored_hash) and not revoked
 
 
 def last_used_is_stale(record: ApiKeyRecord, now: datetime) -> bool:

@@ -42,6 +42,39 @@ async def list_session_runs(conn: AsyncConnection, session_id: str, limit: int) 
     return [run_record(row) for row in await conn.execute(stmt)]
 
 
+def queued_run_values(new: NewRun, now: datetime) -> dict[str, Any]:
+    """Every column of the row a new run is inserted as (queued, never attempted)."""
+    return {
+        "id": new.id or str(uuid.uuid4()),
+        "org_id": new.org_id,
+        "project_id": new.project_id,
+        "flow_id": new.flow_id,
+        "flow_version": new.flow_version,
+        "flow_revision": new.flow_revision,
+        "document": new.document,
+        "trigger_type": new.trigger_type,
+        "session_id": new.session_id,
+        "status": "queued",
+        "cursor": new.cursor,
+        "pause_after": new.pause_after,
+        "input": new.input,
+        "state": new.state,
+        "result": None,
+        "error": None,
+        "attempt": 0,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "available_at": now,
+        "cancel_requested": False,
+        "last_seq": 0,
+        "idempotency_key": new.idempotency_key,
+        "created_at": now,
+        "started_at": None,
+        "completed_at": None,
+        "updated_at": now,
+    }
+
+
 async def create_run(conn: AsyncConnection, new: NewRun, now: datetime) -> RunRecord:
     """Insert a queued run; with an idempotency key already used in the org, return that run.
 
@@ -54,35 +87,7 @@ async def create_run(conn: AsyncConnection, new: NewRun, now: datetime) -> RunRe
     ).first()
     if owner is None or (owner.org_id, owner.project_id) != (new.org_id, new.project_id):
         raise FlowNotFound(f"no flow with id {new.flow_id!r} in project {new.project_id!r} of {new.org_id!r}")
-    insert = dialect_insert(conn, runs).values(
-        id=new.id or str(uuid.uuid4()),
-        org_id=new.org_id,
-        project_id=new.project_id,
-        flow_id=new.flow_id,
-        flow_version=new.flow_version,
-        flow_revision=new.flow_revision,
-        document=new.document,
-        trigger_type=new.trigger_type,
-        session_id=new.session_id,
-        status="queued",
-        cursor=new.cursor,
-        pause_after=new.pause_after,
-        input=new.input,
-        state=new.state,
-        result=None,
-        error=None,
-        attempt=0,
-        lease_owner=None,
-        lease_expires_at=None,
-        available_at=now,
-        cancel_requested=False,
-        last_seq=0,
-        idempotency_key=new.idempotency_key,
-        created_at=now,
-        started_at=None,
-        completed_at=None,
-        updated_at=now,
-    )
+    insert = dialect_insert(conn, runs).values(**queued_run_values(new, now))
     if new.idempotency_key is not None:
         # A concurrent twin with the same key waits for ours to commit, then inserts nothing.
         insert = insert.on_conflict_do_nothing(index_elements=[runs.c.org_id, runs.c.idempotency_key])

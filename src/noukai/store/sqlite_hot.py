@@ -22,36 +22,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from . import events as event_log
-from . import queue, validate
+from . import keys, queue, validate
 from .db import SQLITE_BUSY_TIMEOUT_MS
 from .errors import FlowNotFound, RunNotFound
-from .records import EventRow, FlowHead, NewRun, RunRecord, RunUpdate
-from .runs_repo import update_values
+from .records import ApiKeyRecord, EventRow, FlowHead, NewRun, RunRecord, RunUpdate
+from .runs_repo import RUN_COLUMNS, queued_run_values, update_values
 from .sqlite_values import (
     RUN_SELECT,
     decode_json,
     decode_time,
-    encode_json,
     encode_run_value,
     encode_time,
     run_from_row,
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("noukai.store")
 Job = Callable[[sqlite3.Connection], Any]
 
 READ_THREADS = 2
+CHECKPOINT_EVERY = 200
+"""Commits between two WAL checkpoints (run on a thread; see `_inline_writer`)."""
 INLINE_READ_LIMIT = 500
 """Event reads of at most this many rows run on the event loop (see `SqliteHotPath._read`)."""
 
@@ -80,15 +82,21 @@ class SqliteHotPath:
         self._opened_lock = threading.Lock()
         self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._inline_conn: sqlite3.Connection | None = None
+        self._commits = 0
+        self._checkpoint: asyncio.Future[None] | None = None
         self._inline_reader: sqlite3.Connection | None = None
         """Used only on the event loop's thread (see `_read`)."""
 
     async def close(self) -> None:
         while self._committer is not None:
             await asyncio.wait([self._committer])
-        if self._inline_reader is not None:
-            self._inline_reader.close()
-            self._inline_reader = None
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
+        for conn in (self._inline_reader, self._inline_conn):
+            if conn is not None:
+                conn.close()
+        self._inline_reader = self._inline_conn = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown)
 
@@ -157,15 +165,22 @@ class SqliteHotPath:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
+                jobs = [job for job, _ in batch]
                 try:
                     async with self._write_lock:
-                        outcomes = await loop.run_in_executor(
-                            self._writer, self._run_batch, [job for job, _ in batch]
-                        )
+                        try:
+                            outcomes = _run_batch(self._inline_writer(), jobs)
+                        except sqlite3.OperationalError as exc:
+                            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                                raise
+                            # Another process holds the write lock: wait for it on a thread.
+                            outcomes = await loop.run_in_executor(
+                                self._writer, self._run_batch_in_thread, jobs
+                            )
                 except BaseException as exc:  # the whole transaction failed: every job did
                     for _, future in batch:
                         if not future.done():
-                            future.set_exception(exc)
+                            future.set_exception(_as_store_error(exc) if isinstance(exc, Exception) else exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
@@ -176,31 +191,64 @@ class SqliteHotPath:
                         future.set_result(value)
                     else:
                         future.set_exception(value)
+                self._commits += 1
+                if self._commits % CHECKPOINT_EVERY == 0 and self._checkpoint is None:
+                    self._checkpoint = loop.run_in_executor(self._writer, self._checkpoint_in_thread)
+                    self._checkpoint.add_done_callback(self._checkpoint_done)
         finally:
             self._committer = None
 
-    def _run_batch(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
-        conn = self._connection(writer=True)
-        outcomes: list[tuple[bool, Any]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for job in jobs:
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = job(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((False, _as_store_error(exc)))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((True, value))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return outcomes
+    def _inline_writer(self) -> sqlite3.Connection:
+        """The writer connection used on the event loop's thread. Its commits never wait: busy
+        timeout 0 (another process's writer sends the batch to a thread), and no automatic WAL
+        checkpoint (whose fsync would stall the loop; a thread checkpoints instead)."""
+        if self._inline_conn is None:
+            self._inline_conn = _connect(self._path, writer=True, busy_timeout_ms=0)
+            self._inline_conn.execute("PRAGMA wal_autocheckpoint=0")
+        return self._inline_conn
+
+    def _run_batch_in_thread(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        return _run_batch(self._connection(writer=True), jobs)
+
+    def _checkpoint_in_thread(self) -> None:
+        # PASSIVE: copies what it can without blocking the writer or any reader.
+        self._connection(writer=True).execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
+        self._checkpoint = None
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            logger.warning("WAL checkpoint failed (retried later): %s", exc)
+
+    # -- keys --------------------------------------------------------------------------------------
+
+    async def find_api_key(self, key: str) -> ApiKeyRecord | None:
+        """`keys.find_for_authentication`: the record of a valid, unrevoked key, else None."""
+        key_id = keys.parse_api_key(key)
+        if key_id is None:
+            return None
+
+        def job(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = conn.execute(_FIND_KEY, (key_id,)).fetchone()
+            return row
+
+        row = await self._read(job)
+        if row is None:
+            keys.verify(key, None, revoked=False)
+            return None
+        *fields, key_hash = row
+        key_id, org_id, project_id, project_slug, name, created_at, last_used_at, revoked_at = fields
+        if not keys.verify(key, key_hash, revoked=revoked_at is not None):
+            return None
+        return ApiKeyRecord(
+            id=key_id,
+            org_id=org_id,
+            project_id=project_id,
+            project_slug=project_slug,
+            name=name,
+            created_at=decode_time(created_at),  # type: ignore[arg-type]
+            last_used_at=decode_time(last_used_at),
+            revoked_at=None,
+        )
 
     # -- flows -----------------------------------------------------------------------------------
 
@@ -237,27 +285,12 @@ class SqliteHotPath:
     async def create_run(self, new: NewRun, now: datetime) -> RunRecord:
         validate.optional_token(new.session_id, "session id")
         validate.optional_token(new.idempotency_key, "idempotency key")
-        stamp = encode_time(now)
-        values = (
-            new.id or str(uuid.uuid4()),
-            new.org_id,
-            new.project_id,
-            new.flow_id,
-            new.flow_version,
-            new.flow_revision,
-            encode_json(new.document),
-            new.trigger_type,
-            new.session_id,
-            new.cursor,
-            new.pause_after,
-            encode_json(new.input),
-            encode_json(new.state),
-            stamp,
-            new.idempotency_key,
-            stamp,
-            stamp,
-        )
         conflict = " ON CONFLICT (org_id, idempotency_key) DO NOTHING" if new.idempotency_key else ""
+        row = queued_run_values(new, now.astimezone(UTC))
+        params = [encode_run_value(name, row[name]) for name in RUN_COLUMNS]
+        # The run as inserted, built here rather than read back: decoding the document and the
+        # input again would be most of the call's cost.
+        created = RunRecord(**row, created=True)
 
         def job(conn: sqlite3.Connection) -> RunRecord:
             owner = conn.execute(
@@ -267,9 +300,8 @@ class SqliteHotPath:
                 raise FlowNotFound(
                     f"no flow with id {new.flow_id!r} in project {new.project_id!r} of {new.org_id!r}"
                 )
-            rows = conn.execute(_INSERT_RUN + conflict + f" RETURNING {RUN_SELECT}", values).fetchall()
-            if rows:
-                return run_from_row(rows[0], created=True)
+            if conn.execute(_INSERT_RUN + conflict, params).rowcount == 1:
+                return created
             existing = conn.execute(
                 f"SELECT {RUN_SELECT} FROM runs WHERE org_id = ? AND idempotency_key = ?",
                 (new.org_id, new.idempotency_key),
@@ -311,17 +343,7 @@ class SqliteHotPath:
         params += [run_id, attempt]
         if events:
             params.append(events[0].seq - 1)
-        stamp = encode_time(now)
-        rows = [
-            (
-                run_id,
-                row.seq,
-                row.type,
-                row.data,
-                stamp if row.created_at is None else encode_time(row.created_at),
-            )
-            for row in events
-        ]
+        rows = _event_rows(run_id, events, now)
         update_sql = _fenced_update(columns, bool(events))
 
         def job(conn: sqlite3.Connection) -> None:
@@ -372,6 +394,12 @@ class SqliteHotPath:
         return await self._read(job, inline=limit is not None and limit <= INLINE_READ_LIMIT)
 
 
+_FIND_KEY = (
+    "SELECT api_keys.id, api_keys.org_id, api_keys.project_id, projects.slug, api_keys.name, "
+    "api_keys.created_at, api_keys.last_used_at, api_keys.revoked_at, api_keys.key_hash "
+    "FROM api_keys LEFT JOIN projects ON projects.id = api_keys.project_id WHERE api_keys.id = ?"
+)
+
 _FLOW_HEAD = (
     "SELECT flows.id, flows.org_id, flows.project_id, flows.draft_revision, "
     "(SELECT max(version) FROM flow_versions WHERE flow_versions.flow_id = flows.id) "
@@ -381,14 +409,7 @@ _FLOW_HEAD = (
 
 _INSERT_EVENT = "INSERT INTO run_events (run_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)"
 
-_INSERT_RUN = (
-    "INSERT INTO runs (id, org_id, project_id, flow_id, flow_version, flow_revision, document, "
-    "trigger_type, session_id, status, cursor, pause_after, input, state, result, error, attempt, "
-    "lease_owner, lease_expires_at, available_at, cancel_requested, last_seq, idempotency_key, "
-    "created_at, started_at, completed_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, NULL, NULL, 0, NULL, NULL, ?, 0, 0, ?, "
-    "?, NULL, NULL, ?)"
-)
+_INSERT_RUN = f"INSERT INTO runs ({RUN_SELECT}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 
 # The oldest claimable run (queued, or running with an expired lease), as `queue.claim_next_run`;
 # the single writer serialises claims, so no row lock is needed.
@@ -400,6 +421,69 @@ _CLAIM = (
     "AND status IN ('queued', 'running') AND available_at <= ? "
     f"RETURNING {RUN_SELECT}"
 )
+
+
+def _run_batch(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
+    """Run `jobs` in one transaction; each job's outcome is `(True, value)` or `(False, error)`.
+
+    Optimistic: jobs run back to back, and only if one fails is the transaction rolled back and
+    run again with a savepoint around each job, so the failing one is undone alone. Jobs are pure
+    functions of their parameters, so running one twice is safe. Failures (a lost lease) are rare;
+    savepoints on every job would cost two statements each."""
+    try:
+        return _run_jobs(conn, jobs, savepoints=False)
+    except _JobFailed:
+        return _run_jobs(conn, jobs, savepoints=True)
+
+
+class _JobFailed(Exception):
+    pass
+
+
+def _run_jobs(conn: sqlite3.Connection, jobs: list[Job], *, savepoints: bool) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for job in jobs:
+            if not savepoints:
+                try:
+                    outcomes.append((True, job(conn)))
+                except Exception as exc:
+                    raise _JobFailed from exc
+                continue
+            conn.execute("SAVEPOINT job")
+            try:
+                value = job(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((False, _as_store_error(exc)))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((True, value))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _event_rows(run_id: str, events: Sequence[EventRow], now: datetime) -> list[tuple[Any, ...]]:
+    # Events emitted in one burst share their timestamp object (`RunLogWriter`): format it once.
+    default = encode_time(now)
+    last: datetime | None = None
+    stamp = default
+    rows = []
+    for row in events:
+        at = row.created_at
+        if at is None:
+            rows.append((run_id, row.seq, row.type, row.data, default))
+            continue
+        if at is not last:
+            last, stamp = at, encode_time(at)
+        rows.append((run_id, row.seq, row.type, row.data, stamp))
+    return rows
 
 
 @functools.lru_cache(maxsize=64)

@@ -115,8 +115,11 @@ class Store:
 
     async def authenticate(self, key: str) -> ApiKeyRecord | None:
         """The record of a valid, unrevoked key; None for anything else (never says which)."""
-        async with self._db.read() as conn:
-            record = await keys.find_for_authentication(conn, key)
+        if self._hot is not None:
+            record = await self._hot.find_api_key(key)
+        else:
+            async with self._db.read() as conn:
+                record = await keys.find_for_authentication(conn, key)
         now = self._clock()
         if record is None or not keys.last_used_is_stale(record, now):
             return record

@@ -1,0 +1,151 @@
+"""`follow_frames` over a real store and the in-process bus: a burst of events is one chunk, the
+bytes are exactly the stored events' frames, and filtering, heartbeats, the planned close and the
+end at the terminal event still apply event by event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import orjson
+import pytest
+
+from noukai.bus import LogEvent, MemoryBus
+from noukai.runtime.follow import RunEventFollower
+from noukai.server import sse
+from noukai.server.sse import PING, StreamPolicy, follow_frames
+from noukai.store import EventRow, RunUpdate, Store
+from noukai.types import events as ev
+from tests.store.conftest import make_run
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def emit(
+    store: Store,
+    bus: MemoryBus,
+    run_id: str,
+    types: Sequence[str],
+    first_seq: int,
+    *,
+    size: int = 8,
+    update: RunUpdate | None = None,
+) -> list[LogEvent]:
+    """Store events and then publish them as one burst, as the log writer does."""
+    events = []
+    for offset, event_type in enumerate(types):
+        seq = first_seq + offset
+        data = orjson.dumps({"eventType": event_type, "seq": seq, "text": "x" * size})
+        events.append(LogEvent.create(run_id, seq, event_type, data))
+    await store.append_events_unleased(
+        run_id, [EventRow(e.seq, e.type, e.data.decode()) for e in events], update
+    )
+    await bus.publish(run_id, events)
+    return events
+
+
+async def stored_frames(store: Store, run_id: str) -> bytes:
+    rows = await store.read_events(run_id)
+    return b"".join(LogEvent.create(run_id, r.seq, r.type, r.data.encode()).frame for r in rows)
+
+
+def stream(store: Store, bus: MemoryBus, run_id: str, policy: StreamPolicy) -> AsyncIterator[bytes]:
+    return follow_frames(lambda: RunEventFollower(store, bus, run_id, 0, poll_interval=30), policy)
+
+
+async def test_a_burst_is_one_chunk_and_the_bytes_are_the_stored_frames(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    policy = StreamPolicy(retry_ms=1000, stop_after=ev.TERMINAL_EVENTS)
+    backlog = await emit(store, bus, run.id, [ev.RUN_STARTED, ev.STEP_STARTED], 1)
+    frames = stream(store, bus, run.id, policy)
+    assert await anext(frames) == b"retry: 1000\n\n"
+    assert await anext(frames) == b"".join(e.frame for e in backlog)
+    burst = await emit(store, bus, run.id, [ev.STEP_OUTPUT] * 20, 3)
+    assert await anext(frames) == b"".join(e.frame for e in burst)  # 20 events, one write
+    end = await emit(
+        store,
+        bus,
+        run.id,
+        [ev.STEP_OUTPUT, ev.STEP_COMPLETED, ev.FLOW_COMPLETED],
+        23,
+        update=RunUpdate(status="completed"),
+    )
+    assert await anext(frames) == b"".join(e.frame for e in end)
+    with pytest.raises(StopAsyncIteration):
+        await anext(frames)
+
+    # A reader that arrives late gets the same bytes from the store, in one chunk.
+    replay = [chunk async for chunk in stream(store, bus, run.id, policy)]
+    assert replay == [b"retry: 1000\n\n", await stored_frames(store, run.id)]
+
+
+async def test_nothing_is_sent_after_the_terminal_event_of_a_batch(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    policy = StreamPolicy(stop_after=ev.TERMINAL_EVENTS)
+    frames = stream(store, bus, run.id, policy)
+    first = asyncio.ensure_future(anext(frames))
+    await asyncio.sleep(0.05)  # the stream is live and waiting on the bus
+    events = await emit(store, bus, run.id, [ev.STEP_OUTPUT, ev.RUN_CANCELLED, ev.STEP_OUTPUT], 1)
+    assert await first == events[0].frame + events[1].frame
+    with pytest.raises(StopAsyncIteration):
+        await anext(frames)
+
+
+async def test_types_filter_each_event_of_a_batch(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    wanted = frozenset({ev.STEP_COMPLETED, ev.FLOW_COMPLETED})
+    kinds = [ev.STEP_STARTED, ev.STEP_OUTPUT, ev.STEP_COMPLETED] * 3 + [ev.FLOW_COMPLETED, ev.STEP_COMPLETED]
+    events = await emit(store, bus, run.id, kinds, 1)
+    chunks = [
+        c async for c in stream(store, bus, run.id, StreamPolicy(stop_after=ev.TERMINAL_EVENTS, types=wanted))
+    ]
+    assert chunks == [b"".join(e.frame for e in events[:10] if e.type in wanted)]
+
+    # The terminal event ends the stream even when it is filtered out.
+    only_outputs = StreamPolicy(stop_after=ev.TERMINAL_EVENTS, types={ev.STEP_OUTPUT})
+    chunks = [c async for c in stream(store, bus, run.id, only_outputs)]
+    assert chunks == [b"".join(e.frame for e in events[:10] if e.type == ev.STEP_OUTPUT)]
+
+
+async def test_a_long_backlog_is_cut_into_chunks(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sse, "CHUNK_BYTES", 1000)
+    run = await make_run(store)
+    bus = MemoryBus()
+    await emit(store, bus, run.id, [ev.STEP_OUTPUT] * 40 + [ev.FLOW_COMPLETED], 1, size=100)
+    chunks = [c async for c in stream(store, bus, run.id, StreamPolicy(stop_after=ev.TERMINAL_EVENTS))]
+    assert len(chunks) > 3
+    assert all(chunk.endswith(b"\n\n") for chunk in chunks)
+    assert b"".join(chunks) == await stored_frames(store, run.id)
+
+
+async def test_heartbeats_and_the_planned_close(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    policy = StreamPolicy(heartbeat_seconds=0.05, max_lifetime_seconds=0.4, stop_after=ev.TERMINAL_EVENTS)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    frames = stream(store, bus, run.id, policy)
+    assert await anext(frames) == PING
+    events = await emit(store, bus, run.id, [ev.STEP_OUTPUT] * 3, 1)
+    chunks = [c async for c in frames]
+    assert 0.35 < loop.time() - started < 2.0
+    assert b"".join(e.frame for e in events) in chunks
+    assert set(chunks) - {b"".join(e.frame for e in events)} == {PING}
