@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from noukai.store import EventRow, EventSequenceError, LeaseLost, RunUpdate, Store
-from noukai.store import sqlite_hot
+from noukai.store import EventRow, EventSequenceError, LeaseLost, RunUpdate, Store, sqlite_hot
 
 from .conftest import make_flow, new_run
 
@@ -154,7 +153,9 @@ async def test_wal_is_checkpointed_off_the_loop(
         claimed = await _claimed_runs(store, 5)
         before = path.stat().st_size
         for run_id, attempt in claimed:
-            await store.record(run_id, attempt, [EventRow(s, "step_output", "x" * 2000) for s in range(1, 51)])
+            await store.record(
+                run_id, attempt, [EventRow(s, "step_output", "x" * 2000) for s in range(1, 51)]
+            )
         await asyncio.sleep(0.3)
         grew = path.stat().st_size > before
     assert grew == (every == 1)

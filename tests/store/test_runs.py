@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -294,3 +295,27 @@ async def test_cancel_with_bad_final_events_changes_nothing(store: Store) -> Non
     after = await store.get_run(run.id)
     assert after is not None
     assert (after.status, after.cancel_requested) == ("queued", False)
+
+
+async def test_a_run_created_leased_to_a_worker(store: Store, clock) -> None:  # type: ignore[no-untyped-def]
+    flow = await make_flow(store)
+    run = await store.create_run(new_run(flow), lease_to="w-local", lease_seconds=30)
+    assert (run.created, run.status, run.attempt, run.lease_owner) == (True, "running", 1, "w-local")
+    assert run.started_at == run.created_at
+    assert run.lease_expires_at == run.available_at == run.created_at + timedelta(seconds=30)
+    assert await store.get_run(run.id) == dataclasses.replace(run, created=False)
+    # Nobody else can claim it while the lease holds; the holder writes with attempt 1.
+    assert await store.claim_next_run("w-other", 30) is None
+    await store.record(run.id, 1, [EventRow(1, "run_started", "{}")])
+    # If its worker dies, the run is claimed again once the lease runs out.
+    clock.advance(31)
+    again = await store.claim_next_run("w-other", 30)
+    assert again is not None and (again.id, again.attempt) == (run.id, 2)
+
+
+async def test_a_leased_create_checks_the_lease(store: Store) -> None:
+    flow = await make_flow(store)
+    with pytest.raises(ValueError, match="lease_seconds"):
+        await store.create_run(new_run(flow), lease_to="w", lease_seconds=0)
+    with pytest.raises(InvalidIdentifier):
+        await store.create_run(new_run(flow), lease_to="x" * 300)

@@ -8,6 +8,7 @@ crash could take back; readers that resume from the store and readers on the bus
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,10 @@ import orjson
 
 from noukai.bus import Bus, LogEvent
 from noukai.engine.state import RunState
-from noukai.store import EventRow, RunUpdate, Store
+from noukai.store import UNSET, EventRow, RunUpdate, Store
+
+YIELD_EVERY = 64
+"""`emit` gives the event loop a turn after this many unwritten events."""
 
 
 class RunLogWriter:
@@ -30,6 +34,8 @@ class RunLogWriter:
         """Events not yet stored, each with the time it was emitted (its `created_at`: a batch
         commits later, but traces time steps by when things happened)."""
         self._flusher: asyncio.Task[None] | None = None
+        self._update: RunUpdate | None = None
+        """A run update to apply with the next write (see `flush`)."""
         self._failure: BaseException | None = None
         # Batches must commit in seq order, so only one write is in flight at a time.
         self._write_lock = asyncio.Lock()
@@ -46,12 +52,15 @@ class RunLogWriter:
         # token stream costs one transaction per batch rather than one per token.
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
+        if len(self._pending) % YIELD_EVERY == 0:
+            # A model that never awaits between tokens (a builtin one, or a burst in one network
+            # read) would otherwise hold the loop until its step ends: the flusher, and with it
+            # the first events' delivery, would wait for the whole step, and `_pending` grow.
+            await asyncio.sleep(0)
 
     async def emit_with_update(self, event_type: str, payload: dict[str, Any], update: RunUpdate) -> None:
         """Store an event and a run update in one transaction, so whoever hears the event (say, a
         terminal one) already finds the run row changed."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
         self._append(event_type, payload)
         await self.flush(update)
 
@@ -66,28 +75,38 @@ class RunLogWriter:
         await self.flush(RunUpdate(cursor=next_step_index, state=state.to_json()))
 
     async def flush(self, update: RunUpdate | None = None) -> None:
-        """Wait until everything emitted so far is stored (and `update` applied with it)."""
+        """Wait until everything emitted so far is stored, and `update` applied with the last of it
+        in the same transaction.
+
+        The update waits in a slot that the next write takes together with the pending events:
+        usually that is the background flusher's write, so a step's events and its checkpoint cost
+        one transaction, not two."""
+        if update is not None:
+            # Taken only if an earlier flush was abandoned (its caller cancelled) before a write
+            # took its update: both still apply, the later one winning field by field.
+            self._update = update if self._update is None else _merged(self._update, update)
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         self._raise_if_failed()
-        if self._pending or update is not None:
-            await self._write(update)
+        if self._pending or self._update is not None:
+            await self._write()
 
     async def _flush_pending(self) -> None:
         try:
             while self._pending:
-                await self._write(None)
+                await self._write()
         except BaseException as exc:  # surfaced to the engine on its next emit
             self._failure = exc
 
-    async def _write(self, update: RunUpdate | None) -> None:
+    async def _write(self) -> None:
         # Shielded: cancelling the run mid-write must not leave a batch half-known (taken from
         # `_pending` but maybe not stored), or the next write would leave a gap in the seqs.
-        await asyncio.shield(self._write_batch(update))
+        await asyncio.shield(self._write_batch())
 
-    async def _write_batch(self, update: RunUpdate | None) -> None:
+    async def _write_batch(self) -> None:
         async with self._write_lock:
             batch, self._pending = self._pending, []
+            update, self._update = self._update, None
             rows = [EventRow(e.seq, e.type, e.data.decode(), created_at=at) for e, at in batch]
             await self._store.record(self._run_id, self._attempt, rows, update)
             if batch:
@@ -106,3 +125,13 @@ class RunLogWriter:
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise self._failure
+
+
+def _merged(first: RunUpdate, then: RunUpdate) -> RunUpdate:
+    changes = {
+        field.name: getattr(then, field.name)
+        for field in dataclasses.fields(then)
+        if getattr(then, field.name) is not UNSET
+    }
+    changes["release_lease"] = first.release_lease or then.release_lease
+    return dataclasses.replace(first, **changes)

@@ -62,6 +62,8 @@ class Worker:
         self._bodies: dict[str, tuple[asyncio.Task[None], list[str]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._reserved = 0
+        """Slots held for runs the API is creating already leased to this worker (`reserve`)."""
 
     async def start(self) -> None:
         self._bus.on_cancel(self._cancel_now)
@@ -80,23 +82,52 @@ class Worker:
         while not self._stopping:
             try:
                 claimed = False
-                while len(self._active) < self._concurrency:
+                while self._has_room():
                     run = await self._store.claim_next_run(self.worker_id, self._lease_seconds)
                     if run is None:
                         break
                     claimed = True
-                    task = asyncio.create_task(self._process(run), name=f"run-{run.id}")
-                    self._active[run.id] = task
-                    task.add_done_callback(self._forget)
+                    self._run(run)
                 if not claimed:
                     await self._bus.wait_for_work(self._poll_interval)
-                elif len(self._active) >= self._concurrency:
+                elif not self._has_room():
                     await asyncio.sleep(0.01)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("claiming runs failed; retrying")
                 await asyncio.sleep(self._poll_interval)
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease_seconds
+
+    def reserve(self) -> bool:
+        """Hold a slot for a run about to be created already leased to this worker (the API's
+        direct hand-off: no trip through the queue and no claim); False when full or stopping.
+        Every True is followed by exactly one `adopt` or `release`."""
+        if self._stopping or not self._has_room():
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved -= 1
+
+    def adopt(self, run: RunRecord) -> None:
+        """Start a reserved run that was created leased to this worker."""
+        self._reserved -= 1
+        if self._stopping:
+            return  # its lease expires and the queue hands it out again
+        self._run(run)
+
+    def _has_room(self) -> bool:
+        return len(self._active) + self._reserved < self._concurrency
+
+    def _run(self, run: RunRecord) -> None:
+        task = asyncio.create_task(self._process(run), name=f"run-{run.id}")
+        self._active[run.id] = task
+        task.add_done_callback(self._forget)
 
     def _cancel_now(self, run_id: str) -> None:
         """The API asked to cancel a run: if this worker runs it, stop it at once."""

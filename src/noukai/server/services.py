@@ -71,7 +71,7 @@ class Services:
             session_retention_seconds=config.session_retention_seconds,
         )
         retention.start()
-        runs = RunService(store, bus, flows)
+        runs = RunService(store, bus, flows, local=worker)
         traces = TraceService(store, max_context_bytes=config.trace_context_max_bytes)
         sessions = SessionService(store, traces, retention_seconds=config.session_retention_seconds)
         return cls(

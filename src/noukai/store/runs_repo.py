@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,9 +42,10 @@ async def list_session_runs(conn: AsyncConnection, session_id: str, limit: int) 
     return [run_record(row) for row in await conn.execute(stmt)]
 
 
-def queued_run_values(new: NewRun, now: datetime) -> dict[str, Any]:
-    """Every column of the row a new run is inserted as (queued, never attempted)."""
-    return {
+def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) -> dict[str, Any]:
+    """Every column of the row a new run is inserted as: queued and never attempted, or, with a
+    `lease`, already claimed by that worker (its first attempt, running)."""
+    values = {
         "id": new.id or str(uuid.uuid4()),
         "org_id": new.org_id,
         "project_id": new.project_id,
@@ -73,9 +74,30 @@ def queued_run_values(new: NewRun, now: datetime) -> dict[str, Any]:
         "completed_at": None,
         "updated_at": now,
     }
+    if lease is not None:
+        worker_id, lease_seconds = lease
+        validate.token(worker_id, "worker id")
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        expires = now + timedelta(seconds=lease_seconds)
+        values.update(
+            status="running",
+            attempt=1,
+            lease_owner=worker_id,
+            lease_expires_at=expires,
+            available_at=expires,
+            started_at=now,
+        )
+    return values
 
 
-async def create_run(conn: AsyncConnection, new: NewRun, now: datetime) -> RunRecord:
+Lease = tuple[str, float]
+"""(worker id, lease seconds): create a run already claimed by that worker."""
+
+
+async def create_run(
+    conn: AsyncConnection, new: NewRun, now: datetime, lease: Lease | None = None
+) -> RunRecord:
     """Insert a queued run; with an idempotency key already used in the org, return that run.
 
     The returned record's `created` is True only when this call inserted the row.
@@ -87,7 +109,7 @@ async def create_run(conn: AsyncConnection, new: NewRun, now: datetime) -> RunRe
     ).first()
     if owner is None or (owner.org_id, owner.project_id) != (new.org_id, new.project_id):
         raise FlowNotFound(f"no flow with id {new.flow_id!r} in project {new.project_id!r} of {new.org_id!r}")
-    insert = dialect_insert(conn, runs).values(**queued_run_values(new, now))
+    insert = dialect_insert(conn, runs).values(**queued_run_values(new, now, lease))
     if new.idempotency_key is not None:
         # A concurrent twin with the same key waits for ours to commit, then inserts nothing.
         insert = insert.on_conflict_do_nothing(index_elements=[runs.c.org_id, runs.c.idempotency_key])

@@ -37,7 +37,7 @@ from . import keys, queue, validate
 from .db import SQLITE_BUSY_TIMEOUT_MS
 from .errors import FlowNotFound, RunNotFound
 from .records import ApiKeyRecord, EventRow, FlowHead, NewRun, RunRecord, RunUpdate
-from .runs_repo import RUN_COLUMNS, queued_run_values, update_values
+from .runs_repo import RUN_COLUMNS, Lease, queued_run_values, update_values
 from .sqlite_values import (
     RUN_SELECT,
     decode_json,
@@ -282,11 +282,11 @@ class SqliteHotPath:
 
         return await self._read(job)
 
-    async def create_run(self, new: NewRun, now: datetime) -> RunRecord:
+    async def create_run(self, new: NewRun, now: datetime, lease: Lease | None = None) -> RunRecord:
         validate.optional_token(new.session_id, "session id")
         validate.optional_token(new.idempotency_key, "idempotency key")
         conflict = " ON CONFLICT (org_id, idempotency_key) DO NOTHING" if new.idempotency_key else ""
-        row = queued_run_values(new, now.astimezone(UTC))
+        row = queued_run_values(new, now.astimezone(UTC), lease)
         params = [encode_run_value(name, row[name]) for name in RUN_COLUMNS]
         # The run as inserted, built here rather than read back: decoding the document and the
         # input again would be most of the call's cost.

@@ -196,12 +196,19 @@ class Store:
 
     # -- runs ----------------------------------------------------------------------------------
 
-    async def create_run(self, new: NewRun) -> RunRecord:
+    async def create_run(
+        self, new: NewRun, *, lease_to: str | None = None, lease_seconds: float = 30.0
+    ) -> RunRecord:
         """Queue a new run. If `new.idempotency_key` was already used in the org, the existing run
-        is returned instead and nothing is created: check `record.created`."""
+        is returned instead and nothing is created: check `record.created`.
+
+        With `lease_to`, the run is created already claimed by that worker (running, attempt 1,
+        leased for `lease_seconds`), for a worker in this process to start at once instead of
+        claiming it from the queue."""
+        lease = None if lease_to is None else (lease_to, lease_seconds)
         if self._hot is not None:
-            return await self._hot.create_run(new, self._clock())
-        return await self._db.write(lambda conn: runs_repo.create_run(conn, new, self._clock()))
+            return await self._hot.create_run(new, self._clock(), lease)
+        return await self._db.write(lambda conn: runs_repo.create_run(conn, new, self._clock(), lease))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         if self._hot is not None:
