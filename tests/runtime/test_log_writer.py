@@ -104,9 +104,9 @@ async def test_an_abandoned_checkpoint_still_lands_with_the_next_write(store: St
 async def test_a_long_burst_is_delivered_while_it_is_emitted(store: Store) -> None:
     writer, _, bus, run_id = await _writer(store)
     subscription = bus.subscribe(run_id)
-    for n in range(1000):  # a model that never awaits between tokens
+    for n in range(3000):  # a model that never awaits between tokens
         await writer.emit("step_output", {"outputData": f"w{n}"})
     heard = subscription.take_nowait()
     assert heard, "nothing was delivered before the burst ended"
     await writer.flush()
-    assert [e.seq for e in heard + subscription.take_nowait()] == list(range(1, 1001))
+    assert [e.seq for e in heard + subscription.take_nowait()] == list(range(1, 3001))

@@ -19,8 +19,8 @@ from noukai.bus import Bus, LogEvent
 from noukai.engine.state import RunState
 from noukai.store import UNSET, EventRow, RunUpdate, Store
 
-YIELD_EVERY = 64
-"""`emit` gives the event loop a turn after this many unwritten events."""
+MAX_PENDING = 512
+"""`emit` waits for the background writes once this many events are waiting to be written."""
 
 
 class RunLogWriter:
@@ -52,11 +52,12 @@ class RunLogWriter:
         # token stream costs one transaction per batch rather than one per token.
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
-        if len(self._pending) % YIELD_EVERY == 0:
-            # A model that never awaits between tokens (a builtin one, or a burst in one network
-            # read) would otherwise hold the loop until its step ends: the flusher, and with it
-            # the first events' delivery, would wait for the whole step, and `_pending` grow.
-            await asyncio.sleep(0)
+        if len(self._pending) >= MAX_PENDING:
+            # Back-pressure. A model that never awaits between tokens (a builtin one, or a burst
+            # in one network read) would otherwise hold the loop until its step ends: the
+            # flusher, and with it the delivery of the first events, would wait for the whole
+            # step, and `_pending` grow without bound.
+            await asyncio.shield(self._flusher)
 
     async def emit_with_update(self, event_type: str, payload: dict[str, Any], update: RunUpdate) -> None:
         """Store an event and a run update in one transaction, so whoever hears the event (say, a
