@@ -41,7 +41,9 @@ compat: install
 
 test: lint typecheck unit compat
 
+# LangGraph, the second target, lives in its own venv (bench/langgraph/.venv, pinned by its uv.lock).
 bench: install
+	$(UV) sync --frozen --project bench/langgraph
 	$(UV) run --frozen --with py-spy python -m bench $(BENCH_ARGS)
 
 clean:

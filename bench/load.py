@@ -4,7 +4,8 @@ At concurrency c, c tasks each start a run, read it to its terminal event, and s
 the level's run count is reached. Times are taken with `time.perf_counter()` on this (client) side:
 - time to first event: from just before connecting for the request that starts the run, to the first
   complete event frame of the stream that is read (for `native`, the second connection's);
-- total: from the same start to the terminal event.
+- total: from the same start to the terminal event (for a target whose streams say nothing at the
+  end, LangGraph's, to the clean end of the response).
 Server CPU and RSS come from /proc (see `procstat`); the client's own CPU is measured alongside so a
 saturated load generator is visible rather than silently mistaken for a slow server.
 """
@@ -47,10 +48,12 @@ def _sample(target: Target, summary: StreamSummary, workload: Workload, started:
     elif summary.tokens != workload.tokens:
         error = f"{summary.tokens} token events, expected {workload.tokens}"
     first_at = summary.first.at if summary.first else 0.0
+    # To the terminal event: the last event, or, for a stream that ends by closing, the close.
+    ended_at = summary.terminal.at if summary.terminal else summary.last_at
     return RunSample(
         ok=error is None,
         ttfe=first_at - started,
-        total=summary.last_at - started,
+        total=ended_at - started,
         first_at=first_at,
         last_at=summary.last_at,
         events=summary.events,
@@ -60,18 +63,21 @@ def _sample(target: Target, summary: StreamSummary, workload: Workload, started:
 
 
 async def one_run(target: Target, workload: Workload, mode: Mode) -> RunSample:
+    start = target.start_request(workload, mode)
     started = time.perf_counter()
-    options = {"token_type": target.token_event, "terminal_types": target.terminal_events}
+    options = {
+        "token_type": target.token_event,
+        "terminal_types": target.terminal_events,
+        "close_is_terminal": target.terminal_on_close,
+    }
     try:
         async with asyncio.timeout(RUN_TIMEOUT):
-            summary = await read_stream(
-                HOST, target.port, target.run_request(workload), stop_at_first=mode == "native", **options
-            )
+            summary = await read_stream(HOST, target.port, start, stop_at_first=mode == "native", **options)
             if mode == "native":
                 if summary.first is None:
                     return RunSample(ok=False, error="the run's stream ended before its first event")
-                run_id = target.run_id(summary.first)
-                summary = await read_stream(HOST, target.port, target.events_request(run_id), **options)
+                follow = target.follow_request(start, summary.first)
+                summary = await read_stream(HOST, target.port, follow, **options)
         return _sample(target, summary, workload, started)
     except Exception as exc:
         return RunSample(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
@@ -115,17 +121,30 @@ class _MemorySampler:
 
 
 async def run_level(
-    target: Target, workload: Workload, mode: Mode, concurrency: int, runs: int, min_seconds: float = 0.0
+    target: Target,
+    workload: Workload,
+    mode: Mode,
+    concurrency: int,
+    runs: int,
+    min_seconds: float = 0.0,
+    max_seconds: float = math.inf,
 ) -> dict[str, Any]:
     """At least `runs` runs of `workload`, `concurrency` at a time, and more until `min_seconds` have
-    passed (so a fast target's level lasts long enough for CPU ticks to mean something)."""
+    passed (so a fast target's level lasts long enough for CPU ticks to mean something). No run is
+    started after `max_seconds` (so a slow target's level ends in time; the runs started finish and
+    count, and `capped` says the level stopped short of `runs`). Every worker starts at least one run."""
     remaining = runs
     samples: list[RunSample] = []
-    until = time.perf_counter() + min_seconds
+    now = time.perf_counter()
+    until, deadline = now + min_seconds, now + max_seconds
 
     async def worker() -> None:
         nonlocal remaining
+        first = True
         while remaining > 0 or time.perf_counter() < until:
+            if not first and time.perf_counter() >= deadline:
+                break
+            first = False
             remaining -= 1
             samples.append(await one_run(target, workload, mode))
 
@@ -151,6 +170,8 @@ async def run_level(
         "mode": mode,
         "concurrency": concurrency,
         "runs": len(samples),
+        "runs_planned": runs,
+        "capped": len(samples) < runs,
         "ok": len(good),
         "errors": len(errors),
         "error_samples": sorted(set(e for e in errors if e))[:5],

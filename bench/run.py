@@ -1,5 +1,6 @@
 """`python -m bench`: every target in turn, every mode, every concurrency level, the long stream, then a
-profile of the Noukai server under the highest level; prints the table and writes the results."""
+profile of the Noukai server under the highest level; prints the table and the issue's targets, and
+writes the results."""
 
 from __future__ import annotations
 
@@ -39,11 +40,19 @@ def _levels(text: str) -> list[tuple[int, int]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--targets", default="noukai,floor", help="comma-separated: " + ",".join(TARGETS))
+    parser.add_argument(
+        "--targets", default="noukai,langgraph,floor", help="comma-separated: " + ",".join(TARGETS)
+    )
     parser.add_argument("--modes", default="step,native", help="comma-separated: step,native")
     parser.add_argument("--levels", default="1:30,10:150,50:300", help="concurrency:runs,...")
     parser.add_argument(
         "--min-seconds", type=float, default=3.0, help="a level goes on at least this long (fast targets)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=30.0,
+        help="no run starts after this long in a level (slow targets; its runs are then fewer)",
     )
     parser.add_argument("--warmup", type=int, default=40, help="warm-up runs per target and mode (c=10)")
     parser.add_argument("--long-words", type=int, default=5000, help="words (events) in the long stream")
@@ -78,17 +87,20 @@ async def bench_target(
         for mode in modes:
             if mode not in target.modes:
                 continue
-            warm = await run_level(target, THREE_STEPS, mode, 10, args.warmup)
+            warm = await run_level(target, THREE_STEPS, mode, 10, args.warmup, max_seconds=args.max_seconds)
             if warm["errors"]:
                 raise RuntimeError(f"{target.name} {mode} warm-up failed: {warm['error_samples']}")
         for mode in modes:
             if mode not in target.modes:
                 continue
             for concurrency, runs in levels:
-                level = await run_level(target, THREE_STEPS, mode, concurrency, runs, args.min_seconds)
+                level = await run_level(
+                    target, THREE_STEPS, mode, concurrency, runs, args.min_seconds, args.max_seconds
+                )
                 results["levels"].append(level)
                 report.progress(
-                    f"   {mode:6} c={concurrency:<3} {level['runs_per_s']:7.1f} runs/s  "
+                    f"   {mode:6} c={concurrency:<3} {level['runs']:5} runs{'*' if level['capped'] else ' '} "
+                    f"{level['runs_per_s']:7.1f} runs/s  "
                     f"TTFE p50 {level['ttfe_ms']['p50']:7.2f} ms  "
                     f"total p50 {level['total_ms']['p50']:7.2f} ms  "
                     f"CPU% server {100 * level['server_cpu_util']:3.0f} "
@@ -114,6 +126,8 @@ async def bench_target(
                 results["profile"] = {"error": str(exc)}
     finally:
         await target.stop()
+        results["durations_s"][target.name] = round(time.perf_counter() - started, 1)
+        report.progress(f"== {target.name}: done in {results['durations_s'][target.name]:.0f}s")
     if results.get("profile", {}).get("error") and target.name == "noukai":
         try:
             results["profile"] = await profile_with_cprofile(
@@ -133,6 +147,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "command": args.command,
             "levels": _levels(args.levels),
             "min_seconds_per_level": args.min_seconds,
+            "max_seconds_per_level": args.max_seconds,
             "modes": modes,
             "warmup_runs": args.warmup,
             "workload": {"flow": THREE_STEPS.flow, "tokens": THREE_STEPS.tokens, "events": EVENTS_PER_RUN},
@@ -140,6 +155,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "long_repeats": args.long_repeats,
         },
         "background": [],
+        "durations_s": {},
         "levels": [],
         "long_streams": [],
     }
@@ -161,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = _event_loop_runner()(amain(args))
     results["duration_s"] = round(time.perf_counter() - started, 1)
+    results["targets"] = report.targets(results)
     print(report.console(results))
     report.write_json(results, args.out)
     if str(args.docs) != "-":

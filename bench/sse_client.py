@@ -5,6 +5,11 @@ response is parsed synchronously in `data_received` (status line, headers, chunk
 frames), events are counted there, and the waiting coroutine is woken only twice: at the first
 event and at the end. Only the `event:` field of a frame is read; `data:` is kept (as bytes) for the
 first and the last event only. One connection per request (`Connection: close`).
+
+Lines may end in "\n" (Noukai, the floor) or "\r\n" (LangGraph's server): "\r\n" is turned into "\n"
+as the text arrives. A stream whose server says nothing at the end (LangGraph's) can be read with
+`close_is_terminal`: then a clean end of the response (the last chunk of a chunked body, or the
+server closing a body of no stated length) after at least one event is the terminal event, `CLOSE`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import asyncio
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+
+CLOSE = "(close)"
+"""The terminal event's type for a stream that ended cleanly, read with `close_is_terminal`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,7 @@ class _SseProtocol(asyncio.Protocol):
         token_type: str,
         terminal_types: Collection[str],
         stop_at_first: bool,
+        close_is_terminal: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.summary = StreamSummary()
@@ -82,11 +91,13 @@ class _SseProtocol(asyncio.Protocol):
         self._token_line = b"\nevent: " + self._token + b"\n"
         self._terminal = {t.encode() for t in terminal_types}
         self._stop_at_first = stop_at_first
+        self._close_is_terminal = close_is_terminal
         self._transport: asyncio.Transport | None = None
         self._head = b""
         self._in_body = False
         self._status = 0
         self._chunked = False
+        self._complete = False  # the last (empty) chunk of a chunked body has arrived
         self._raw = b""  # body bytes not yet de-chunked
         self._sse = b"\n"  # de-chunked SSE text; starts with "\n" so every field follows one
 
@@ -96,6 +107,8 @@ class _SseProtocol(asyncio.Protocol):
         transport.write(self._request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return  # read to the end already (what may follow is the body's last "\r\n")
         if not self._in_body:
             self._head += data
             if b"\r\n\r\n" not in self._head:
@@ -116,8 +129,13 @@ class _SseProtocol(asyncio.Protocol):
             self._dechunk()
         else:
             self._sse += data
+        if b"\r" in self._sse:
+            # A "\r" left alone at the end is the first half of a "\r\n": joined next time.
+            self._sse = self._sse.replace(b"\r\n", b"\n")
         if b"\n\n" in self._sse:
             self._frames(time.perf_counter())
+        if self._complete:
+            self._body_ended()
 
     def _dechunk(self) -> None:
         raw, position, parts = self._raw, 0, [self._sse]
@@ -128,6 +146,7 @@ class _SseProtocol(asyncio.Protocol):
             size = int(raw[position:line_end].split(b";", 1)[0], 16)
             if size == 0:
                 position = len(raw)
+                self._complete = True
                 break
             if len(raw) < line_end + 2 + size + 2:
                 break
@@ -170,10 +189,10 @@ class _SseProtocol(asyncio.Protocol):
                     return
 
     def _finish(self, error: BaseException | None = None) -> None:
-        if self._transport is not None:
-            self._transport.close()
         if self.done.done():
             return
+        if self._transport is not None:
+            self._transport.close()
         if error is not None:
             self.done.set_exception(error)
         else:
@@ -186,8 +205,17 @@ class _SseProtocol(asyncio.Protocol):
             self._finish(exc)
         elif not self._in_body:
             self._finish(HttpError("connection closed before the response head"))
+        elif not self._chunked:
+            self._body_ended()  # a body of no stated length ends when the server closes
         else:
-            self._finish()
+            self._finish()  # cut short: no terminal event
+
+    def _body_ended(self) -> None:
+        summary = self.summary
+        if self._close_is_terminal and summary.terminal is None and summary.events:
+            # `last_at` stays the last event's time; the end's own is the terminal's `at`.
+            summary.terminal = SseEvent(CLOSE, b"", time.perf_counter())
+        self._finish()
 
 
 async def read_stream(
@@ -198,11 +226,14 @@ async def read_stream(
     token_type: str,
     terminal_types: Collection[str],
     stop_at_first: bool = False,
+    close_is_terminal: bool = False,
 ) -> StreamSummary:
     """Send `request`, read its SSE response to a terminal event (or to the first event with
     `stop_at_first`), close the connection. Raises `HttpError` for a non-200 answer."""
     loop = asyncio.get_running_loop()
-    protocol = _SseProtocol(encode_request(host, port, request), token_type, terminal_types, stop_at_first)
+    protocol = _SseProtocol(
+        encode_request(host, port, request), token_type, terminal_types, stop_at_first, close_is_terminal
+    )
     transport, _ = await loop.create_connection(lambda: protocol, host, port)
     try:
         return await protocol.done

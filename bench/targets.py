@@ -7,8 +7,10 @@ A streamed run can be read two ways (`Mode`):
   on), and its events are then read from the target's own resumable stream from the beginning
   (Noukai's `GET /runs/{id}/events?since_id=0`).
 
-A new target (LangGraph's dev server, say) subclasses `Target`, and maps a `Workload` to its own
-requests in `run_request` / `events_request`; the load generator needs nothing else.
+A target subclasses `Target`, and maps a `Workload` to its own requests in `run_request` /
+`events_request`; the load generator needs nothing else. A target whose two modes start runs
+differently, or whose run's stream cannot be named by the run id alone, overrides `start_request` /
+`follow_request` instead (LangGraph's dev server, `LangGraphTarget`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -71,6 +75,14 @@ class Target(ABC):
 
     health_path = "/health"
 
+    def server_cwd(self, workdir: Path) -> Path:
+        """The server's working directory."""
+        return BENCH_DIR.parent
+
+    def server_env(self, workdir: Path) -> Mapping[str, str]:
+        """The server's environment."""
+        return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
     @property
     def pid(self) -> int:
         assert self._process is not None, "not started"
@@ -90,8 +102,8 @@ class Target(ABC):
                 self.command(self.workdir, self.port),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=BENCH_DIR.parent,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                cwd=self.server_cwd(self.workdir),
+                env=self.server_env(self.workdir),
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -145,9 +157,21 @@ class Target(ABC):
     def events_request(self, run_id: str) -> HttpRequest:
         """The target's own stream of a run's events, from its first event."""
 
+    def start_request(self, workload: Workload, mode: Mode) -> HttpRequest:
+        """The request that starts a run of `workload` read in `mode`: `run_request` for both modes
+        unless a target says otherwise."""
+        return self.run_request(workload)
+
+    def follow_request(self, start: HttpRequest, first: SseEvent) -> HttpRequest:
+        """For `native`: the stream of the run that `start` started, whose first event was `first`."""
+        return self.events_request(self.run_id(first))
+
     terminal_events: frozenset[str] = frozenset()
     failure_events: frozenset[str] = frozenset()
     token_event = "step_output"
+    terminal_on_close = False
+    """True for a server that sends nothing at a stream's end: then a clean end of the response,
+    after at least one event, is the terminal event (`sse_client.CLOSE`)."""
 
 
 STEP_BODY = {
@@ -228,4 +252,134 @@ class FloorTarget(NoukaiTarget):
         self._auth = {"Authorization": "Bearer floor"}
 
 
-TARGETS: dict[str, type[Target]] = {"noukai": NoukaiTarget, "floor": FloorTarget}
+LANGGRAPH_DIR = BENCH_DIR / "langgraph"
+"""LangGraph's side: its own uv project (`uv sync --frozen --project bench/langgraph`), the graphs
+(`bench_graphs.py`) and `langgraph.json`."""
+LANGGRAPH_GRAPHS = {"bench-3step": "three_steps", "bench-long": "long"}
+"""Noukai's bench flow -> the LangGraph graph that does the same work."""
+
+# The dev server, left to itself, reaches the network: `langgraph dev` reports the command to the
+# CLI's analytics, langgraph-api looks its newest release up on the package index, and a LangSmith
+# key (or tracing) turns on traces, the Studio organisation look-up and the metadata loop. All off:
+LANGGRAPH_OFFLINE_ENV = {
+    "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    "LANGGRAPH_NO_VERSION_CHECK": "true",
+    "LANGSMITH_TRACING": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+    "LANGCHAIN_TRACING": "false",
+}
+LANGGRAPH_UNSET_ENV = (
+    "LANGSMITH_API_KEY",
+    "LANGCHAIN_API_KEY",
+    "LANGSMITH_CONTROL_PLANE_API_KEY",
+    "LANGGRAPH_CLOUD_LICENSE_KEY",
+    "LANGSMITH_ENDPOINT",
+    "LANGCHAIN_ENDPOINT",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+)
+
+
+class LangGraphTarget(Target):
+    """LangGraph's in-memory dev server (`langgraph dev`, from langgraph-cli[inmem]) running the graphs
+    of `bench/langgraph/bench_graphs.py`, as it comes (its file persistence and blocking-call checks
+    on), but offline and without reloading or a browser.
+
+    - `step`: `POST /runs/stream`, a stateless run streamed to its end (nothing kept afterwards:
+      LangGraph's cheapest way to stream a run).
+    - `native`: `POST /threads/{new id}/runs/stream` with `if_not_exists: create` and
+      `stream_resumable: true`, closed after its first event (`metadata`, with the run id; the run
+      goes on), then `GET /threads/{id}/runs/{run id}/stream` with `Last-Event-ID: -1`, which replays
+      the stored events from the first (the ids are "<ms>-<n>", compared as strings) and follows on.
+
+    The streams use `stream_mode: ["messages-tuple", "updates"]`: one `messages` event per streamed
+    word, one `updates` event per node. They say nothing at the end (the server closes), so a clean
+    end of the response is the terminal event; an `error` event is a failure.
+
+    The first event comes when a worker takes the run up, and the in-memory runtime's queue looks for
+    pending runs every 0.5 s when idle, taking only runs created before it looked (langgraph-runtime-
+    inmem's `Runs.next`): a run started on an idle server waits 0.5 to 1 s for its first event.
+    """
+
+    name = "langgraph"
+    health_path = "/ok"
+    token_event = "messages"
+    terminal_events = frozenset({"error"})
+    failure_events = frozenset({"error"})
+    terminal_on_close = True
+    stream_mode = ("messages-tuple", "updates")
+    jobs_per_worker = 10
+
+    def command(self, workdir: Path, port: int) -> list[str]:
+        langgraph = LANGGRAPH_DIR / ".venv" / "bin" / "langgraph"
+        if not langgraph.exists():
+            raise RuntimeError(
+                f"{langgraph} is missing: run `uv sync --frozen --project bench/langgraph` (make bench does)"
+            )
+        return [
+            str(langgraph),
+            "dev",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--no-browser",
+            "--no-reload",
+            "--n-jobs-per-worker",
+            str(self.jobs_per_worker),
+            "--config",
+            str(LANGGRAPH_DIR / "langgraph.json"),
+        ]
+
+    def server_cwd(self, workdir: Path) -> Path:
+        # The dev server keeps its state in ./.langgraph_api: the throw-away workdir, not the repo.
+        return workdir
+
+    def server_env(self, workdir: Path) -> Mapping[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in LANGGRAPH_UNSET_ENV}
+        # The graphs are named as a module ("bench_graphs:three_steps"), found on PYTHONPATH.
+        return {**env, **LANGGRAPH_OFFLINE_ENV, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(LANGGRAPH_DIR)}
+
+    def _body(self, workload: Workload, **extra: object) -> bytes:
+        return json.dumps(
+            {
+                "assistant_id": LANGGRAPH_GRAPHS[workload.flow],
+                "input": {"message": workload.message},
+                "stream_mode": list(self.stream_mode),
+                **extra,
+            }
+        ).encode()
+
+    _HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+    def run_request(self, workload: Workload) -> HttpRequest:
+        return HttpRequest("POST", "/runs/stream", self._HEADERS, self._body(workload))
+
+    def start_request(self, workload: Workload, mode: Mode) -> HttpRequest:
+        if mode == "step":
+            return self.run_request(workload)
+        body = self._body(workload, if_not_exists="create", stream_resumable=True)
+        return HttpRequest("POST", f"/threads/{uuid.uuid4()}/runs/stream", self._HEADERS, body)
+
+    def run_id(self, first: SseEvent) -> str:
+        return str(json.loads(first.data)["run_id"])
+
+    def follow_request(self, start: HttpRequest, first: SseEvent) -> HttpRequest:
+        thread_id = start.path.removeprefix("/threads/").removesuffix("/runs/stream")
+        return self.events_request(f"{thread_id}/{self.run_id(first)}")
+
+    def events_request(self, run_id: str) -> HttpRequest:
+        """`run_id` is "THREAD_ID/RUN_ID": LangGraph names a run's stream by both."""
+        thread_id, _, run = run_id.partition("/")
+        return HttpRequest(
+            "GET",
+            f"/threads/{thread_id}/runs/{run}/stream",
+            {"Accept": "text/event-stream", "Last-Event-ID": "-1"},
+        )
+
+
+TARGETS: dict[str, type[Target]] = {
+    "noukai": NoukaiTarget,
+    "langgraph": LangGraphTarget,
+    "floor": FloorTarget,
+}
