@@ -36,9 +36,11 @@ class CountingStore:
         self.get_run_calls += 1
         return await self.store.get_run(run_id)
 
-    async def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[EventRow]:
+    async def read_events(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None, *, timestamps: bool = True
+    ) -> list[EventRow]:
         self.read_events_calls += 1
-        return await self.store.read_events(run_id, after_seq, limit)
+        return await self.store.read_events(run_id, after_seq, limit, timestamps=timestamps)
 
 
 @pytest.fixture

@@ -213,3 +213,13 @@ async def test_events_keep_the_time_they_were_written_with(store: Store) -> None
     first, second = await store.read_events(run.id)
     assert first.created_at == at
     assert second.created_at is not None and second.created_at != at
+
+
+async def test_events_without_timestamps(store: Store) -> None:
+    run = await _running(store)
+    rows = [EventRow(seq, "step_output", f'{{"n":{seq}}}') for seq in range(1, 4)]
+    await store.record(run.id, run.attempt, rows)
+    timed = await store.read_events(run.id)
+    plain = await store.read_events(run.id, 1, timestamps=False)
+    assert [(r.seq, r.type, r.data) for r in plain] == [(r.seq, r.type, r.data) for r in timed[1:]]
+    assert all(r.created_at is not None for r in timed)

@@ -160,7 +160,7 @@ class RunEventFollower:
         after = self._backlog[-1].seq if self._backlog else self.last_seq
         found = False
         while True:
-            rows = await self._store.read_events(self._run_id, after, PAGE_SIZE)
+            rows = await self._store.read_events(self._run_id, after, PAGE_SIZE, timestamps=False)
             for row in rows:
                 data = row.data.encode()
                 self._backlog.append(LogEvent.create(self._run_id, row.seq, row.type, data))

@@ -362,6 +362,15 @@ class SqliteHotPath:
 
     # -- the event log ---------------------------------------------------------------------------
 
+    async def has_events(self, run_id: str) -> bool:
+        def job(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute("SELECT 1 FROM run_events WHERE run_id = ? LIMIT 1", (run_id,)).fetchone()
+                is not None
+            )
+
+        return await self._read(job)
+
     async def read_events(
         self,
         run_id: str,
@@ -370,10 +379,12 @@ class SqliteHotPath:
         *,
         types: Collection[str] | None,
         newest_first: bool,
+        timestamps: bool = True,
     ) -> list[EventRow]:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        sql = "SELECT seq, type, data, created_at FROM run_events WHERE run_id = ? AND seq > ?"
+        columns = "seq, type, data, created_at" if timestamps else "seq, type, data"
+        sql = f"SELECT {columns} FROM run_events WHERE run_id = ? AND seq > ?"
         params: list[Any] = [run_id, after_seq]
         if types is not None:
             ordered = sorted(types)
@@ -385,6 +396,8 @@ class SqliteHotPath:
             params.append(limit)
 
         def job(conn: sqlite3.Connection) -> list[EventRow]:
+            if not timestamps:
+                return [EventRow(seq, type_, data) for seq, type_, data in conn.execute(sql, params)]
             return [
                 EventRow(seq=seq, type=type_, data=data, created_at=decode_time(created_at))
                 for seq, type_, data, created_at in conn.execute(sql, params)

@@ -326,12 +326,15 @@ class Store:
         *,
         types: Collection[str] | None = None,
         newest_first: bool = False,
+        timestamps: bool = True,
     ) -> list[EventRow]:
         """Events with `seq > after_seq`, in seq order (newest first if asked), at most `limit` of
-        them; only those of the given `types` when `types` is not None."""
+        them; only those of the given `types` when `types` is not None. With `timestamps=False`
+        rows may come without `created_at` (None): streams never need it, and it costs a parse per
+        row."""
         if self._hot is not None:
             return await self._hot.read_events(
-                run_id, after_seq, limit, types=types, newest_first=newest_first
+                run_id, after_seq, limit, types=types, newest_first=newest_first, timestamps=timestamps
             )
         async with self._db.read() as conn:
             return await event_log.read_events(
@@ -340,6 +343,8 @@ class Store:
 
     async def has_events(self, run_id: str) -> bool:
         """Whether any of the run's log is stored (False once retention pruned it)."""
+        if self._hot is not None:
+            return await self._hot.has_events(run_id)
         async with self._db.read() as conn:
             return await event_log.has_events(conn, run_id)
 
