@@ -167,6 +167,10 @@ def test_stream_errors(server: ServerProcess) -> None:
     run_id = start_run(server, "echo")
     bad = {**headers(server), "Last-Event-ID": "abc"}
     assert_error(httpx.get(f"{server.api_url}/runs/{run_id}/events", headers=bad), 422, "VALIDATION_ERROR")
+    for since in ("-1", "abc", "1.5"):
+        url = f"{server.api_url}/runs/{run_id}/events?since_id={since}"
+        assert_error(httpx.get(url, headers=headers(server)), 422, "VALIDATION_ERROR")
+    assert_error(httpx.get(f"{server.api_url}/runs/{run_id}/events?since_id=-1"), 401, "UNAUTHENTICATED")
     other = server.create_key("intruder")
     assert_error(
         httpx.get(f"{server.api_url}/runs/{run_id}/events", headers={"Authorization": f"Bearer {other}"}),

@@ -230,13 +230,14 @@ class StepExecutors:
     async def _stream(self, stream: Any, call: StepCall, sink: EventSink) -> ModelResponse:
         final: ModelResponse | None = None
         # aclosing: a cancelled run must close the provider's HTTP stream, not leave it dangling.
+        fields = _step_fields(call, {})  # the same for every delta: built once per step
         async with aclosing(stream) as events:
             async for item in events:
                 if isinstance(item, TextDelta):
                     if item.text:
-                        await sink.emit(ev.STEP_OUTPUT, _step_fields(call, {"outputData": item.text}))
+                        await sink.emit(ev.STEP_OUTPUT, {**fields, "outputData": item.text})
                 elif isinstance(item, ReasoningDelta):
-                    await sink.emit(ev.STEP_REASONING, _step_fields(call, {"delta": item.text}))
+                    await sink.emit(ev.STEP_REASONING, {**fields, "delta": item.text})
                 elif isinstance(item, ModelResponse):
                     final = item
         if final is None:

@@ -48,6 +48,7 @@ def create_app(
     app.include_router(execute.router, prefix="/api/v1")
     app.include_router(flows.router, prefix="/api/v1")
     app.include_router(stream.router, prefix="/api/v1")
+    app.router.routes[0:0] = stream.plain_routes("/api/v1")  # tried first: see there
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(traces.router, prefix="/api/v1")
     app.include_router(sessions.router, prefix="/api/v1")

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from noukai.runtime import parse_version_segment
 from noukai.runtime.follow import RunEventFollower
-from noukai.server.auth import api_key, authorize, services
+from noukai.server.auth import api_key, authorize, services, services_of
 from noukai.server.body import openapi_body, read_model
 from noukai.server.errors import ApiError
 from noukai.server.responses import json_response
@@ -94,6 +95,58 @@ async def step_version(
     return await _step(svc, key, org, project, slug, version, request, x_session_id)
 
 
+async def _step_plain(request: Request) -> Response:
+    params = request.path_params
+    return await _step(
+        services_of(request),
+        await api_key(request),
+        params["org"],
+        params["project"],
+        params["slug"],
+        params.get("version"),
+        request,
+        request.headers.get("x-session-id"),
+    )
+
+
+async def _run_events_plain(request: Request) -> Response:
+    key = await api_key(request)
+    raw_since = request.query_params.get("since_id")
+    since_id = None
+    if raw_since is not None:
+        since_id = int(raw_since) if raw_since.strip().isdigit() else -1
+        if since_id < 0:
+            message = "Input should be an integer greater than or equal to 0"
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                f"invalid request: since_id: {message}",
+                errors=[{"loc": ["query", "since_id"], "message": message}],
+            )
+    return await _run_events(
+        services_of(request),
+        key,
+        request.path_params["execution_id"],
+        since_id,
+        request.query_params.get("types"),
+        request.headers.get("last-event-id"),
+    )
+
+
+def plain_routes(prefix: str) -> list[Route]:
+    """`step`, `step_version` and `run_events` again, as plain Starlette routes for the app to try
+    first.
+
+    These are the paths every streamed run takes, and FastAPI's per-request machinery (dependency
+    solving, parameter models) was a measurable part of a run's cost; these handlers do the same
+    work with the same helpers and error handling. The FastAPI routes stay for the OpenAPI
+    document (and would answer only if these were not mounted)."""
+    return [
+        Route(f"{prefix}/seq/{{org}}/{{project}}/{{slug}}/step", _step_plain, methods=["POST"]),
+        Route(f"{prefix}/seq/{{org}}/{{project}}/{{slug}}/{{version}}/step", _step_plain, methods=["POST"]),
+        Route(f"{prefix}/runs/{{execution_id}}/events", _run_events_plain, methods=["GET"]),
+    ]
+
+
 async def _run_for(
     svc: Services, key: ApiKeyRecord, run_id: str, org: str | None = None, project: str | None = None
 ) -> RunRecord:
@@ -136,6 +189,17 @@ async def run_events(
     """The run's log as a resumable SSE stream: `id:` is the seq; resume with `Last-Event-ID` or
     `since_id`. Heartbeats while quiet; the server closes long streams on purpose (reconnect and
     resume); the stream ends after the run's terminal event."""
+    return await _run_events(svc, key, execution_id, since_id, types, last_event_id)
+
+
+async def _run_events(
+    svc: Services,
+    key: ApiKeyRecord,
+    execution_id: str,
+    since_id: int | None,
+    types: str | None,
+    last_event_id: str | None,
+) -> Response:
     run = await _run_for(svc, key, execution_id)
     await _ensure_log_kept(svc, run)
     after = since_id or 0
