@@ -183,5 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     if str(args.docs) != "-":
         report.write_docs(results, args.docs)
     report.progress(f"wrote {args.out} in {results['duration_s']:.0f}s")
-    errors = sum(r["errors"] for r in results["levels"] + results["long_streams"])
+    # A wrong run from Noukai or the floor fails the bench. The peer's are its own defects: they
+    # are counted in its rows and listed here, not a reason to throw the comparison away.
+    samples = results["levels"] + results["long_streams"]
+    for row in samples:
+        if row["errors"] and row["target"] == "langgraph":
+            report.progress(
+                f"   note: langgraph {row['mode']} errors {row['errors']}: {row.get('error_samples')}"
+            )
+    errors = sum(r["errors"] for r in samples if r["target"] != "langgraph")
     return 1 if errors else 0
