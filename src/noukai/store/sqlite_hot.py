@@ -4,14 +4,19 @@ Every run costs a handful of store calls (create, claim, one fenced write per ba
 log and status reads by its followers). Through SQLAlchemy's async layer each of these cost about
 a millisecond of CPU in statement building, cache-key generation and result processing, which made
 the store most of the server's work (see docs/benchmarks.md). Here the same statements are plain
-SQL strings on `sqlite3` connections owned by dedicated threads:
+SQL strings on `sqlite3` connections:
 
-- **Writes** queue up and one committer runs everything queued in ONE transaction, each job
-  inside its own savepoint, so a job that fails (a `LeaseLost`, say) rolls back alone while the
-  others commit. While a batch commits, the next one gathers: at 50 concurrent runs a transaction
-  carries many runs' events. The committer takes the store's asyncio write lock, the one
-  SQLAlchemy's writer takes, so the two never contend inside SQLite.
-- **Reads** run on a small pool of read-only connections (WAL lets them run beside the writer).
+- **Writes** queue up and one committer runs everything queued in ONE transaction, on the event
+  loop's thread: a commit under WAL with `synchronous=NORMAL` takes microseconds, less than handing
+  it to a thread (and the GIL back and forth). While the loop serves others, the next batch
+  gathers: at 50 concurrent runs a transaction carries several runs' events. Jobs run back to back;
+  only if one fails is the batch run again with a savepoint per job, so the failing one (a
+  `LeaseLost`, say) is undone alone. The committer takes the store's asyncio write lock, the one
+  SQLAlchemy's writer takes, so the two never contend inside SQLite. Nothing here waits on the
+  loop: the busy timeout is 0 (another process holding the file's write lock sends the batch to a
+  writer thread, which waits for it), and WAL checkpoints, which fsync, run on that thread.
+- **Reads** of a row or a page run on the loop too (a reader never waits for the writer under
+  WAL); a busy file or an unbounded read goes to a small pool of reader threads.
 
 The semantics are exactly those of the SQLAlchemy functions they replace on SQLite (`queue`,
 `runs_repo`, `events`): the store's test suite runs against both dialects and covers them.
