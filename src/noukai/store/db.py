@@ -181,13 +181,7 @@ class Database:
         PostgreSQL would hold row locks until the server notices. Every write is short, and
         fenced, so finishing it is always safe.
         """
-        task = asyncio.ensure_future(self._write(work))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(_retrieve_exception)
-            await asyncio.wait([task])
-            raise
+        return await finish_even_if_cancelled(asyncio.ensure_future(self._write(work)))
 
     async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         if self._write_lock is None:
@@ -202,11 +196,23 @@ class Database:
             await self._reader.dispose()
 
 
-def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+async def finish_even_if_cancelled(write: asyncio.Future[T]) -> T:
+    """Await a store write that must run to its end: if the caller is cancelled meanwhile, wait
+    for the write to finish, then deliver the cancellation (see `Database.write` for why)."""
+    try:
+        return await asyncio.shield(write)
+    except asyncio.CancelledError:
+        write.add_done_callback(_retrieve_exception)
+        if not write.done():
+            await asyncio.wait([write])
+        raise
+
+
+def _retrieve_exception(write: asyncio.Future[Any]) -> None:
     # The cancelled caller no longer wants the outcome; mark any error as seen (it was raised
     # inside a transaction that rolled back) so asyncio does not log it as never retrieved.
-    if not task.cancelled():
-        task.exception()
+    if not write.cancelled():
+        write.exception()
 
 
 def dialect_insert(conn: AsyncConnection, table: sa.Table) -> pg_dialect.Insert | sqlite_dialect.Insert:

@@ -42,6 +42,10 @@ async def list_session_runs(conn: AsyncConnection, session_id: str, limit: int) 
     return [run_record(row) for row in await conn.execute(stmt)]
 
 
+Lease = tuple[str, float]
+"""(worker id, lease seconds): create a run already claimed by that worker."""
+
+
 def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) -> dict[str, Any]:
     """Every column of the row a new run is inserted as: queued and never attempted, or, with a
     `lease`, already claimed by that worker (its first attempt, running)."""
@@ -89,10 +93,6 @@ def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) ->
             started_at=now,
         )
     return values
-
-
-Lease = tuple[str, float]
-"""(worker id, lease seconds): create a run already claimed by that worker."""
 
 
 async def create_run(

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from . import events as event_log
 from . import keys, queue, validate
-from .db import SQLITE_BUSY_TIMEOUT_MS
+from .db import SQLITE_BUSY_TIMEOUT_MS, finish_even_if_cancelled
 from .errors import FlowNotFound, RunNotFound
 from .records import ApiKeyRecord, EventRow, FlowHead, NewRun, RunRecord, RunUpdate
 from .runs_repo import RUN_COLUMNS, Lease, queued_run_values, update_values
@@ -157,13 +157,7 @@ class SqliteHotPath:
         self._queue.append((job, future))
         if self._committer is None:
             self._committer = loop.create_task(self._commit_queued(), name="noukai-sqlite-commit")
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            future.add_done_callback(_retrieve_exception)
-            if not future.done():
-                await asyncio.wait([future])
-            raise
+        return await finish_even_if_cancelled(future)
 
     async def _commit_queued(self) -> None:
         loop = asyncio.get_running_loop()
@@ -522,8 +516,3 @@ def _as_store_error(exc: Exception) -> Exception:
     return sa.exc.DBAPIError.instance(
         "(sqlite hot path)", None, exc, sqlite3.Error, hide_parameters=True, dialect=None
     )
-
-
-def _retrieve_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

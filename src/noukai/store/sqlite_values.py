@@ -12,13 +12,15 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from .db import json_dumps, json_loads
 from .records import RunRecord
 from .runs_repo import RUN_COLUMNS
-from .schema import runs
+from .schema import UTCDateTime, runs
 
-JSON_COLUMNS = frozenset(c.name for c in runs.c if c.type.__class__.__name__ == "JSON")
-TIME_COLUMNS = frozenset(c.name for c in runs.c if c.type.__class__.__name__ == "UTCDateTime")
+JSON_COLUMNS = frozenset(c.name for c in runs.c if isinstance(c.type, sa.JSON))
+TIME_COLUMNS = frozenset(c.name for c in runs.c if isinstance(c.type, UTCDateTime))
 BOOL_COLUMNS = frozenset({"cancel_requested"})
 RUN_SELECT = ", ".join(f'"{name}"' for name in RUN_COLUMNS)
 
