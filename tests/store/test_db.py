@@ -199,3 +199,32 @@ async def test_writes_queue_for_the_single_sqlite_writer(store: Store) -> None:
     # Many concurrent writes on one store: none fails with "database is locked".
     await asyncio.gather(*(store.ensure_project("acme", f"p{i}") for i in range(25)))
     assert all([await store.get_project("acme", f"p{i}") for i in range(25)])
+
+
+async def test_opening_a_new_file_while_another_process_writes_to_it(tmp_path: Path) -> None:
+    # Concurrent first opens (migrations at start-up): another connection is half-way through a
+    # write to the new, not yet WAL, file. Switching to WAL then needs the exclusive lock that its
+    # commit needs too, and SQLite answers "locked" at once rather than waiting out the busy
+    # timeout (it would deadlock), so the switch is retried until the other write is done.
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE elsewhere (x)")
+
+    def commit_later() -> None:
+        time.sleep(0.3)
+        other.execute("COMMIT")
+
+    committer = threading.Thread(target=commit_later)
+    committer.start()
+    try:
+        db = await asyncio.wait_for(Database.open(f"sqlite+aiosqlite:///{path}"), 10)
+        await db.close()
+    finally:
+        committer.join()
+        other.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -13,6 +13,8 @@ the serialising where it matters.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
@@ -103,11 +105,9 @@ def _sqlite_engine(url: sa.URL, *, writer: bool) -> AsyncEngine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # busy_timeout first: switching a new file to WAL takes a lock that another process
-            # opening the same file at the same moment (concurrent migrations) may hold.
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if writer:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             if not writer:
@@ -120,6 +120,23 @@ def _sqlite_engine(url: sa.URL, *, writer: bool) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while another connection holds the file: switching a new
+    file to WAL needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    waiting out the busy timeout, when another process opening the same file at the same moment
+    (concurrent migrations at start-up) holds it. Once one of them has switched, the mode is
+    stored in the file and the others' switch is a no-op."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)  # on the driver's own thread, never the event loop's
 
 
 class Database:
