@@ -16,14 +16,14 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
 install: $(UV)
-	$(UV) sync --frozen --extra server --group dev
+	$(UV) sync --frozen --all-packages --group dev
 
 run: install
 	$(UV) run --frozen noukai serve --data-dir .noukai --flows examples/flows --port $(PORT)
 
 lint: install
-	$(UV) run --frozen ruff check src tests $(wildcard bench)
-	$(UV) run --frozen ruff format --check src
+	$(UV) run --frozen ruff check packages tests $(wildcard bench)
+	$(UV) run --frozen ruff format --check packages tests $(wildcard bench)
 
 typecheck: install
 	$(UV) run --frozen mypy

@@ -39,7 +39,7 @@ async def _py_spy(args: list[str]) -> tuple[int, str]:
 
 
 def _package(location: str) -> str:
-    """`noukai/runtime/worker.py:12` -> `noukai.runtime`; `sqlalchemy/engine/base.py` -> `sqlalchemy`;
+    """`noukai_server/runtime/worker.py:12` -> `noukai_server.runtime`; `sqlalchemy/engine/base.py` -> `sqlalchemy`;
     `threading.py` -> `threading`."""
     path = location.rsplit(":", 1)[0]
     if path == "~":  # cProfile's name for functions written in C
@@ -47,8 +47,8 @@ def _package(location: str) -> str:
     parts = [p for p in path.split("/") if p]
     if not parts:
         return "?"
-    if parts[0] == "noukai" and len(parts) > 2:
-        return f"noukai.{parts[1]}"
+    if parts[0] in ("noukai", "noukai_server") and len(parts) > 2:
+        return f"{parts[0]}.{parts[1]}"
     return parts[0].removesuffix(".py")
 
 

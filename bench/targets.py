@@ -203,7 +203,7 @@ class NoukaiTarget(Target):
         return [
             sys.executable,
             "-m",
-            "noukai",
+            "noukai_server",
             "serve",
             "--data-dir",
             str(workdir / "data"),

@@ -51,7 +51,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "noukai",
+                "noukai_server",
                 "serve",
                 "--port",
                 str(self.port),
@@ -105,7 +105,7 @@ class ServerProcess:
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "noukai", *args, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "noukai_server", *args, "--data-dir", str(self.data_dir)],
             env=self.env,
             capture_output=True,
             text=True,

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from noukai.bus import LogEvent, MemoryBus
+from noukai_server.bus import LogEvent, MemoryBus
 
 pytestmark = pytest.mark.anyio
 

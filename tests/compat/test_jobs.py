@@ -22,9 +22,22 @@ def test_execute_async_then_wait_returns_the_result(client: Any) -> None:
 
 def test_poll_shows_the_states(client: Any, server: ServerProcess) -> None:
     slug = f"nap-{uuid.uuid4().hex[:6]}"
-    server.put_flow(server.dev_key, "dev", "main", {"slug": slug, "steps": [
-        {"id": "nap", "type": "python", "function": "time.sleep",
-         "args": {"seconds": 0.8, "value": "{{ parameters.v }}"}}]})
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {
+            "slug": slug,
+            "steps": [
+                {
+                    "id": "nap",
+                    "type": "python",
+                    "function": "time.sleep",
+                    "args": {"seconds": 0.8, "value": "{{ parameters.v }}"},
+                }
+            ],
+        },
+    )
     job = client.flow(slug).execute_async(parameters={"v": 7})
     seen = {job.poll().status}
     final = job.wait(timeout=30, poll_interval=0.05)

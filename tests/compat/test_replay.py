@@ -259,7 +259,8 @@ def test_flask_capture_then_replay(flask_client: Any) -> None:
     session_id = live.headers["X-Noukai-Session"]
     assert uuid.UUID(session_id)
     replayed = flask_client.post(
-        "/grade", json={"slug": "greet", "parameters": {"name": "ignored", "count": 0}},
+        "/grade",
+        json={"slug": "greet", "parameters": {"name": "ignored", "count": 0}},
         headers={"X-Noukai-Replay": session_id},
     )
     # The same answer, execution id included: it came from the recording, not from a new run.
@@ -269,6 +270,7 @@ def test_flask_capture_then_replay(flask_client: Any) -> None:
 def test_flask_replays_a_recorded_failure(flask_client: Any) -> None:
     live = flask_client.post("/grade", json={"slug": "broken", "parameters": {"config": {}}})
     assert live.get_json() == {"error": "TEMPLATE_ERROR"}
-    replayed = flask_client.post("/grade", json={"slug": "broken"},
-                                 headers={"X-Noukai-Replay": live.headers["X-Noukai-Session"]})
+    replayed = flask_client.post(
+        "/grade", json={"slug": "broken"}, headers={"X-Noukai-Replay": live.headers["X-Noukai-Session"]}
+    )
     assert replayed.get_json() == {"error": "TEMPLATE_ERROR"}

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from noukai.engine import FlowEngine, RunInputs, RunState, default_functions
-from noukai.engine.outcome import Outcome
-from noukai.flows import FlowSpec, TemplateEngine, load_flow
-from noukai.providers import ModelRegistry, ProviderSettings
+from noukai_server.engine import FlowEngine, RunInputs, RunState, default_functions
+from noukai_server.engine.outcome import Outcome
+from noukai_server.flows import FlowSpec, TemplateEngine, load_flow
+from noukai_server.providers import ModelRegistry, ProviderSettings
 
 
 @pytest.fixture

@@ -9,16 +9,16 @@ from typing import Any
 import orjson
 import pytest
 
-from noukai.engine.agent import (
+from noukai_server.engine.agent import (
     AgentCall,
     AgentLoop,
     AgentPause,
     AgentResult,
     normalise_tool_results,
 )
-from noukai.engine.outcome import StepFailure
-from noukai.engine.tools import default_tools
-from noukai.providers import ModelRequest, ModelResponse, TestModel, ToolSpec
+from noukai_server.engine.outcome import StepFailure
+from noukai_server.engine.tools import default_tools
+from noukai_server.providers import ModelRequest, ModelResponse, TestModel, ToolSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -45,21 +45,29 @@ async def fake_model(request: ModelRequest) -> tuple[ModelResponse, Decimal]:
 
 def agent_call(**kwargs: Any) -> AgentCall:
     defaults: dict[str, Any] = {
-        "step_id": "agent", "step_index": 0, "model": "test", "system": None,
-        "prompt": "use the tools", "server_tools": [], "client_tools": [], "tool_choice": None,
+        "step_id": "agent",
+        "step_index": 0,
+        "model": "test",
+        "system": None,
+        "prompt": "use the tools",
+        "server_tools": [],
+        "client_tools": [],
+        "tool_choice": None,
         "max_iterations": 5,
     }
     return AgentCall(**{**defaults, **kwargs})
 
 
-WEATHER = ToolSpec("get_weather", "Weather", {"type": "object", "properties": {
-    "city": {"type": "string"}}, "required": ["city"]})
+WEATHER = ToolSpec(
+    "get_weather",
+    "Weather",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
 
 
 async def test_server_tool_result_reaches_the_answer() -> None:
     sink = ListSink()
-    result = await AgentLoop(default_tools()).run(
-        agent_call(server_tools=["word_count"]), sink, fake_model)
+    result = await AgentLoop(default_tools()).run(agent_call(server_tools=["word_count"]), sink, fake_model)
     assert isinstance(result, AgentResult)
     assert "word_count=1" in result.text  # TestModel sends text "a": one word
     assert result.iterations == 2
@@ -80,9 +88,11 @@ async def test_client_tool_pauses_and_resumes() -> None:
     restored = AgentPause.from_json(orjson.loads(orjson.dumps(paused.to_json())))
     results = normalise_tool_results(
         [*restored.messages, {"tool_call_id": restored.pending[0]["id"], "output": "sunny"}],
-        [restored.pending[0]["id"]])
-    done = await loop.run(agent_call(client_tools=[WEATHER]), sink, fake_model,
-                          resume=restored, results=results)
+        [restored.pending[0]["id"]],
+    )
+    done = await loop.run(
+        agent_call(client_tools=[WEATHER]), sink, fake_model, resume=restored, results=results
+    )
     assert isinstance(done, AgentResult)
     assert "get_weather=sunny" in done.text
     assert done.iterations == 2
@@ -90,8 +100,7 @@ async def test_client_tool_pauses_and_resumes() -> None:
 
 async def test_bad_server_tool_arguments_are_fed_back_not_fatal() -> None:
     sink = ListSink()
-    result = await AgentLoop(default_tools()).run(
-        agent_call(server_tools=["add"]), sink, fake_model)
+    result = await AgentLoop(default_tools()).run(agent_call(server_tools=["add"]), sink, fake_model)
     assert isinstance(result, AgentResult)
     assert "add=" in result.text  # TestModel's {"a": 0.0, "b": 0.0} works: 0.0
     assert sink.events[1][1].get("result") == "0.0"
@@ -100,7 +109,8 @@ async def test_bad_server_tool_arguments_are_fed_back_not_fatal() -> None:
 async def test_iteration_limit() -> None:
     with pytest.raises(StepFailure) as info:
         await AgentLoop(default_tools()).run(
-            agent_call(server_tools=["word_count"], max_iterations=1), ListSink(), fake_model)
+            agent_call(server_tools=["word_count"], max_iterations=1), ListSink(), fake_model
+        )
     assert info.value.code == "TOOL_ITERATION_LIMIT"
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noukai.engine.capture import REDACTED, captured, json_size, redact, truncate
 from noukai.types import events as ev
+from noukai_server.engine.capture import REDACTED, captured, json_size, redact, truncate
 from tests.engine.conftest import Harness
 
 SECRET_PROMPT = "key sk-abcdef123456 and nk_live_0123456789 for {{ message }}"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from noukai.engine import Completed, Failed
-from noukai.engine.retry import backoff_seconds
-from noukai.flows import RetryPolicy
 from noukai.types import events as ev
+from noukai_server.engine import Completed, Failed
+from noukai_server.engine.retry import backoff_seconds
+from noukai_server.flows import RetryPolicy
 from tests.engine.conftest import Harness
 
 pytestmark = pytest.mark.anyio
@@ -129,8 +129,8 @@ async def test_a_failing_foreach_iteration_names_its_loop_index(harness: Harness
             }
         ],
     }
-    from noukai.engine import RunInputs, RunState
-    from noukai.flows import load_flow
+    from noukai_server.engine import RunInputs, RunState
+    from noukai_server.flows import load_flow
     from tests.engine.conftest import MemorySink
 
     sink = MemorySink()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from noukai.engine.tools import ToolError, ToolRegistry, default_tools
+from noukai_server.engine.tools import ToolError, ToolRegistry, default_tools
 
 pytestmark = pytest.mark.anyio
 

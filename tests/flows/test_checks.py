@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from noukai.flows import FlowIssue, FlowValidationError, load_flow
+from noukai_server.flows import FlowIssue, FlowValidationError, load_flow
 
 
 def template_step(step_id: str, template: Any, **extra: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from noukai.flows import TemplateEngine, build_context
+from noukai_server.flows import TemplateEngine, build_context
 
 
 def test_context_names() -> None:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from noukai.flows import LlmStep, TemplateEngine, TemplateStep, build_context, load_flow, load_flow_file
+from noukai_server.flows import (
+    LlmStep,
+    TemplateEngine,
+    TemplateStep,
+    build_context,
+    load_flow,
+    load_flow_file,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flows"
 FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml", ".json"))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from noukai.flows import FlowIssue, FlowValidationError, load_flow, load_flow_file
+from noukai_server.flows import FlowIssue, FlowValidationError, load_flow, load_flow_file
 
 ECHO = {"id": "check", "type": "llm", "model": "builtin:echo", "prompt": "{{ message }}"}
 
@@ -53,7 +53,7 @@ def test_yaml_error_without_a_position(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(text: str) -> None:
         raise yaml.MarkedYAMLError(problem="something odd")
 
-    monkeypatch.setattr("noukai.flows._source._load_yaml", broken)
+    monkeypatch.setattr("noukai_server.flows._source._load_yaml", broken)
     assert only("slug: a").message == "invalid YAML: something odd"
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from noukai.flows import (
+from noukai_server.flows import (
     AgentStep,
     FlowSpec,
     LlmStep,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import noukai.flows
+import noukai_server.flows
 
 EXPECTED = {
     "AgentStep",
@@ -26,15 +26,15 @@ EXPECTED = {
 
 
 def test_all_is_the_public_surface() -> None:
-    assert set(noukai.flows.__all__) == EXPECTED
-    assert len(noukai.flows.__all__) == len(EXPECTED)
+    assert set(noukai_server.flows.__all__) == EXPECTED
+    assert len(noukai_server.flows.__all__) == len(EXPECTED)
     for name in EXPECTED:
-        assert getattr(noukai.flows, name) is not None
-    public = {name for name in vars(noukai.flows) if not name.startswith("_")}
+        assert getattr(noukai_server.flows, name) is not None
+    public = {name for name in vars(noukai_server.flows) if not name.startswith("_")}
     assert public == EXPECTED
 
 
 def test_errors_are_exceptions_with_codes() -> None:
-    assert issubclass(noukai.flows.FlowValidationError, Exception)
-    assert issubclass(noukai.flows.TemplateError, Exception)
-    assert noukai.flows.OverrideError.code == "INVALID_OVERRIDE"
+    assert issubclass(noukai_server.flows.FlowValidationError, Exception)
+    assert issubclass(noukai_server.flows.TemplateError, Exception)
+    assert noukai_server.flows.OverrideError.code == "INVALID_OVERRIDE"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from noukai.flows import FlowValidationError, RetryPolicy, load_flow
+from noukai_server.flows import FlowValidationError, RetryPolicy, load_flow
 
 STEP = {"id": "a", "type": "template", "template": "x"}
 

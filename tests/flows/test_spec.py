@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from noukai.flows import (
+from noukai_server.flows import (
     AgentStep,
     FlowSpec,
     LlmStep,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from noukai.flows import TemplateEngine, TemplateError, build_context
+from noukai_server.flows import TemplateEngine, TemplateError, build_context
 
 ENGINE = TemplateEngine()
 

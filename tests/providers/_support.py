@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 
-from noukai.providers import ChatMessage, ModelClient, ModelEvent, ModelRequest, ModelResponse
+from noukai_server.providers import ChatMessage, ModelClient, ModelEvent, ModelRequest, ModelResponse
 
 
 def user(text: str, model: str = "fake-model", **request_fields: object) -> ModelRequest:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from anthropic.types import RawContentBlockStartEvent, RawMessageStartEvent
 
-from noukai.providers import (
+from noukai_server.providers import (
     AnthropicMessagesClient,
     ChatMessage,
     ModelRequest,
@@ -17,7 +17,7 @@ from noukai.providers import (
     ToolChoice,
     ToolSpec,
 )
-from noukai.providers.anthropic_client import (
+from noukai_server.providers.anthropic_client import (
     DEFAULT_ANTHROPIC_BASE_URL,
     DEFAULT_MAX_TOKENS,
     _Accumulator,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noukai.providers import (
+from noukai_server.providers import (
     ChatMessage,
     EchoModel,
     ModelRequest,
@@ -20,8 +20,8 @@ from noukai.providers import (
     ToolCall,
     ToolSpec,
 )
-from noukai.providers._words import count_words, word_chunks
-from noukai.providers.builtin import NO_TOOLS_REPLY
+from noukai_server.providers._words import count_words, word_chunks
+from noukai_server.providers.builtin import NO_TOOLS_REPLY
 from tests.providers._support import collect, user
 
 # -- word chunks ------------------------------------------------------------------------------

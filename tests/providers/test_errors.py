@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from noukai.providers import (
+from noukai_server.providers import (
     ModelError,
     ProviderAuthError,
     ProviderBadRequest,
@@ -12,7 +12,7 @@ from noukai.providers import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from noukai.providers._errors import (
+from noukai_server.providers._errors import (
     body_message,
     error_for_status,
     error_for_stream_type,

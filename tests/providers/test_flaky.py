@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from noukai.providers import (
+from noukai_server.providers import (
     ChatMessage,
     FlakyModel,
     ModelRegistry,
@@ -102,8 +102,8 @@ def test_registered_as_builtin_flaky() -> None:
 
 
 def test_the_attempt_never_reaches_a_provider() -> None:
-    from noukai.providers.anthropic_client import build_params as anthropic_params
-    from noukai.providers.openai_client import build_params as openai_params
+    from noukai_server.providers.anthropic_client import build_params as anthropic_params
+    from noukai_server.providers.openai_client import build_params as openai_params
 
     call = request(3, top_p=0.5)
     for params in (openai_params(call), anthropic_params(call)):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from noukai.providers import (
+from noukai_server.providers import (
     ChatMessage,
     ModelRequest,
     OpenAIChatClient,
@@ -16,7 +16,7 @@ from noukai.providers import (
     ToolCall,
     ToolSpec,
 )
-from noukai.providers.openai_client import DEFAULT_OPENAI_BASE_URL, build_params
+from noukai_server.providers.openai_client import DEFAULT_OPENAI_BASE_URL, build_params
 from tests.fakeprovider import FakeProvider, Reply
 from tests.providers._support import collect, user
 

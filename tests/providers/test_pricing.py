@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from noukai.providers import PriceTable, Usage, format_cost
+from noukai_server.providers import PriceTable, Usage, format_cost
 
 
 def test_cost_of_a_known_model() -> None:

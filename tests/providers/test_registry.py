@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-import noukai.providers.openai_client as openai_client_module
-from noukai.providers import (
+import noukai_server.providers.openai_client as openai_client_module
+from noukai_server.providers import (
     AnthropicMessagesClient,
     EchoModel,
     ModelNotFound,

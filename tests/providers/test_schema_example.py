@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from noukai.providers._schema_example import example_for_schema
+from noukai_server.providers._schema_example import example_for_schema
 
 
 @pytest.mark.parametrize(

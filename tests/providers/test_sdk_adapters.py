@@ -11,7 +11,7 @@ from typing import Literal
 import anyio
 import pytest
 
-from noukai.providers import (
+from noukai_server.providers import (
     AnthropicMessagesClient,
     ModelClient,
     ModelError,

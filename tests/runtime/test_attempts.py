@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from noukai.runtime.attempts import FIRST_ATTEMPT, ResumePoint, fold_attempts, resume_point
-from noukai.store import EventRow
 from noukai.types import events as ev
+from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, fold_attempts, resume_point
+from noukai_server.store import EventRow
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from noukai.bus import MemoryBus
-from noukai.engine import FlowEngine, RunInputs, default_functions
-from noukai.flows import TemplateEngine
-from noukai.providers import ModelRegistry, ProviderSettings
-from noukai.runtime import FlowCache, RunService, Worker
-from noukai.store import Store
+from noukai_server.bus import MemoryBus
+from noukai_server.engine import FlowEngine, RunInputs, default_functions
+from noukai_server.flows import TemplateEngine
+from noukai_server.providers import ModelRegistry, ProviderSettings
+from noukai_server.runtime import FlowCache, RunService, Worker
+from noukai_server.store import Store
 
 pytestmark = pytest.mark.anyio
 

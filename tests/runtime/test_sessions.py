@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from noukai.runtime.errors import RequestRejected
-from noukai.runtime.retention import RetentionTask
-from noukai.runtime.sessions import SessionService
-from noukai.runtime.traces import TraceService
-from noukai.store import EventRow, NewRun, RunRecord, RunUpdate, Store
 from noukai.types import events as ev
+from noukai_server.eventlog.retention import RetentionTask
+from noukai_server.runtime.errors import RequestRejected
+from noukai_server.runtime.sessions import SessionService
+from noukai_server.runtime.traces import TraceService
+from noukai_server.store import EventRow, NewRun, RunRecord, RunUpdate, Store
 from tests.store.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from noukai.runtime.attempts import Iteration, StepAttempt, Usage
-from noukai.runtime.errors import RequestRejected
-from noukai.runtime.traces import CapturePolicy, iso, iteration_trace, parse_attempt, step_trace
+from noukai_server.runtime.attempts import Iteration, StepAttempt, Usage
+from noukai_server.runtime.errors import RequestRejected
+from noukai_server.runtime.traces import CapturePolicy, iso, iteration_trace, parse_attempt, step_trace
 
 T0 = datetime(2026, 6, 5, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from noukai.bus import MemoryBus
-from noukai.engine import FlowEngine, FunctionRegistry, default_functions
-from noukai.flows import TemplateEngine
-from noukai.providers import ModelRegistry, ProviderSettings
-from noukai.runtime import FlowCache, Worker
-from noukai.runtime.attempts import fold_attempts
-from noukai.store import NewRun, RunRecord, Store
 from noukai.types import events as ev
+from noukai_server.bus import MemoryBus
+from noukai_server.engine import FlowEngine, FunctionRegistry, default_functions
+from noukai_server.flows import TemplateEngine
+from noukai_server.providers import ModelRegistry, ProviderSettings
+from noukai_server.runtime import FlowCache, Worker
+from noukai_server.runtime.attempts import fold_attempts
+from noukai_server.store import NewRun, RunRecord, Store
 from tests.store.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio

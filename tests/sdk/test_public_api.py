@@ -11,6 +11,7 @@ from pathlib import Path
 import noukai
 
 REPO = Path(__file__).resolve().parents[2]
+SDK_PROJECT = REPO / "packages" / "noukai"
 
 EXPECTED = {
     # clients and resources
@@ -49,13 +50,13 @@ HEAVY = (
     "typer",
     "rich",
     "yaml",
-    "noukai.server",
-    "noukai.runtime",
-    "noukai.store",
-    "noukai.engine",
-    "noukai.flows",
-    "noukai.providers",
-    "noukai.bus",
+    "noukai_server.api",
+    "noukai_server.runtime",
+    "noukai_server.store",
+    "noukai_server.engine",
+    "noukai_server.flows",
+    "noukai_server.providers",
+    "noukai_server.bus",
     "noukai.adapters",
 )
 
@@ -67,7 +68,8 @@ def test_all_is_the_public_surface() -> None:
         assert getattr(noukai, name) is not None
     exported_classes = {name for name in vars(noukai) if not name.startswith("_") and name[0].isupper()}
     assert exported_classes <= EXPECTED  # nothing capitalised leaks out of the private modules
-    assert noukai.__version__ == "0.1.0"
+    sdk_version = tomllib.loads((SDK_PROJECT / "pyproject.toml").read_text())["project"]["version"]
+    assert noukai.__version__ == sdk_version
 
 
 def test_importing_the_sdk_loads_nothing_heavy() -> None:
@@ -78,20 +80,23 @@ def test_importing_the_sdk_loads_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     loaded = json.loads(out.stdout)
-    offenders = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    offenders = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in (*HEAVY, "noukai_server"))]
     assert offenders == []
     assert "pydantic" in loaded and "httpx2" in loaded
 
 
-def test_the_sdk_needs_only_its_two_dependencies() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+def test_the_sdk_distribution_declares_only_its_own_dependencies() -> None:
+    project = tomllib.loads((SDK_PROJECT / "pyproject.toml").read_text())["project"]
     names = {
         dep.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip() for dep in project["dependencies"]
     }
-    assert names == {"pydantic", "httpx2"}
-    for path in (REPO / "src" / "noukai").glob("_*.py"):
+    assert names == {"pydantic", "httpx2", "anyio"}
+    assert "scripts" not in project  # the `noukai` command belongs to noukai-server
+    for path in (SDK_PROJECT / "src" / "noukai").rglob("*.py"):
         text = path.read_text()
-        for heavy in HEAVY:
+        for heavy in (*HEAVY, "noukai_server"):
+            if path.parent.name == "adapters" and heavy != "noukai_server":
+                continue  # the adapters are the `[fastapi]` / `[flask]` extras' whole point
             assert f"import {heavy}" not in text and f"from {heavy}" not in text, (path.name, heavy)
 
 

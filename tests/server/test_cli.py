@@ -13,7 +13,7 @@ from tests.conftest import FIXTURE_FLOWS, REPO_ROOT
 
 def noukai(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "noukai", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "noukai_server", *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         check=check,
@@ -77,6 +77,6 @@ def test_version_prints_the_version() -> None:
     from noukai import __version__
 
     result = subprocess.run(
-        [sys.executable, "-m", "noukai", "version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "noukai_server", "version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == __version__

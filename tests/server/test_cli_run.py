@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from noukai.cli_run import (
+from noukai_server.cli.run import (
     HumanView,
     JsonView,
     RunFailure,
@@ -41,7 +41,7 @@ def noukai_run(
     if key is not None:
         env["NOUKAI_API_KEY"] = key or server.dev_key
     return subprocess.run(
-        [sys.executable, "-m", "noukai", "run", *args],
+        [sys.executable, "-m", "noukai_server", "run", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -389,8 +389,15 @@ def test_human_view_shows_retries() -> None:
     error = {"code": "PROVIDER_ERROR", "message": "down"}
     events = [
         {"eventType": "step_started", "seq": 1, "stepId": "ask", "type": "llm", "attempt": 1},
-        {"eventType": "step_retrying", "seq": 2, "stepId": "ask", "attempt": 1, "nextAttempt": 2,
-         "error": error, "backoffMs": 500},
+        {
+            "eventType": "step_retrying",
+            "seq": 2,
+            "stepId": "ask",
+            "attempt": 1,
+            "nextAttempt": 2,
+            "error": error,
+            "backoffMs": 500,
+        },
         {"eventType": "step_started", "seq": 3, "stepId": "ask", "type": "llm", "attempt": 2},
         {"eventType": "step_completed", "seq": 4, "stepId": "ask", "attempt": 2, "durationMs": 3},
         {"eventType": "flow_completed", "seq": 5, "executionId": "run-3", "result": "ok"},

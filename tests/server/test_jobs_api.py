@@ -12,8 +12,10 @@ from tests.server.test_execute_api import assert_error, post
 
 
 def poll(server: ServerProcess, run_id: str, slug: str = "echo") -> httpx.Response:
-    return httpx.get(f"{server.api_url}/seq/dev/main/{slug}/jobs/{run_id}",
-                     headers={"Authorization": f"Bearer {server.dev_key}"})
+    return httpx.get(
+        f"{server.api_url}/seq/dev/main/{slug}/jobs/{run_id}",
+        headers={"Authorization": f"Bearer {server.dev_key}"},
+    )
 
 
 def test_submit_answers_202_and_poll_reaches_completed(server: ServerProcess) -> None:
@@ -26,27 +28,38 @@ def test_submit_answers_202_and_poll_reaches_completed(server: ServerProcess) ->
     while (state := poll(server, body["executionId"]).json())["status"] != "completed":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert state == {"executionId": body["executionId"], "status": "completed",
-                     "result": "job one", "error": None}
+    assert state == {
+        "executionId": body["executionId"],
+        "status": "completed",
+        "result": "job one",
+        "error": None,
+    }
 
 
 def test_draft_jobs_and_idempotency(server: ServerProcess) -> None:
     key = f"idem-{uuid.uuid4()}"
-    first = post(server, "/seq/dev/main/echo/v0/jobs", {"message": "once"},
-                 headers={"Idempotency-Key": key})
-    second = post(server, "/seq/dev/main/echo/v0/jobs", {"message": "once"},
-                  headers={"Idempotency-Key": key})
+    first = post(server, "/seq/dev/main/echo/v0/jobs", {"message": "once"}, headers={"Idempotency-Key": key})
+    second = post(server, "/seq/dev/main/echo/v0/jobs", {"message": "once"}, headers={"Idempotency-Key": key})
     assert first.json()["executionId"] == second.json()["executionId"]
 
 
 def test_job_errors(server: ServerProcess) -> None:
-    assert_error(post(server, "/seq/dev/main/echo/jobs", {"message": "x", "tools": [
-        {"type": "function", "function": {"name": "f"}}]}), 400, "TOOLS_REQUIRE_SYNC_EXECUTE")
+    assert_error(
+        post(
+            server,
+            "/seq/dev/main/echo/jobs",
+            {"message": "x", "tools": [{"type": "function", "function": {"name": "f"}}]},
+        ),
+        400,
+        "TOOLS_REQUIRE_SYNC_EXECUTE",
+    )
     assert_error(post(server, "/seq/dev/main/echo/jobs", {}), 400, "MISSING_MESSAGE")
     assert_error(post(server, "/seq/dev/main/nope/jobs", {"message": "x"}), 404, "FLOW_NOT_FOUND")
     assert_error(poll(server, str(uuid.uuid4())), 404, "RUN_NOT_FOUND")
     run_id = post(server, "/seq/dev/main/echo/jobs", {"message": "mine"}).json()["executionId"]
     other = server.create_key("elsewhere")
-    response = httpx.get(f"{server.api_url}/seq/elsewhere/main/echo/jobs/{run_id}",
-                         headers={"Authorization": f"Bearer {other}"})
+    response = httpx.get(
+        f"{server.api_url}/seq/elsewhere/main/echo/jobs/{run_id}",
+        headers={"Authorization": f"Bearer {other}"},
+    )
     assert_error(response, 404, "RUN_NOT_FOUND")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from starlette.routing import Match
 
-from noukai.server.app import create_app
-from noukai.server.config import ServerConfig
-from noukai.server.routes.stream import _run_events_plain, _step_plain
+from noukai_server.api.app import create_app
+from noukai_server.api.routes.stream import _run_events_plain, _step_plain
+from noukai_server.config import ServerConfig
 
 
 def _first_full_match(path: str, method: str) -> object:

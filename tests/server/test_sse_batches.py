@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from noukai.bus import LogEvent, MemoryBus
-from noukai.runtime.follow import RunEventFollower
-from noukai.server import sse
-from noukai.server.sse import PING, StreamPolicy, follow_frames
-from noukai.store import EventRow, RunUpdate, Store
 from noukai.types import events as ev
+from noukai_server.api import sse
+from noukai_server.api.sse import PING, StreamPolicy, follow_frames
+from noukai_server.bus import LogEvent, MemoryBus
+from noukai_server.eventlog.follower import RunEventFollower
+from noukai_server.store import EventRow, RunUpdate, Store
 from tests.store.conftest import make_run
 
 pytestmark = pytest.mark.anyio

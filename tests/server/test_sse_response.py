@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from noukai.server.sse import SseResponse
+from noukai_server.api.sse import SseResponse
 
 pytestmark = pytest.mark.anyio
 

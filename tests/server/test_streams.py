@@ -195,8 +195,12 @@ def test_step_protocol_errors(server: ServerProcess) -> None:
         "RUN_NOT_FOUND",
     )
     assert_error(step_call(server, "echo", {"runRemaining": False}), 400, "MISSING_MESSAGE")
-    with httpx.stream("POST", f"{server.api_url}/seq/dev/main/three-steps/v0/step",
-                      json={**STEP_BODY, "message": "draft"}, headers=headers(server)) as draft:
+    with httpx.stream(
+        "POST",
+        f"{server.api_url}/seq/dev/main/three-steps/v0/step",
+        json={**STEP_BODY, "message": "draft"},
+        headers=headers(server),
+    ) as draft:
         assert draft.status_code == 200  # the draft can be stepped through too
         assert events_only(list(iter_frames(draft)))[-1].event == "flow_completed"
     assert_error(step_call(server, "three-steps", {"message": "x"}, version="v9"), 404, "FLOW_NOT_FOUND")
@@ -307,8 +311,9 @@ def test_heartbeats_lifetime_and_execute_keepalive(make_server: Any) -> None:
 
 
 def test_pruned_logs_answer_410_and_the_run_stays_readable(make_server: Any) -> None:
-    server = make_server({"NOUKAI_EVENT_RETENTION_SECONDS": "0.5",
-                          "NOUKAI_RETENTION_INTERVAL_SECONDS": "0.2"})
+    server = make_server(
+        {"NOUKAI_EVENT_RETENTION_SECONDS": "0.5", "NOUKAI_RETENTION_INTERVAL_SECONDS": "0.2"}
+    )
     run_id = start_run(server, "echo")
     assert wait_status(server, run_id, "completed")["status"] == "completed"
     deadline = time.monotonic() + 10

@@ -14,28 +14,38 @@ from tests.server.test_execute_api import assert_error, post
 from tests.server.test_streams import STEP_BODY, events_only, read_stream
 from tests.sse_client import iter_frames
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def pause(server: ServerProcess, **extra: Any) -> dict[str, Any]:
-    response = post(server, "/seq/dev/main/assistant/execute",
-                    {"message": "weather?", "tools": [WEATHER], **extra})
+    response = post(
+        server, "/seq/dev/main/assistant/execute", {"message": "weather?", "tools": [WEATHER], **extra}
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert body["status"] == "tool_calls_required"
     return body
 
 
-def resume(server: ServerProcess, paused: dict[str, Any], results: list[dict[str, Any]],
-           **overrides: Any) -> httpx.Response:
+def resume(
+    server: ServerProcess, paused: dict[str, Any], results: list[dict[str, Any]], **overrides: Any
+) -> httpx.Response:
     body = {
-        "parameters": {}, "tools": [WEATHER], "executionId": paused["executionId"],
-        "pausedAtStep": paused["pausedAtStep"], "iterationsUsed": paused["iterationsUsed"],
+        "parameters": {},
+        "tools": [WEATHER],
+        "executionId": paused["executionId"],
+        "pausedAtStep": paused["pausedAtStep"],
+        "iterationsUsed": paused["iterationsUsed"],
         "toolCallMessages": paused["toolCallMessages"] + results,
-        "accumulatedOutputs": paused["accumulatedOutputs"], "trace": False, **overrides,
+        "accumulatedOutputs": paused["accumulatedOutputs"],
+        "trace": False,
+        **overrides,
     }
     return post(server, "/seq/dev/main/assistant/execute", body)
 
@@ -57,18 +67,27 @@ def test_paused_result_has_every_field_of_the_contract(server: ServerProcess) ->
     second = resume(server, paused, answer(paused)).json()
     assert second["status"] == "tool_calls_required" and second["pausedAtStep"] == "follow_up"
     done = resume(server, second, answer(second, "done")).json()
-    assert done == {**done, "status": "completed", "result": "tool results: get_weather=done",
-                    "executionId": paused["executionId"]}
+    assert done == {
+        **done,
+        "status": "completed",
+        "result": "tool results: get_weather=done",
+        "executionId": paused["executionId"],
+    }
 
 
 def test_the_native_stream_shows_tool_events_and_the_waiting_state(server: ServerProcess) -> None:
     paused = pause(server)
     run_id = paused["executionId"]
-    waiting = httpx.get(f"{server.api_url}/runs/{run_id}",
-                        headers={"Authorization": f"Bearer {server.dev_key}"}).json()
+    waiting = httpx.get(
+        f"{server.api_url}/runs/{run_id}", headers={"Authorization": f"Bearer {server.dev_key}"}
+    ).json()
     assert waiting["status"] == "waiting"
-    with httpx.stream("GET", f"{server.api_url}/runs/{run_id}/events",
-                      headers={"Authorization": f"Bearer {server.dev_key}"}, timeout=30) as stream:
+    with httpx.stream(
+        "GET",
+        f"{server.api_url}/runs/{run_id}/events",
+        headers={"Authorization": f"Bearer {server.dev_key}"},
+        timeout=30,
+    ) as stream:
         frames = []
         for frame in iter_frames(stream):
             if frame.id is not None:
@@ -88,33 +107,58 @@ def test_the_native_stream_shows_tool_events_and_the_waiting_state(server: Serve
 def test_server_side_tool_events(server: ServerProcess) -> None:
     response = post(server, "/seq/dev/main/counter/execute", {"message": "a b"})
     run_id = response.json()["executionId"]
-    names = [(f.event, f.json.get("side")) for f in events_only(read_stream(server, run_id))
-             if f.event and f.event.startswith("tool_call")]
+    names = [
+        (f.event, f.json.get("side"))
+        for f in events_only(read_stream(server, run_id))
+        if f.event and f.event.startswith("tool_call")
+    ]
     assert names == [("tool_call_started", "server"), ("tool_call_completed", "server")]
-    done = next(f.json for f in events_only(read_stream(server, run_id))
-                if f.event == "tool_call_completed")
+    done = next(f.json for f in events_only(read_stream(server, run_id)) if f.event == "tool_call_completed")
     assert done["result"] == "1" and isinstance(done["durationMs"], int)
 
 
 def test_step_path_pauses_with_a_flow_absolute_index_and_resumes(server: ServerProcess) -> None:
     body = {**STEP_BODY, "message": "w?", "tools": [WEATHER], "runRemaining": True}
-    with httpx.stream("POST", f"{server.api_url}/seq/dev/main/assistant/step", json=body,
-                      headers={"Authorization": f"Bearer {server.dev_key}"}, timeout=30) as stream:
+    with httpx.stream(
+        "POST",
+        f"{server.api_url}/seq/dev/main/assistant/step",
+        json=body,
+        headers={"Authorization": f"Bearer {server.dev_key}"},
+        timeout=30,
+    ) as stream:
         frames = [f for f in iter_frames(stream) if f.id is not None]
     paused = frames[-1]
     assert paused.event == "step_paused_for_tool_calls"
     data = paused.json
-    for field in ("runId", "executionId", "stepId", "stepIndex", "iterationsUsed",
-                  "toolCallMessages", "toolCalls", "accumulatedOutputs"):
+    for field in (
+        "runId",
+        "executionId",
+        "stepId",
+        "stepIndex",
+        "iterationsUsed",
+        "toolCallMessages",
+        "toolCalls",
+        "accumulatedOutputs",
+    ):
         assert field in data, field
     assert data["stepIndex"] == 1 and data["runId"] == data["executionId"]
-    resumed = {**STEP_BODY, "executionId": data["executionId"], "stepIndex": data["stepIndex"],
-               "accumulatedOutputs": data["accumulatedOutputs"], "runRemaining": True,
-               "iterationsUsed": data["iterationsUsed"],
-               "toolCallMessages": data["toolCallMessages"] + [
-                   {"role": "tool", "tool_call_id": c["id"], "content": "ok"} for c in data["toolCalls"]]}
-    with httpx.stream("POST", f"{server.api_url}/seq/dev/main/assistant/step", json=resumed,
-                      headers={"Authorization": f"Bearer {server.dev_key}"}, timeout=30) as stream:
+    resumed = {
+        **STEP_BODY,
+        "executionId": data["executionId"],
+        "stepIndex": data["stepIndex"],
+        "accumulatedOutputs": data["accumulatedOutputs"],
+        "runRemaining": True,
+        "iterationsUsed": data["iterationsUsed"],
+        "toolCallMessages": data["toolCallMessages"]
+        + [{"role": "tool", "tool_call_id": c["id"], "content": "ok"} for c in data["toolCalls"]],
+    }
+    with httpx.stream(
+        "POST",
+        f"{server.api_url}/seq/dev/main/assistant/step",
+        json=resumed,
+        headers={"Authorization": f"Bearer {server.dev_key}"},
+        timeout=30,
+    ) as stream:
         more = [f for f in iter_frames(stream) if f.id is not None]
     assert more[-1].event == "step_paused_for_tool_calls"
     assert more[-1].json["stepIndex"] == 2
@@ -132,33 +176,40 @@ def test_a_pause_survives_a_restart(make_server: Any) -> None:
     assert done["result"] == "tool results: get_weather=after restart"
 
 
-@pytest.mark.parametrize(("tools", "code"), [
-    ([{"type": "function"}], "TOOLS_INVALID"),
-    ([{"type": "retrieval", "function": {"name": "x"}}], "TOOLS_INVALID"),
-    ([{"type": "function", "function": {"name": "bad name!"}}], "TOOL_NAME_INVALID"),
-    ([WEATHER, WEATHER], "TOOL_NAME_INVALID"),
-    ([{"type": "function", "function": {"name": f"t{i}"}} for i in range(65)], "TOOLS_INVALID"),
-])
+@pytest.mark.parametrize(
+    ("tools", "code"),
+    [
+        ([{"type": "function"}], "TOOLS_INVALID"),
+        ([{"type": "retrieval", "function": {"name": "x"}}], "TOOLS_INVALID"),
+        ([{"type": "function", "function": {"name": "bad name!"}}], "TOOL_NAME_INVALID"),
+        ([WEATHER, WEATHER], "TOOL_NAME_INVALID"),
+        ([{"type": "function", "function": {"name": f"t{i}"}} for i in range(65)], "TOOLS_INVALID"),
+    ],
+)
 def test_bad_tool_definitions(server: ServerProcess, tools: list[Any], code: str) -> None:
-    assert_error(post(server, "/seq/dev/main/assistant/execute", {"message": "x", "tools": tools}),
-                 400, code)
+    assert_error(post(server, "/seq/dev/main/assistant/execute", {"message": "x", "tools": tools}), 400, code)
 
 
 def test_tools_for_a_flow_without_agent_steps(server: ServerProcess) -> None:
-    assert_error(post(server, "/seq/dev/main/echo/execute", {"message": "x", "tools": [WEATHER]}),
-                 400, "TOOLS_NOT_ENABLED")
+    assert_error(
+        post(server, "/seq/dev/main/echo/execute", {"message": "x", "tools": [WEATHER]}),
+        400,
+        "TOOLS_NOT_ENABLED",
+    )
 
 
 def test_resume_errors(server: ServerProcess) -> None:
     paused = pause(server)
-    assert_error(resume(server, paused, [{"role": "tool", "tool_call_id": "wrong", "content": "x"}]),
-                 400, "TOOL_RESULTS_MISMATCH")
-    assert_error(resume(server, paused, answer(paused), pausedAtStep="prepare"),
-                 400, "PAUSED_STEP_INVALID")
-    assert_error(resume(server, paused, answer(paused), executionId=str(uuid.uuid4())),
-                 400, "EXECUTION_ID_INVALID")
-    assert_error(resume(server, paused, answer(paused), executionId="not-an-id"),
-                 400, "EXECUTION_ID_INVALID")
+    assert_error(
+        resume(server, paused, [{"role": "tool", "tool_call_id": "wrong", "content": "x"}]),
+        400,
+        "TOOL_RESULTS_MISMATCH",
+    )
+    assert_error(resume(server, paused, answer(paused), pausedAtStep="prepare"), 400, "PAUSED_STEP_INVALID")
+    assert_error(
+        resume(server, paused, answer(paused), executionId=str(uuid.uuid4())), 400, "EXECUTION_ID_INVALID"
+    )
+    assert_error(resume(server, paused, answer(paused), executionId="not-an-id"), 400, "EXECUTION_ID_INVALID")
     big = [{"role": "tool", "tool_call_id": paused["toolCalls"][0]["id"], "content": "x" * (1 << 20)}]
     assert_error(resume(server, paused, big), 413, "MESSAGES_TOO_LARGE")
     second = resume(server, paused, answer(paused)).json()
@@ -171,23 +222,51 @@ def test_resume_errors(server: ServerProcess) -> None:
 
 def test_iteration_limit(server: ServerProcess) -> None:
     slug = f"loop-{uuid.uuid4().hex[:6]}"
-    server.put_flow(server.dev_key, "dev", "main", {"slug": slug, "steps": [
-        {"id": "agent", "type": "agent", "model": "builtin:test", "prompt": "go",
-         "tools": ["word_count"], "max_iterations": 1}]})
-    detail = assert_error(post(server, f"/seq/dev/main/{slug}/execute", {}), 422,
-                          "TOOL_ITERATION_LIMIT")
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {
+            "slug": slug,
+            "steps": [
+                {
+                    "id": "agent",
+                    "type": "agent",
+                    "model": "builtin:test",
+                    "prompt": "go",
+                    "tools": ["word_count"],
+                    "max_iterations": 1,
+                }
+            ],
+        },
+    )
+    detail = assert_error(post(server, f"/seq/dev/main/{slug}/execute", {}), 422, "TOOL_ITERATION_LIMIT")
     assert detail["stepId"] == "agent"
 
 
 def test_unknown_server_tool_is_refused_when_the_flow_is_saved(server: ServerProcess) -> None:
-    response = httpx.put(f"{server.api_url}/flows/dev/main/bad-tools", json={"steps": [
-        {"id": "a", "type": "agent", "model": "builtin:test", "prompt": "x", "tools": ["rm_rf"]}]},
-        headers={"Authorization": f"Bearer {server.dev_key}"})
+    response = httpx.put(
+        f"{server.api_url}/flows/dev/main/bad-tools",
+        json={
+            "steps": [
+                {"id": "a", "type": "agent", "model": "builtin:test", "prompt": "x", "tools": ["rm_rf"]}
+            ]
+        },
+        headers={"Authorization": f"Bearer {server.dev_key}"},
+    )
     assert_error(response, 400, "INVALID_TREE")
 
 
 def test_messages_input_is_the_conversation(server: ServerProcess) -> None:
-    response = post(server, "/seq/dev/main/echo/execute", {"messages": [
-        {"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
-        {"role": "user", "content": "latest turn"}]})
+    response = post(
+        server,
+        "/seq/dev/main/echo/execute",
+        {
+            "messages": [
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "latest turn"},
+            ]
+        },
+    )
     assert response.json()["result"] == "latest turn"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from noukai.store import FlowRecord, NewRun, RunRecord, Store, upgrade_database
-from noukai.store.schema import metadata
+from noukai_server.store import FlowRecord, NewRun, RunRecord, Store, upgrade_database
+from noukai_server.store.schema import metadata
 from tests._services import fresh_postgres_database, require_postgres
 
 

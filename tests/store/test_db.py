@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from noukai.store import Store, UnsupportedDatabase
-from noukai.store.db import Database, normalise_url
-from noukai.store.schema import UTCDateTime
+from noukai_server.store import Store, UnsupportedDatabase
+from noukai_server.store.db import Database, normalise_url
+from noukai_server.store.schema import UTCDateTime
 from tests._services import POSTGRES_ADMIN_URL, require_postgres
 
 pytestmark = pytest.mark.anyio
@@ -114,7 +114,7 @@ async def test_sqlite_write_transaction_takes_the_write_lock_up_front(tmp_path: 
 
 
 async def test_write_rolls_back_on_error(store: Store) -> None:
-    from noukai.store.schema import orgs
+    from noukai_server.store.schema import orgs
 
     async def failing_write(conn: AsyncConnection) -> None:
         await conn.execute(orgs.insert().values(id="x", created_at=datetime.now(UTC)))
@@ -137,7 +137,7 @@ async def test_timestamps_come_back_aware_utc(store: Store) -> None:
     project = await store.ensure_project("acme", "web")
     assert project.created_at.tzinfo is UTC
     # A non-UTC aware datetime is stored as the same instant.
-    from noukai.store.schema import orgs
+    from noukai_server.store.schema import orgs
 
     moment = datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=5)))
 
@@ -154,7 +154,7 @@ async def test_timestamps_come_back_aware_utc(store: Store) -> None:
 
 
 async def test_a_cancelled_write_finishes_its_transaction_first(store: Store) -> None:
-    from noukai.store.schema import orgs
+    from noukai_server.store.schema import orgs
 
     started = asyncio.Event()
 
@@ -176,7 +176,7 @@ async def test_a_cancelled_write_finishes_its_transaction_first(store: Store) ->
 
 
 async def test_a_cancelled_write_that_fails_rolls_back_quietly(store: Store) -> None:
-    from noukai.store.schema import orgs
+    from noukai_server.store.schema import orgs
 
     started = asyncio.Event()
 

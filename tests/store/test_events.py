@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from noukai.store import EventRow, EventSequenceError, InvalidIdentifier, RunRecord, RunUpdate, Store
+from noukai_server.store import EventRow, EventSequenceError, InvalidIdentifier, RunRecord, RunUpdate, Store
 
 from .conftest import make_run
 
@@ -178,7 +178,7 @@ async def test_cancelled_writes_leave_the_log_consistent(store: Store) -> None:
 
 @given(st.lists(st.integers(min_value=-2, max_value=8), max_size=6))
 def test_check_batch_accepts_exactly_contiguous_positive_runs(seqs: list[int]) -> None:
-    from noukai.store.events import check_batch
+    from noukai_server.store.events import check_batch
 
     events = [ev(s) for s in seqs]
     valid = all(b == a + 1 for a, b in itertools.pairwise(seqs)) and (not seqs or seqs[0] >= 1)
@@ -191,9 +191,21 @@ def test_check_batch_accepts_exactly_contiguous_positive_runs(seqs: list[int]) -
 
 async def test_read_events_of_some_types_newest_first(store: Store) -> None:
     run = await _running(store)
-    rows = [EventRow(seq, kind, f'{{"n":{seq}}}') for seq, kind in
-            enumerate(["run_started", "step_started", "step_output", "step_output", "step_completed",
-                       "step_started", "step_output"], start=1)]
+    rows = [
+        EventRow(seq, kind, f'{{"n":{seq}}}')
+        for seq, kind in enumerate(
+            [
+                "run_started",
+                "step_started",
+                "step_output",
+                "step_output",
+                "step_completed",
+                "step_started",
+                "step_output",
+            ],
+            start=1,
+        )
+    ]
     await store.record(run.id, 1, rows)
     boundaries = {"step_started", "step_completed"}
     assert [e.seq for e in await store.read_events(run.id, types=boundaries)] == [2, 5, 6]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from noukai.store import FlowHead, Store
+from noukai_server.store import FlowHead, Store
 
 from .conftest import make_flow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from noukai.store import EventRow, EventSequenceError, LeaseLost, RunUpdate, Store, sqlite_hot
+from noukai_server.store import EventRow, EventSequenceError, LeaseLost, RunUpdate, Store, sqlite_hot
 
 from .conftest import make_flow, new_run
 

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from noukai.store import Store
-from noukai.store.keys import generate_api_key, hash_api_key, parse_api_key
-from noukai.store.schema import metadata
+from noukai_server.store import Store
+from noukai_server.store.keys import generate_api_key, hash_api_key, parse_api_key
+from noukai_server.store.schema import metadata
 
 pytestmark = pytest.mark.anyio
 
@@ -140,7 +140,7 @@ async def test_list_api_keys_is_per_org(store: Store) -> None:
 
 
 async def test_key_id_collision_is_retried(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from noukai.store import keys
+    from noukai_server.store import keys
 
     first, first_key = await store.create_api_key("acme")
     real = keys.generate_api_key
@@ -153,7 +153,7 @@ async def test_key_id_collision_is_retried(store: Store, monkeypatch: pytest.Mon
 
 
 async def test_endless_key_id_collisions_fail_loudly(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from noukai.store import StoreError, keys
+    from noukai_server.store import StoreError, keys
 
     first, _ = await store.create_api_key("acme")
     monkeypatch.setattr(keys, "generate_api_key", lambda: (first.id, f"nk_{first.id}_{'c' * 43}"))
@@ -165,7 +165,7 @@ async def test_endless_key_id_collisions_fail_loudly(store: Store, monkeypatch: 
 async def test_key_revoked_between_check_and_touch_is_refused(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from noukai.store import keys
+    from noukai_server.store import keys
 
     record, key = await store.create_api_key("acme")
     touch = keys.touch_last_used

@@ -7,10 +7,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from noukai.store import SchemaMismatch, Store, upgrade_database
-from noukai.store.db import Database
-from noukai.store.migrate import head_revision
-from noukai.store.schema import metadata
+from noukai_server.store import SchemaMismatch, Store, upgrade_database
+from noukai_server.store.db import Database
+from noukai_server.store.migrate import head_revision
+from noukai_server.store.schema import metadata
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +92,7 @@ def test_alembic_command_line_path(db_url: str) -> None:
     # env.py connects by itself when alembic is driven without a connection (writing revisions).
     from alembic import command
 
-    from noukai.store.migrate import alembic_config
+    from noukai_server.store.migrate import alembic_config
 
     command.upgrade(alembic_config(db_url), "head")
     assert asyncio.run(_diff(db_url)) == []
@@ -101,7 +101,7 @@ def test_alembic_command_line_path(db_url: str) -> None:
 def test_alembic_offline_sql(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from alembic import command
 
-    from noukai.store.migrate import alembic_config
+    from noukai_server.store.migrate import alembic_config
 
     command.upgrade(alembic_config(db_url), "head", sql=True)
     out = capsys.readouterr().out
@@ -112,7 +112,7 @@ def test_alembic_offline_sql(db_url: str, capsys: pytest.CaptureFixture[str]) ->
 def test_alembic_without_url_or_connection_explains() -> None:
     from alembic import command
 
-    from noukai.store.migrate import alembic_config
+    from noukai_server.store.migrate import alembic_config
 
     with pytest.raises(RuntimeError, match=r"sqlalchemy\.url"):
         command.upgrade(alembic_config(), "head")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import noukai.store
-from noukai.store import Store
+import noukai_server.store
+from noukai_server.store import Store
 
 EXPECTED = {
     "UNSET",
@@ -33,9 +33,9 @@ EXPECTED = {
 
 
 def test_all_is_the_public_surface() -> None:
-    assert set(noukai.store.__all__) == EXPECTED
-    for name in noukai.store.__all__:
-        assert getattr(noukai.store, name) is not None
+    assert set(noukai_server.store.__all__) == EXPECTED
+    for name in noukai_server.store.__all__:
+        assert getattr(noukai_server.store, name) is not None
 
 
 def test_store_methods() -> None:
@@ -91,13 +91,13 @@ def test_records_are_frozen() -> None:
         "RunRecord",
         "RunUpdate",
     ):
-        cls = getattr(noukai.store, name)
+        cls = getattr(noukai_server.store, name)
         assert dataclasses.is_dataclass(cls), name
         assert getattr(cls, "__dataclass_params__").frozen, name  # noqa: B009
 
 
 def test_migrations_ship_inside_the_package() -> None:
-    from noukai.store.migrate import MIGRATIONS_DIR, head_revision
+    from noukai_server.store.migrate import MIGRATIONS_DIR, head_revision
 
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from noukai.store import (
+from noukai_server.store import (
     EventRow,
     InvalidIdentifier,
     LeaseLost,

@@ -6,17 +6,24 @@ from datetime import timedelta
 
 import pytest
 
-from noukai.store import EventRow, NewRun, RunUpdate, Store
+from noukai_server.store import EventRow, NewRun, RunUpdate, Store
 
 pytestmark = pytest.mark.anyio
 
 
 async def _finished_run(store: Store, status: str = "completed") -> str:
     flow = await store.save_draft("acme", "p", "f", {"slug": "f", "steps": []}, None)
-    run = await store.create_run(NewRun(
-        org_id="acme", project_id=flow.project_id, flow_id=flow.id, flow_version=0,
-        flow_revision=flow.draft_revision, document={}, trigger_type="execute",
-    ))
+    run = await store.create_run(
+        NewRun(
+            org_id="acme",
+            project_id=flow.project_id,
+            flow_id=flow.id,
+            flow_version=0,
+            flow_revision=flow.draft_revision,
+            document={},
+            trigger_type="execute",
+        )
+    )
     claimed = await store.claim_next_run("w", 30)
     assert claimed is not None and claimed.id == run.id
     events = [EventRow(1, "run_started", "{}"), EventRow(2, "flow_completed", "{}")]
@@ -39,10 +46,17 @@ async def test_prunes_only_runs_finished_before_the_cutoff(store: Store) -> None
 
 async def test_running_runs_are_never_pruned(store: Store) -> None:
     flow = await store.save_draft("acme", "p", "g", {"slug": "g", "steps": []}, None)
-    run = await store.create_run(NewRun(
-        org_id="acme", project_id=flow.project_id, flow_id=flow.id, flow_version=0,
-        flow_revision=flow.draft_revision, document={}, trigger_type="execute",
-    ))
+    run = await store.create_run(
+        NewRun(
+            org_id="acme",
+            project_id=flow.project_id,
+            flow_id=flow.id,
+            flow_version=0,
+            flow_revision=flow.draft_revision,
+            document={},
+            trigger_type="execute",
+        )
+    )
     claimed = await store.claim_next_run("w", 30)
     assert claimed is not None
     await store.record(run.id, claimed.attempt, [EventRow(1, "run_started", "{}")])
@@ -61,10 +75,18 @@ async def test_prunes_in_batches(store: Store) -> None:
 
 async def _session_run(store: Store, session_id: str | None) -> str:
     flow = await store.save_draft("acme", "p", "s", {"slug": "s", "steps": []}, None)
-    run = await store.create_run(NewRun(
-        org_id="acme", project_id=flow.project_id, flow_id=flow.id, flow_version=0,
-        flow_revision=flow.draft_revision, document={}, trigger_type="execute", session_id=session_id,
-    ))
+    run = await store.create_run(
+        NewRun(
+            org_id="acme",
+            project_id=flow.project_id,
+            flow_id=flow.id,
+            flow_version=0,
+            flow_revision=flow.draft_revision,
+            document={},
+            trigger_type="execute",
+            session_id=session_id,
+        )
+    )
     claimed = await store.claim_next_run("w", 30)
     assert claimed is not None and claimed.id == run.id
     started = [EventRow(1, "run_started", "{}")]

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from noukai.store import EventRow, FlowNotFound, InvalidIdentifier, RunRecord, Store
+from noukai_server.store import EventRow, FlowNotFound, InvalidIdentifier, RunRecord, Store
 
 from .conftest import make_flow, make_run, new_run
 
@@ -125,7 +125,7 @@ async def _waiting_run(store: Store) -> RunRecord:
     claimed = await store.claim_next_run("w1", 30)
     assert claimed is not None
     assert claimed.id == run.id
-    from noukai.store import RunUpdate
+    from noukai_server.store import RunUpdate
 
     await store.record(
         run.id,
@@ -287,7 +287,7 @@ async def test_cancel_final_events_are_not_written_for_a_running_run(store: Stor
 
 
 async def test_cancel_with_bad_final_events_changes_nothing(store: Store) -> None:
-    from noukai.store import EventSequenceError
+    from noukai_server.store import EventSequenceError
 
     run = await make_run(store)
     with pytest.raises(EventSequenceError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from noukai.store import Store
+from noukai_server.store import Store
 
 from .conftest import FakeClock, make_flow, make_run
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from noukai.store import InvalidIdentifier, Store
+from noukai_server.store import InvalidIdentifier, Store
 
 pytestmark = pytest.mark.anyio
 

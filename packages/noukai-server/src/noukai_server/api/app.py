@@ -1,0 +1,62 @@
+"""The FastAPI application: routes under `/api/v1`, OpenAPI at `/docs`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from noukai_server import __version__
+from noukai_server.api.errors import install_error_handlers
+from noukai_server.api.request_id import RequestIdMiddleware
+from noukai_server.api.responses import json_response
+from noukai_server.api.routes import execute, flows, jobs, sessions, stream, traces
+from noukai_server.api.services import Services
+from noukai_server.config import ServerConfig
+from noukai_server.engine import FunctionRegistry, ToolRegistry
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    functions: FunctionRegistry | None = None,
+    tools: ToolRegistry | None = None,
+) -> FastAPI:
+    """The app; `functions` and `tools` are the operator's registries for python and agent steps
+    (the defaults when not given)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(config, functions=functions, tools=tools)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="Noukai",
+        version=__version__,
+        summary="Run LLM flows and stream every step as typed events.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.include_router(execute.router, prefix="/api/v1")
+    app.include_router(flows.router, prefix="/api/v1")
+    app.include_router(stream.router, prefix="/api/v1")
+    app.router.routes[0:0] = stream.plain_routes("/api/v1")  # tried first: see there
+    app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(traces.router, prefix="/api/v1")
+    app.include_router(sessions.router, prefix="/api/v1")
+
+    @app.get("/api/v1/health", tags=["service"])
+    async def health() -> Response:
+        """Liveness: answers without a key once the store is open."""
+        return json_response({"status": "ok", "version": __version__})
+
+    app.add_middleware(RequestIdMiddleware)
+    return app

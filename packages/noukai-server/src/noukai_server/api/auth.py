@@ -1,0 +1,44 @@
+"""API-key authentication and tenant checks.
+
+Keys are looked up by the id embedded in them and compared by hash in constant time (in the
+store). A key belongs to one org, optionally one project; using it elsewhere is answered 403
+whether or not the addressed flow exists, so a key cannot probe other tenants' flows.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from noukai.types.errors import ErrorCode
+from noukai_server.api.errors import ApiError
+from noukai_server.api.services import Services
+from noukai_server.store import ApiKeyRecord
+
+
+def services_of(request: Request) -> Services:
+    value: Services = request.app.state.services
+    return value
+
+
+async def services(request: Request) -> Services:
+    """The `Depends` form. `async` on purpose: FastAPI runs a plain `def` dependency in its thread
+    pool, a thread hop per request for an attribute read."""
+    return services_of(request)
+
+
+async def api_key(request: Request) -> ApiKeyRecord:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(ErrorCode.UNAUTHENTICATED, "missing API key: send `Authorization: Bearer nk_...`")
+    record = await services_of(request).store.authenticate(token.strip())
+    if record is None:
+        raise ApiError(ErrorCode.UNAUTHENTICATED, "invalid or revoked API key")
+    return record
+
+
+def authorize(key: ApiKeyRecord, org: str, project: str | None = None) -> None:
+    if key.org_id != org:
+        raise ApiError(ErrorCode.FORBIDDEN, f"this API key cannot access org {org!r}")
+    if key.project_slug is not None and project is not None and key.project_slug != project:
+        raise ApiError(ErrorCode.FORBIDDEN, f"this API key cannot access project {org}/{project}")

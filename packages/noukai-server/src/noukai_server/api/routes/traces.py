@@ -1,0 +1,55 @@
+"""Run and step traces (contract 2.6): views over the run's log, resolved by execution id alone
+(never a version segment). Another tenant's run is answered like a run that does not exist."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
+
+from noukai_server.api.auth import api_key, authorize, services
+from noukai_server.api.responses import json_response
+from noukai_server.api.services import Services
+from noukai_server.runtime.traces import parse_attempt
+from noukai_server.store import ApiKeyRecord, RunRecord
+
+router = APIRouter(tags=["traces"])
+
+Svc = Annotated[Services, Depends(services)]
+Key = Annotated[ApiKeyRecord, Depends(api_key)]
+
+
+async def _run(svc: Services, key: ApiKeyRecord, org: str, project: str, execution_id: str) -> RunRecord:
+    authorize(key, org, project)
+    return await svc.runs.get_run(execution_id, org=key.org_id, project=key.project_id)
+
+
+@router.get("/seq/{org}/{project}/{slug}/runs/{execution_id}/trace")
+async def run_trace(org: str, project: str, slug: str, execution_id: str, svc: Svc, key: Key) -> Response:
+    """The run (`flowRun`) and the latest attempt of each step that started (`steps`)."""
+    run = await _run(svc, key, org, project, execution_id)
+    return json_response(await svc.traces.run_trace(run))
+
+
+@router.get("/seq/{org}/{project}/{slug}/runs/{execution_id}/steps/{step_id}/trace")
+async def step_trace(
+    org: str,
+    project: str,
+    slug: str,
+    execution_id: str,
+    step_id: str,
+    svc: Svc,
+    key: Key,
+    attempt: Annotated[
+        str | None,
+        Query(description="`latest` (the default), `all` for every attempt, or an attempt number from 1."),
+    ] = None,
+    loop_index: Annotated[
+        int | None, Query(ge=0, description="One iteration of a `foreach` step (from 0).")
+    ] = None,
+) -> Response:
+    """One attempt of a step as a StepTrace, or `{"stepId", "attempts": [...]}` for `attempt=all`."""
+    selector = parse_attempt(attempt)
+    run = await _run(svc, key, org, project, execution_id)
+    return json_response(await svc.traces.step_trace(run, step_id, selector, loop_index))

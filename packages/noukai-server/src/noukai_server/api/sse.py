@@ -1,0 +1,148 @@
+"""Server-sent events: frames written as pre-encoded bytes (LF only), `: ping` heartbeats while
+nothing happens, an optional `retry:` hint, and a capped stream lifetime.
+
+Frames come straight from `LogEvent.frame`, built once per event; nothing is re-serialised per
+stream, and the events that are ready together go out as one chunk (one write). Responses are
+never compressed (compression would buffer events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from noukai_server.eventlog.follower import RunEnded, RunEventFollower
+
+PING = b": ping\n\n"
+CHUNK_BYTES = 64 * 1024
+"""A burst of events is written as one chunk, cut after the frame that reaches this size."""
+SSE_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",  # tell nginx-style proxies not to buffer
+    "Connection": "keep-alive",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPolicy:
+    heartbeat_seconds: float = 15.0
+    max_lifetime_seconds: float | None = None
+    """Close a healthy stream after this long, so clients exercise their resume path."""
+    retry_ms: int | None = None
+    stop_after: Collection[str] = ()
+    """Event types after which the stream ends (the segment's or run's last event)."""
+    types: Collection[str] | None = None
+    """Only these event types are written (None: all)."""
+
+
+class SseResponse(Response):
+    """Streams `stream`'s chunks, and stops it as soon as the client goes away.
+
+    Starlette's `StreamingResponse` watches for the disconnect in an anyio task group per
+    response (uvicorn speaks ASGI 2.3, and silently drops writes to a closed connection, so the
+    watching is needed); here one plain task does it and cancels the streaming task, which costs
+    a fraction of a task group on every streamed run."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self.stream = stream
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(_RAW_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        client_gone = False
+
+        async def watch() -> None:
+            nonlocal client_gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            client_gone = True
+            streaming.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not client_gone:
+                raise
+            streaming.uncancel()  # our own cancellation: the stream simply ends
+        finally:
+            watcher.cancel()
+            aclose = getattr(self.stream, "aclose", None)
+            if aclose is not None:
+                await aclose()  # unsubscribes the follower now, not when the generator is collected
+
+
+def _raw_headers() -> list[tuple[bytes, bytes]]:
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in SSE_HEADERS.items()
+    ]
+    return [*headers, (b"content-type", b"text/event-stream; charset=utf-8")]
+
+
+_RAW_HEADERS = _raw_headers()
+
+
+def sse_response(stream: AsyncIterator[bytes]) -> SseResponse:
+    return SseResponse(stream)
+
+
+async def follow_frames(
+    follower_factory: Callable[[], RunEventFollower], policy: StreamPolicy
+) -> AsyncIterator[bytes]:
+    """The stream's bytes: one chunk per burst of events (a burst of tokens costs one write), cut
+    at `CHUNK_BYTES`; nothing after the first `stop_after` event."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.max_lifetime_seconds if policy.max_lifetime_seconds else None
+    types = policy.types
+    stop_after = policy.stop_after
+    if policy.retry_ms is not None:
+        yield b"retry: %d\n\n" % policy.retry_ms
+    async with follower_factory() as follower:
+        while True:
+            wait = policy.heartbeat_seconds
+            if deadline is not None:
+                wait = min(wait, deadline - loop.time())
+                if wait <= 0:
+                    return  # planned close: the client resumes with Last-Event-ID
+            try:
+                batch = await follower.next_batch(wait)
+            except RunEnded:
+                return
+            if not batch:
+                if deadline is None or loop.time() < deadline:
+                    yield PING
+                continue
+            frames: list[bytes] = []
+            size = 0
+            for event in batch:
+                if types is None or event.type in types:
+                    frames.append(event.frame)
+                    size += len(event.frame)
+                if event.type in stop_after:
+                    if frames:
+                        yield _join(frames)
+                    return
+                if size >= CHUNK_BYTES:
+                    yield _join(frames)
+                    frames = []
+                    size = 0
+                    if deadline is not None and loop.time() >= deadline:
+                        return  # planned close in the middle of a long backlog
+            if frames:
+                yield _join(frames)
+
+
+def _join(frames: list[bytes]) -> bytes:
+    return frames[0] if len(frames) == 1 else b"".join(frames)

@@ -1,0 +1,322 @@
+"""The `noukai` command: serve, manage keys and flows.
+
+Every command takes `--data-dir` (or `NOUKAI_DATA_DIR`) and `--database-url` (or
+`NOUKAI_DATABASE_URL`); without a database URL the store is SQLite in the data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from noukai_server import __version__
+from noukai_server.cli.run import run as run_command
+from noukai_server.defaults import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from noukai_server.config import ServerConfig
+    from noukai_server.flows import FlowSpec
+    from noukai_server.store import Store
+
+# The server, store and flow modules are imported inside the commands that need them: importing
+# SQLAlchemy and FastAPI costs seconds on a slow machine, and `noukai run` or `noukai version`
+# should not pay for it.
+
+app = typer.Typer(
+    name="noukai",
+    help="Run LLM flows and stream every step.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+flows_app = typer.Typer(help="Push flow files as drafts and publish versions.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(flows_app, name="flows")
+app.command("run")(run_command)
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", envvar="NOUKAI_DATA_DIR", help="Where the embedded store lives.")
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="NOUKAI_DATABASE_URL",
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite).",
+    ),
+]
+FLOW_SUFFIXES = (".yaml", ".yml", ".json")
+DEV_KEY_FILE = "dev-api-key"
+
+
+def _config(data_dir: Path, database_url: str | None, **overrides: object) -> ServerConfig:
+    from noukai_server.config import ServerConfig
+
+    return ServerConfig.from_env(None, data_dir=data_dir, database_url=database_url, **overrides)
+
+
+async def _open_store(config: ServerConfig) -> Store:
+    from noukai_server.store import Store
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return await Store.connect(config.resolved_database_url)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def migrate(data_dir: DataDir = Path(DEFAULT_DATA_DIR), database_url: DatabaseUrl = None) -> None:
+    """Bring the database schema up to date (serve does this by itself)."""
+
+    async def run() -> None:
+        store = await _open_store(_config(data_dir, database_url))
+        await store.close()
+
+    asyncio.run(run())
+    typer.echo("database is up to date", err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port (8080 is where the published SDK's env='dev' looks).")
+    ] = 8080,
+    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    database_url: DatabaseUrl = None,
+    flows: Annotated[
+        Path | None, typer.Option("--flows", help="Load every flow file here as a draft of the dev project.")
+    ] = None,
+    dev_key: Annotated[
+        bool | None,
+        typer.Option(
+            "--dev-key/--no-dev-key",
+            help="Create (once) and print a key for the dev org. Default: on for the embedded SQLite store.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            envvar="NOUKAI_WORKER_CONCURRENCY",
+            help="Runs executed at once by the embedded workers (default 64).",
+        ),
+    ] = None,
+) -> None:
+    """Start the server with its embedded workers."""
+    import uvicorn
+
+    from noukai_server.api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The provider SDKs' HTTP client logs every request at INFO: too loud for a server log.
+    for noisy in ("httpx2", "httpx", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = _config(
+        data_dir, database_url, host=host, port=port, flows_dir=flows, worker_concurrency=concurrency
+    )
+    want_key = dev_key if dev_key is not None else database_url is None
+    key = asyncio.run(_prepare(config, want_key))
+    _print_banner(config, key)
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+async def _prepare(config: ServerConfig, want_key: bool) -> str | None:
+    store = await _open_store(config)
+    try:
+        if config.flows_dir is not None:
+            await _load_flow_dir(store, config)
+        return await _dev_key(store, config) if want_key else None
+    finally:
+        await store.close()
+
+
+def _parse_flow_file(path: Path) -> FlowSpec:
+    """Validate a flow file against the functions every server offers; exit 1 with the message."""
+    from noukai_server.engine import default_functions, default_tools
+    from noukai_server.flows import FlowValidationError
+    from noukai_server.runtime.flow_admin import parse_flow_document
+
+    known = set(default_functions().names())
+    tools = set(default_tools().names())
+    try:
+        return parse_flow_document(
+            path.read_text(), filename=path.name, known_functions=known, known_tools=tools
+        )
+    except FlowValidationError as exc:
+        raise _fail(f"{path}: {exc.message}") from exc
+
+
+async def _load_flow_dir(store: Store, config: ServerConfig) -> None:
+    from noukai_server.runtime.flow_admin import save_flow
+
+    assert config.flows_dir is not None
+    if not config.flows_dir.is_dir():
+        raise _fail(f"--flows {config.flows_dir} is not a folder")
+    for path in sorted(config.flows_dir.iterdir()):
+        if path.suffix not in FLOW_SUFFIXES:
+            continue
+        spec = _parse_flow_file(path)
+        current = await store.get_flow(config.dev_org, config.dev_project, spec.slug)
+        if current is not None and current.draft == spec.to_document():
+            continue  # unchanged: keep the draft revision, so running runs never look stale
+        await save_flow(store, config.dev_org, config.dev_project, spec)
+        typer.echo(f"loaded {path.name} as {config.dev_org}/{config.dev_project}/{spec.slug}", err=True)
+
+
+async def _dev_key(store: Store, config: ServerConfig) -> str:
+    """The dev key is kept (mode 0600) in the data dir so later starts can print it again; the
+    database holds only its hash."""
+    path = config.data_dir / DEV_KEY_FILE
+    if path.exists():
+        key = path.read_text().strip()
+        if await store.authenticate(key) is not None:
+            return key
+    _, key = await store.create_api_key(config.dev_org, config.dev_project, name="dev")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def _print_banner(config: ServerConfig, key: str | None) -> None:
+    base = f"http://{config.host}:{config.port}"
+    lines = [f"Noukai {__version__} serving on {base}  (API docs: {base}/docs)"]
+    if key is not None:
+        flow = f"{config.dev_org}/{config.dev_project}/echo"
+        lines += [
+            f"dev API key (org '{config.dev_org}', project '{config.dev_project}'): {key}",
+            "",
+            "Try it:",
+            f"  curl -s {base}/api/v1/seq/{flow}/execute -H 'Authorization: Bearer {key}' \\",
+            "       -H 'Content-Type: application/json' -d '{\"message\": \"hello there\"}'",
+            "",
+            "  # with the published SDK (pip install noukai-sdk); env='dev' means localhost:8080",
+            f"  NOUKAI_API_KEY={key} NOUKAI_ENV=dev python -c \\",
+            "    'from noukai_sdk import Noukai; "
+            f'print(Noukai().flow("{flow}").execute(message="hello").result)\'',
+            "",
+            "  # with this project's SDK (pip install noukai), any host and port",
+            f"  NOUKAI_API_KEY={key} NOUKAI_BASE_URL={base} python -c \\",
+            "    'from noukai import Noukai; "
+            f'print(Noukai().flow("{flow}").execute(message="hello").result)\'',
+        ]
+    print("\n".join(lines), flush=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option(help="The org the key belongs to.")],
+    project: Annotated[str | None, typer.Option(help="Limit the key to one project.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a key and print it (only the key, on stdout). It cannot be shown again."""
+
+    async def run() -> str:
+        store = await _open_store(_config(data_dir, database_url))
+        try:
+            _, key = await store.create_api_key(org, project, name=name)
+            return key
+        finally:
+            await store.close()
+
+    sys.stdout.write(asyncio.run(run()) + "\n")
+
+
+@keys_app.command("list")
+def keys_list(
+    org: Annotated[str, typer.Option(help="The org whose keys to list.")],
+    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List an org's keys (ids and scopes, never the secrets)."""
+
+    async def run() -> None:
+        store = await _open_store(_config(data_dir, database_url))
+        try:
+            for record in await store.list_api_keys(org):
+                state = "revoked" if record.revoked else "active"
+                scope = record.project_slug or "*"
+                typer.echo(f"{record.id}\t{org}/{scope}\t{state}\t{record.name or ''}")
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (the part after nk_ and before _).")],
+    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a key at once."""
+
+    async def run() -> bool:
+        store = await _open_store(_config(data_dir, database_url))
+        try:
+            return await store.revoke_api_key(key_id)
+        finally:
+            await store.close()
+
+    if not asyncio.run(run()):
+        raise _fail(f"no active key {key_id}")
+
+
+@flows_app.command("push")
+def flows_push(
+    file: Annotated[
+        Path, typer.Argument(help="A flow file (.yaml, .yml or .json).", exists=True, dir_okay=False)
+    ],
+    org: Annotated[str, typer.Option(help="The org to push into.")],
+    project: Annotated[str, typer.Option(help="The project to push into.")],
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Also publish the draft as a new version.")
+    ] = False,
+    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Validate a flow file and save it as the flow's draft (optionally publishing it)."""
+    from noukai_server.runtime.flow_admin import save_flow
+
+    spec = _parse_flow_file(file)
+
+    async def run() -> str:
+        store = await _open_store(_config(data_dir, database_url))
+        try:
+            flow, version = await save_flow(store, org, project, spec, publish=publish)
+        finally:
+            await store.close()
+        text = f"{org}/{project}/{flow.slug}: draft revision {flow.draft_revision}"
+        return text + (f", published as version {version.version}" if version else "")
+
+    typer.echo(asyncio.run(run()))
+
+
+def main() -> None:
+    app()

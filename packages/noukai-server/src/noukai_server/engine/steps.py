@@ -1,0 +1,281 @@
+"""Executors for each step type. Each one turns a step spec plus a template context into an output,
+streaming deltas through the sink while it works; failures are raised as `StepFailure`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+
+from noukai.types import events as ev
+from noukai.types.errors import ErrorCode
+from noukai_server.engine.agent import AgentCall, AgentLoop, AgentPause
+from noukai_server.engine.capture import CAPTURES_CONTENT, json_size, redact
+from noukai_server.engine.functions import FunctionRegistry
+from noukai_server.engine.outcome import AwaitingTools, StepFailure
+from noukai_server.engine.sink import EventSink
+from noukai_server.engine.tools import ToolRegistry
+from noukai_server.flows import (
+    AgentStep,
+    LlmStep,
+    PythonStep,
+    StepSpec,
+    TemplateEngine,
+    TemplateError,
+    TemplateStep,
+    TraceCaptureMode,
+)
+from noukai_server.providers import (
+    ChatMessage,
+    ModelError,
+    ModelRegistry,
+    ModelRequest,
+    ModelResponse,
+    ReasoningDelta,
+    TextDelta,
+    ToolSpec,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class StepOutput:
+    output: Any
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """Everything one execution of a step needs, besides the step spec itself."""
+
+    step: StepSpec
+    index: int
+    context: Mapping[str, Any]
+    capture: TraceCaptureMode
+    loop_index: int | None = None
+    attempt: int = 1
+    redact_fields: tuple[str, ...] = ()
+    client_tools: tuple[ToolSpec, ...] = ()
+    tool_choice: Any = None
+    resume: dict[str, Any] | None = None
+    """For an agent step waiting for tools: the stored `AgentPause` to continue from."""
+    tool_results: tuple[dict[str, str], ...] = ()
+
+
+class StepExecutors:
+    def __init__(
+        self,
+        models: ModelRegistry,
+        functions: FunctionRegistry,
+        templates: TemplateEngine,
+        tools: ToolRegistry | None = None,
+    ) -> None:
+        self._models = models
+        self._functions = functions
+        self._templates = templates
+        self._tools = tools or ToolRegistry()
+        self._agents = AgentLoop(self._tools)
+
+    async def execute(self, call: StepCall, sink: EventSink) -> StepOutput:
+        step = call.step
+        if isinstance(step, LlmStep):
+            return await self._llm(step, call, sink)
+        if isinstance(step, TemplateStep):
+            return StepOutput(self._render(call, "template", self._templates.render_structure, step.template))
+        if isinstance(step, PythonStep):
+            return await self._python(step, call, sink)
+        if isinstance(step, AgentStep):
+            return await self._agent(step, call, sink)
+        raise StepFailure(
+            ErrorCode.INVALID_TREE, f"step type {step.type!r} is not supported by this server yet"
+        )
+
+    def _render(
+        self, call: StepCall, field: str, render: Callable[[Any, Mapping[str, Any]], T], source: Any
+    ) -> T:
+        try:
+            return render(source, call.context)
+        except TemplateError as exc:
+            # For a structure the error's field is the path inside it, e.g. `a[1].b`.
+            where = field
+            if exc.field and exc.field != field:
+                where += exc.field if exc.field.startswith("[") else f".{exc.field}"
+            raise StepFailure(
+                ErrorCode.TEMPLATE_ERROR, f"step '{call.step.id}', field '{where}': {exc.message}"
+            ) from exc
+
+    async def _python(self, step: PythonStep, call: StepCall, sink: EventSink) -> StepOutput:
+        if step.function not in self._functions:
+            raise StepFailure(ErrorCode.INVALID_TREE, f"no function named {step.function!r}")
+        arguments = self._render(call, "args", self._templates.render_structure, step.args)
+        await _emit_input(sink, call, {"function": step.function}, {"args": arguments})
+        try:
+            return StepOutput(await self._functions.call(step.function, arguments))
+        except TypeError as exc:
+            raise StepFailure(ErrorCode.FUNCTION_ERROR, f"{step.function}: {exc}") from exc
+        except Exception as exc:  # the operator's function may raise anything
+            raise StepFailure(
+                ErrorCode.FUNCTION_ERROR, f"{step.function} raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _llm(self, step: LlmStep, call: StepCall, sink: EventSink) -> StepOutput:
+        render_text = self._templates.render_text
+        system = self._render(call, "system", render_text, step.system) if step.system else None
+        prompt = self._render(call, "prompt", render_text, step.prompt)
+        content: dict[str, Any] = {"prompt": prompt}
+        if system is not None:
+            content["system"] = system
+        await _emit_input(sink, call, {"model": step.model}, content)
+        request = ModelRequest(
+            model="",
+            messages=(ChatMessage(role="user", content=prompt),),
+            system=system,
+            temperature=step.temperature,
+            max_tokens=step.max_tokens,
+            extra=dict(step.params),
+            attempt=call.attempt,
+        )
+        try:
+            resolved = self._models.resolve(step.model)
+            request = _with_model(request, resolved.model)
+            response = await self._stream(resolved.client.stream(request), call, sink)
+        except ModelError as exc:
+            raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
+        output: Any = response.text
+        if step.output == "json":
+            try:
+                output = orjson.loads(response.text)
+            except orjson.JSONDecodeError as exc:
+                raise StepFailure(
+                    ErrorCode.PROVIDER_BAD_REQUEST,
+                    f"the model's answer is not valid JSON ({exc}); the step asks for output: json",
+                ) from exc
+        usage = response.usage
+        return StepOutput(
+            output=output,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost=self._models.price_table.cost_usd(resolved.provider, resolved.model, usage),
+            model=f"{resolved.provider}:{response.model or resolved.model}",
+        )
+
+    async def _agent(self, step: AgentStep, call: StepCall, sink: EventSink) -> StepOutput:
+        unknown = [name for name in step.tools if name not in self._tools]
+        if unknown:
+            raise StepFailure(ErrorCode.INVALID_TREE, f"step '{step.id}': no server-side tool {unknown[0]!r}")
+        render_text = self._templates.render_text
+        system = self._render(call, "system", render_text, step.system) if step.system else None
+        prompt = self._render(call, "prompt", render_text, step.prompt)
+        if call.resume is None:
+            content: dict[str, Any] = {"prompt": prompt}
+            if system is not None:
+                content["system"] = system
+            tools = {"serverTools": list(step.tools), "clientTools": [t.name for t in call.client_tools]}
+            await _emit_input(sink, call, {"model": step.model, **tools}, content)
+        try:
+            resolved = self._models.resolve(step.model)
+        except ModelError as exc:
+            raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
+
+        async def model_call(request: ModelRequest) -> tuple[ModelResponse, Decimal]:
+            request = replace(request, model=resolved.model, attempt=call.attempt)
+            try:
+                response = await self._stream(resolved.client.stream(request), call, sink)
+            except ModelError as exc:
+                raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
+            cost = self._models.price_table.cost_usd(resolved.provider, resolved.model, response.usage)
+            return response, cost
+
+        agent_call = AgentCall(
+            step_id=step.id,
+            step_index=call.index,
+            model=resolved.model,
+            system=system,
+            prompt=prompt,
+            server_tools=list(step.tools),
+            client_tools=list(call.client_tools),
+            tool_choice=call.tool_choice,
+            max_iterations=step.max_iterations,
+            temperature=step.temperature,
+            max_tokens=step.max_tokens,
+            extra=dict(step.params),
+        )
+        resume = AgentPause.from_json(call.resume) if call.resume is not None else None
+        result = await self._agents.run(
+            agent_call, sink, model_call, resume=resume, results=call.tool_results
+        )
+        if isinstance(result, AgentPause):
+            if call.loop_index is not None:
+                raise StepFailure(
+                    ErrorCode.TOOLS_IN_NON_SEQUENTIAL_STEP,
+                    f"step '{step.id}' repeats with foreach, so it cannot pause for client tools",
+                )
+            raise AwaitingTools(result.to_json())
+        return StepOutput(
+            output=result.text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost=result.cost,
+            model=f"{resolved.provider}:{result.model or resolved.model}",
+        )
+
+    async def _stream(self, stream: Any, call: StepCall, sink: EventSink) -> ModelResponse:
+        final: ModelResponse | None = None
+        # aclosing: a cancelled run must close the provider's HTTP stream, not leave it dangling.
+        fields = _step_fields(call, {})  # the same for every delta: built once per step
+        async with aclosing(stream) as events:
+            async for item in events:
+                if isinstance(item, TextDelta):
+                    if item.text:
+                        await sink.emit(ev.STEP_OUTPUT, {**fields, "outputData": item.text})
+                elif isinstance(item, ReasoningDelta):
+                    await sink.emit(ev.STEP_REASONING, {**fields, "delta": item.text})
+                elif isinstance(item, ModelResponse):
+                    final = item
+        if final is None:
+            raise StepFailure(ErrorCode.PROVIDER_ERROR, "the model stream ended without an answer")
+        return final
+
+
+def _with_model(request: ModelRequest, model: str) -> ModelRequest:
+    return ModelRequest(
+        model=model,
+        messages=request.messages,
+        system=request.system,
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        extra=request.extra,
+        attempt=request.attempt,
+    )
+
+
+async def _emit_input(
+    sink: EventSink, call: StepCall, metadata: dict[str, Any], content: dict[str, Any]
+) -> None:
+    """`step_input`: what the step was given, as far as the flow's capture mode allows it to be
+    kept (a `redacted` flow's secrets never reach the log), and its full size in bytes."""
+    data = {**metadata, **content}
+    size = json_size(data)
+    if call.capture == "redacted":
+        data = {**metadata, **redact(content, call.redact_fields)}
+    elif call.capture not in CAPTURES_CONTENT:
+        data = dict(metadata)
+    await sink.emit(ev.STEP_INPUT, _step_fields(call, {"inputData": data, "inputSizeBytes": size}))
+
+
+def _step_fields(call: StepCall, extra: dict[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"stepId": call.step.id, "stepIndex": call.index, "attempt": call.attempt}
+    if call.loop_index is not None:
+        payload["loopIndex"] = call.loop_index
+    payload.update(extra)
+    return payload

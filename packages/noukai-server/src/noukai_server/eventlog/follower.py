@@ -1,0 +1,170 @@
+"""Reading a run's log from any point without gaps or duplicates: the stored backlog first, then
+the live tail from the bus, with the store as the fallback whenever the bus is quiet or skips.
+
+The follower subscribes to the bus *before* it reads the store, so an event stored between the
+two reads is seen at least once; duplicates are dropped by seq. A gap (the bus delivering seq
+n+2 after n) is filled from the store. When the bus says nothing for `poll_interval`, the store is
+asked directly, so a reader never depends on a publish that could be lost. While the run is not
+running (queued, or waiting for a client or a retry) nothing happens to it without a publish, so
+the polls of a quiet follower back off (1 s, 2 s, 4 s, ... up to `max_poll_interval`); any event
+brings them back to `poll_interval`.
+
+Events are taken in bursts: whatever the bus has queued is drained without awaiting, so a reader
+that keeps up pays one wait per burst, not one per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+
+from noukai_server.bus import Bus, LogEvent, Subscription
+from noukai_server.store import Store
+
+PAGE_SIZE = 500
+MAX_POLL_INTERVAL = 5.0
+"""The longest wait between two store polls while the run sits queued or waiting."""
+
+
+class RunEnded(Exception):
+    """The run is terminal and every event of its log has been read."""
+
+
+class RunEventFollower:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        run_id: str,
+        after_seq: int = 0,
+        *,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = MAX_POLL_INTERVAL,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._run_id = run_id
+        self.last_seq = after_seq
+        """The seq of the last event returned."""
+        self._poll_interval = poll_interval
+        self._max_poll_interval = max(max_poll_interval, poll_interval)
+        self._interval = poll_interval
+        """The current wait between polls: `poll_interval`, or more while the run is idle."""
+        self._poll_at = 0.0
+        self._heard = False
+        """The bus delivered something since the poll timer was last set."""
+        self._backlog: deque[LogEvent] = deque()
+        """Events queued to be returned, contiguous from `last_seq + 1`."""
+        self._subscription: Subscription | None = None
+
+    async def __aenter__(self) -> RunEventFollower:
+        self._subscription = self._bus.subscribe(self._run_id)
+        try:
+            await self._read_store()
+        except BaseException:
+            await self._subscription.aclose()
+            raise
+        self._poll_at = asyncio.get_running_loop().time() + self._poll_interval
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._subscription is not None:
+            await self._subscription.aclose()
+
+    async def next(self, max_wait: float) -> LogEvent | None:
+        """The next event; None when nothing came within `max_wait` (time for a heartbeat).
+        Raises `RunEnded` once the run is terminal and its whole log was returned."""
+        if not self._backlog and not await self._fill(max_wait):
+            return None
+        event = self._backlog.popleft()
+        self.last_seq = event.seq
+        return event
+
+    async def next_batch(self, max_wait: float) -> list[LogEvent]:
+        """Every event available now, in seq order: at least one, unless nothing came within
+        `max_wait` ([]: time for a heartbeat). Raises `RunEnded` once the run is terminal and its
+        whole log was returned. Costs no await when events are already queued."""
+        if not await self._fill(max_wait):
+            return []
+        batch = list(self._backlog)
+        self._backlog.clear()
+        self.last_seq = batch[-1].seq
+        return batch
+
+    async def _fill(self, max_wait: float) -> bool:
+        """Queue whatever the bus holds, waiting up to `max_wait` for something if nothing is
+        queued; False if nothing came."""
+        subscription = self._subscription
+        assert subscription is not None, "use `async with`"
+        deadline: float | None = None
+        while True:
+            events = subscription.take_nowait()
+            if events:
+                self._heard = True
+                while (rest := self._absorb(events)) is not None:
+                    await self._read_store()  # the bus skipped something: the store has it
+                    events = rest[1:]
+            if self._backlog:
+                return True
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            if self._heard:  # the bus's silence starts now
+                self._heard = False
+                self._interval = self._poll_interval
+                self._poll_at = now + self._interval
+            if deadline is None:
+                deadline = now + max_wait
+            if now >= self._poll_at:
+                await self._poll()
+                continue
+            if now >= deadline:
+                return False
+            await subscription.wait(min(deadline, self._poll_at) - now)
+
+    def _absorb(self, events: list[LogEvent]) -> list[LogEvent] | None:
+        """Queue the bus's events that follow the last queued one, dropping those already seen.
+        On a gap, stop and return the events from the first one past the gap."""
+        backlog = self._backlog
+        expected = (backlog[-1].seq if backlog else self.last_seq) + 1
+        for index, event in enumerate(events):
+            if event.seq == expected:
+                backlog.append(event)
+                expected += 1
+            elif event.seq > expected:
+                return events[index:]
+        return None
+
+    async def _poll(self) -> None:
+        """Ask the store, since the bus was quiet. Raises `RunEnded` if the run is over and
+        everything was read."""
+        # The run row is read *before* the log: its terminal status is committed together with
+        # its last events, so a log read after seeing "terminal" misses nothing.
+        run = await self._store.get_run(self._run_id)
+        found = await self._read_store()
+        if not found and (run is None or run.terminal):
+            raise RunEnded(self._run_id)
+        if found or run is None or run.status == "running":
+            self._interval = self._poll_interval
+        else:  # queued or waiting: only a publish (or a lost one) changes anything
+            self._interval = min(self._interval * 2, self._max_poll_interval)
+        self._poll_at = asyncio.get_running_loop().time() + self._interval
+
+    async def _read_store(self) -> bool:
+        """Queue stored events after the last one seen; True if any were found."""
+        after = self._backlog[-1].seq if self._backlog else self.last_seq
+        found = False
+        while True:
+            rows = await self._store.read_events(self._run_id, after, PAGE_SIZE, timestamps=False)
+            for row in rows:
+                data = row.data.encode()
+                self._backlog.append(LogEvent.create(self._run_id, row.seq, row.type, data))
+            found = found or bool(rows)
+            if len(rows) < PAGE_SIZE:
+                return found
+            after = rows[-1].seq

@@ -1,0 +1,37 @@
+"""The flow language: flow documents (YAML/JSON), their validation, and sandboxed templating."""
+
+from noukai_server.flows._context import build_context
+from noukai_server.flows._errors import FlowIssue, FlowValidationError, OverrideError, TemplateError
+from noukai_server.flows._loader import load_flow, load_flow_file
+from noukai_server.flows._overrides import apply_block_overrides
+from noukai_server.flows._spec import (
+    AgentStep,
+    FlowSpec,
+    LlmStep,
+    PythonStep,
+    RetryPolicy,
+    StepSpec,
+    TemplateStep,
+    TraceCaptureMode,
+)
+from noukai_server.flows._templates import TemplateEngine
+
+__all__ = [
+    "AgentStep",
+    "FlowIssue",
+    "FlowSpec",
+    "FlowValidationError",
+    "LlmStep",
+    "OverrideError",
+    "PythonStep",
+    "RetryPolicy",
+    "StepSpec",
+    "TemplateEngine",
+    "TemplateError",
+    "TemplateStep",
+    "TraceCaptureMode",
+    "apply_block_overrides",
+    "build_context",
+    "load_flow",
+    "load_flow_file",
+]

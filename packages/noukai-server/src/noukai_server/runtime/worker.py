@@ -1,0 +1,322 @@
+"""Workers claim runs from the lease queue and drive the engine.
+
+A worker holds a lease per run and renews it while the run executes; if renewal fails (the lease
+expired and someone else claimed the run) the run's task is cancelled at once, and the attempt
+number fences off any write it might still try. A run the API asked to cancel is stopped at the
+next await point, which closes an in-flight model stream instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from noukai.types import events as ev
+from noukai.types.errors import ErrorCode
+from noukai_server.bus import Bus
+from noukai_server.engine import (
+    Completed,
+    Failed,
+    FlowEngine,
+    PausedBetweenSteps,
+    PausedForTools,
+    RunInputs,
+    RunState,
+)
+from noukai_server.eventlog.writer import RunLogWriter
+from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
+from noukai_server.providers.pricing import format_cost
+from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
+from noukai_server.runtime.flow_cache import FlowCache
+from noukai_server.store import LeaseLost, RunRecord, RunUpdate, Store
+
+logger = logging.getLogger("noukai.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        engine: FlowEngine,
+        flows: FlowCache,
+        *,
+        concurrency: int = 32,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 1.0,
+        worker_id: str | None = None,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._engine = engine
+        self._flows = flows
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
+        self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._bodies: dict[str, tuple[asyncio.Task[None], list[str]]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._reserved = 0
+        """Slots held for runs the API is creating already leased to this worker (`reserve`)."""
+
+    async def start(self) -> None:
+        self._bus.on_cancel(self._cancel_now)
+        self._loop_task = asyncio.create_task(self._claim_loop(), name=f"{self.worker_id}-claims")
+
+    async def stop(self) -> None:
+        """Stop claiming and abandon running runs; their leases expire and another worker (or this
+        one after a restart) picks them up again from their last checkpoint."""
+        self._stopping = True
+        tasks = [t for t in (self._loop_task, *self._active.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                claimed = False
+                while self._has_room():
+                    run = await self._store.claim_next_run(self.worker_id, self._lease_seconds)
+                    if run is None:
+                        break
+                    claimed = True
+                    self._run(run)
+                if not claimed:
+                    await self._bus.wait_for_work(self._poll_interval)
+                elif not self._has_room():
+                    await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("claiming runs failed; retrying")
+                await asyncio.sleep(self._poll_interval)
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease_seconds
+
+    def reserve(self) -> bool:
+        """Hold a slot for a run about to be created already leased to this worker (the API's
+        direct hand-off: no trip through the queue and no claim); False when full or stopping.
+        Every True is followed by exactly one `adopt` or `release`."""
+        if self._stopping or not self._has_room():
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved -= 1
+
+    def adopt(self, run: RunRecord) -> None:
+        """Start a reserved run that was created leased to this worker."""
+        self._reserved -= 1
+        if self._stopping:
+            return  # its lease expires and the queue hands it out again
+        self._run(run)
+
+    def _has_room(self) -> bool:
+        return len(self._active) + self._reserved < self._concurrency
+
+    def _run(self, run: RunRecord) -> None:
+        task = asyncio.create_task(self._process(run), name=f"run-{run.id}")
+        self._active[run.id] = task
+        task.add_done_callback(self._forget)
+
+    def _cancel_now(self, run_id: str) -> None:
+        """The API asked to cancel a run: if this worker runs it, stop it at once."""
+        entry = self._bodies.get(run_id)
+        if entry is not None and not entry[0].done():
+            entry[1].append("cancel")
+            entry[0].cancel()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._active.pop(task.get_name().removeprefix("run-"), None)
+
+    async def _process(self, run: RunRecord) -> None:
+        writer = RunLogWriter(self._store, self._bus, run.id, run.attempt, run.last_seq)
+        body = asyncio.create_task(self._drive(run, writer))
+        stop_reason: list[str] = []
+        self._bodies[run.id] = (body, stop_reason)
+        keeper = asyncio.create_task(self._keep_lease(run, body, stop_reason))
+        try:
+            await asyncio.wait({body})
+        except asyncio.CancelledError:  # the worker is stopping: abandon the run, keep its lease
+            for task in (body, keeper):
+                task.cancel()
+            await asyncio.gather(body, keeper, return_exceptions=True)
+            raise
+        finally:
+            self._bodies.pop(run.id, None)
+        keeper.cancel()
+        if body.cancelled():
+            if stop_reason and stop_reason[0] == "cancel":
+                await self._finish_cancelled(run, writer)
+            return
+        error = body.exception()
+        if isinstance(error, LeaseLost):
+            logger.warning("run %s: lease lost at attempt %s; dropped", run.id, run.attempt)
+        elif error is not None:
+            logger.error("run %s failed inside the worker", run.id, exc_info=error)
+            await self._finish_internal_error(run)
+
+    async def _keep_lease(self, run: RunRecord, body: asyncio.Task[None], stop_reason: list[str]) -> None:
+        interval = self._lease_seconds / 3
+        while not body.done():
+            await asyncio.sleep(interval)
+            state = await self._store.extend_lease(run.id, run.attempt, self.worker_id, self._lease_seconds)
+            if not state.held or state.cancel_requested:
+                stop_reason.append("cancel" if state.held else "lost")
+                body.cancel()
+                return
+
+    async def _drive(self, run: RunRecord, writer: RunLogWriter) -> None:
+        flow_id = run.flow_id
+        if run.last_seq == 0:
+            await writer.emit(
+                ev.RUN_STARTED,
+                {
+                    "runId": run.id,
+                    "executionId": run.id,
+                    "flowId": flow_id,
+                    "stepCount": len(run.document.get("steps") or []),
+                    "flowVersion": run.flow_version,
+                    "triggerType": run.trigger_type,
+                },
+            )
+        inputs = RunInputs.from_json(run.input)
+        try:
+            spec = self._flows.get((run.flow_id, run.flow_version, run.flow_revision), run.document)
+            if inputs.block_overrides:
+                spec = apply_block_overrides(spec, inputs.block_overrides)
+        except (FlowValidationError, OverrideError) as exc:
+            code = getattr(exc, "code", ErrorCode.INVALID_TREE)
+            await self._fail(run, writer, {"code": str(code), "message": str(exc)})
+            return
+        state = RunState.from_json(run.state)
+        resume = await self._resume_point(run, spec, state)
+        outcome = await self._engine.run(
+            spec,
+            inputs,
+            state,
+            writer,
+            run={"id": run.id, "flow": spec.slug, "version": run.flow_version},
+            start_index=run.cursor,
+            pause_after=run.pause_after,
+            attempt=resume.attempt,
+            interrupted=resume.interrupted,
+        )
+        if isinstance(outcome, Completed):
+            await writer.emit_with_update(
+                ev.FLOW_COMPLETED,
+                {
+                    "runId": run.id,
+                    "executionId": run.id,
+                    "result": outcome.result,
+                    "summary": _summary(state, len(spec.steps)),
+                },
+                RunUpdate(status="completed", result=outcome.result, state=state.to_json()),
+            )
+        elif isinstance(outcome, PausedBetweenSteps):
+            await writer.emit_with_update(
+                ev.STEP_PAUSED,
+                {
+                    "runId": run.id,
+                    "executionId": run.id,
+                    "stepId": outcome.completed_step_id,
+                    "stepIndex": outcome.completed_index,
+                    "nextStepIndex": outcome.next_index,
+                },
+                RunUpdate(status="waiting", cursor=outcome.next_index, pause_after=None),
+            )
+        elif isinstance(outcome, PausedForTools):
+            pause = outcome.pause
+            await writer.emit_with_update(
+                ev.STEP_PAUSED_FOR_TOOL_CALLS,
+                {
+                    "runId": run.id,
+                    "executionId": run.id,
+                    "stepId": outcome.step_id,
+                    "stepIndex": outcome.step_index,
+                    "attempt": outcome.attempt,
+                    "iterationsUsed": pause["iterations"],
+                    "toolCallMessages": pause["messages"],
+                    "toolCalls": pause["pending"],
+                    "accumulatedOutputs": state.outputs,
+                },
+                RunUpdate(status="waiting", cursor=outcome.step_index, state=state.to_json()),
+            )
+        elif isinstance(outcome, Failed):
+            error = {"code": outcome.code, "message": outcome.message, "stepId": outcome.step_id}
+            await self._fail(run, writer, error, state)
+
+    async def _resume_point(self, run: RunRecord, spec: FlowSpec, state: RunState) -> ResumePoint:
+        """The attempt the step at the cursor runs as: a step that already started in this run
+        (its worker was lost, or a retry was pending) runs again as its next attempt; an agent step
+        that paused for client tools continues the same attempt."""
+        if run.last_seq == 0 or run.cursor >= len(spec.steps):
+            return FIRST_ATTEMPT
+        agent = state.agent
+        if agent is not None and agent.get("stepIndex") == run.cursor:
+            if agent.get("results") is not None:
+                return ResumePoint(int(agent["attempt"]), False)
+            state.agent = None  # a pause nobody answered cannot resume: the step starts over
+        # Newest first, so this reads the log's tail (one step's events at most), not all of it.
+        rows = await self._store.read_events(
+            run.id, types=ev.STEP_BOUNDARY_EVENTS, newest_first=True, limit=1
+        )
+        return resume_point(rows[0] if rows else None, spec.steps[run.cursor].id)
+
+    async def _fail(
+        self,
+        run: RunRecord,
+        writer: RunLogWriter,
+        error: dict[str, Any],
+        state: RunState | None = None,
+    ) -> None:
+        update = RunUpdate(status="failed", error=error)
+        if state is not None:
+            update = RunUpdate(status="failed", error=error, state=state.to_json())
+        await writer.emit_with_update(
+            ev.RUN_FAILED, {"runId": run.id, "executionId": run.id, "error": error}, update
+        )
+
+    async def _finish_cancelled(self, run: RunRecord, writer: RunLogWriter) -> None:
+        with contextlib.suppress(LeaseLost):
+            await writer.emit_with_update(
+                ev.RUN_CANCELLED,
+                {"runId": run.id, "executionId": run.id},
+                RunUpdate(status="cancelled"),
+            )
+
+    async def _finish_internal_error(self, run: RunRecord) -> None:
+        """Record an unexpected failure. The writer may be out of step with the store (its last
+        write is what failed), so a fresh one continues from what the store actually holds."""
+        error = {"code": ErrorCode.INTERNAL_ERROR.value, "message": "the run failed inside the server"}
+        try:
+            current = await self._store.get_run(run.id)
+            if current is None or current.terminal or current.attempt != run.attempt:
+                return
+            fresh = RunLogWriter(self._store, self._bus, run.id, run.attempt, current.last_seq)
+            await self._fail(run, fresh, error)
+        except Exception:
+            logger.exception("run %s: could not record the internal error", run.id)
+
+
+def _summary(state: RunState, step_count: int) -> dict[str, Any]:
+    return {
+        "stepCount": step_count,
+        "skipped": list(state.skipped),
+        "tokens": {
+            "prompt": state.prompt_tokens,
+            "completion": state.completion_tokens,
+            "total": state.prompt_tokens + state.completion_tokens,
+        },
+        "costUsd": format_cost(Decimal(state.cost_micro_usd) / Decimal(1_000_000)),
+    }

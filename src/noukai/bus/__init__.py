@@ -1,7 +1,0 @@
-"""Live fan-out of run events and worker wake-ups. The event log in the store is the truth; the bus
-only makes it fast to hear about new entries."""
-
-from noukai.bus.base import Bus, LogEvent, Subscription
-from noukai.bus.memory import MemoryBus
-
-__all__ = ["Bus", "LogEvent", "MemoryBus", "Subscription"]

@@ -1,0 +1,242 @@
+"""The run-log follower over a real SQLite store and the in-process bus: bursts come out as one
+batch, in order, once each; waits and polls are timed as promised; the fast path makes no task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from noukai_server.bus import LogEvent, MemoryBus
+from noukai_server.eventlog.follower import RunEnded, RunEventFollower
+from noukai_server.store import EventRow, RunRecord, RunUpdate, Store
+from tests.store.conftest import make_run
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class CountingStore:
+    """The store, counting the reads a follower makes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.get_run_calls = 0
+        self.read_events_calls = 0
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        self.get_run_calls += 1
+        return await self.store.get_run(run_id)
+
+    async def read_events(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None, *, timestamps: bool = True
+    ) -> list[EventRow]:
+        self.read_events_calls += 1
+        return await self.store.read_events(run_id, after_seq, limit, timestamps=timestamps)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def event(run_id: str, seq: int, event_type: str = "token") -> LogEvent:
+    data = orjson.dumps({"eventType": event_type, "seq": seq, "text": f"t{seq}"})
+    return LogEvent.create(run_id, seq, event_type, data)
+
+
+async def store_events(
+    store: Store, run_id: str, seqs: Sequence[int], event_type: str = "token", update: RunUpdate | None = None
+) -> list[LogEvent]:
+    events = [event(run_id, seq, event_type) for seq in seqs]
+    rows = [EventRow(e.seq, e.type, e.data.decode()) for e in events]
+    await store.append_events_unleased(run_id, rows, update)
+    return events
+
+
+def follower(store: Any, bus: MemoryBus, run_id: str, after: int = 0, **kwargs: Any) -> RunEventFollower:
+    return RunEventFollower(store, bus, run_id, after, **kwargs)
+
+
+async def test_a_burst_comes_out_as_one_ordered_batch_without_duplicates(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    counting = CountingStore(store)
+    backlog = await store_events(store, run.id, range(1, 4))
+    async with follower(counting, bus, run.id, poll_interval=30) as reader:
+        reads = counting.read_events_calls
+        burst = await store_events(store, run.id, range(4, 24))
+        # The bus repeats what the store already gave, and some of the burst twice.
+        await bus.publish(run.id, backlog + burst[:5])
+        await bus.publish(run.id, burst[2:])
+        batch = await reader.next_batch(1.0)
+        assert [e.seq for e in batch] == list(range(1, 24))
+        assert [e.frame for e in batch] == [e.frame for e in backlog + burst]
+        assert reader.last_seq == 23
+        assert counting.read_events_calls == reads  # no gap: the store was not asked again
+        assert await reader.next_batch(0.05) == []
+
+
+async def test_a_gap_on_the_bus_is_filled_from_the_store(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    async with follower(store, bus, run.id, poll_interval=30) as reader:
+        events = await store_events(store, run.id, range(1, 8))
+        await bus.publish(run.id, [events[0], events[3], events[4], events[6]])  # 2, 3 and 6 lost
+        batch = await reader.next_batch(1.0)
+        assert [e.seq for e in batch] == list(range(1, 8))
+        assert [e.frame for e in batch] == [e.frame for e in events]
+
+
+async def test_next_and_next_batch_interleave_without_losing_or_repeating(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    async with follower(store, bus, run.id, poll_interval=30) as reader:
+        await bus.publish(run.id, await store_events(store, run.id, range(1, 6)))
+        first = await reader.next(1.0)
+        assert first is not None and first.seq == 1
+        assert reader.last_seq == 1
+        assert [e.seq for e in await reader.next_batch(1.0)] == [2, 3, 4, 5]
+        assert await reader.next(0.05) is None
+
+
+async def test_next_batch_waits_at_most_max_wait(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    loop = asyncio.get_running_loop()
+    async with follower(store, bus, run.id, poll_interval=30) as reader:
+        started = loop.time()
+        assert await reader.next_batch(0.2) == []
+        assert 0.19 <= loop.time() - started < 1.0
+        started = loop.time()
+        assert await reader.next_batch(0) == []
+        assert loop.time() - started < 0.1
+
+
+async def test_next_batch_wakes_on_a_publish(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    loop = asyncio.get_running_loop()
+    async with follower(store, bus, run.id, poll_interval=30) as reader:
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            await bus.publish(run.id, await store_events(store, run.id, [1, 2]))
+
+        publisher = asyncio.create_task(later())
+        started = loop.time()
+        batch = await reader.next_batch(10.0)
+        assert loop.time() - started < 5.0
+        assert [e.seq for e in batch] == [1, 2]
+        await publisher
+
+
+async def test_queued_events_cost_no_task_and_no_store_read(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    counting = CountingStore(store)
+    loop = asyncio.get_running_loop()
+    created = 0
+    default_factory = loop.get_task_factory()
+
+    def counting_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        nonlocal created
+        created += 1
+        if default_factory is not None:
+            return default_factory(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async with follower(counting, bus, run.id, poll_interval=30) as reader:
+        await bus.publish(run.id, await store_events(store, run.id, range(1, 11)))
+        reads = counting.read_events_calls
+        loop.set_task_factory(counting_factory)
+        try:
+            one = await reader.next(1.0)
+            rest = await reader.next_batch(1.0)
+        finally:
+            loop.set_task_factory(default_factory)
+        assert one is not None and [one.seq] + [e.seq for e in rest] == list(range(1, 11))
+        assert created == 0
+        assert counting.read_events_calls == reads
+
+
+async def test_a_lost_publish_is_found_by_polling_the_store(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    loop = asyncio.get_running_loop()
+    async with follower(store, bus, run.id, poll_interval=0.1) as reader:
+        await store_events(store, run.id, [1, 2, 3])  # stored, never published
+        started = loop.time()
+        batch = await reader.next_batch(5.0)
+        assert [e.seq for e in batch] == [1, 2, 3]
+        assert loop.time() - started < 2.0
+
+
+async def test_polls_back_off_while_the_run_is_queued_and_not_while_running(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    counting = CountingStore(store)
+    async with follower(counting, bus, run.id, poll_interval=0.05, max_poll_interval=0.2) as reader:
+        assert await reader.next_batch(1.0) == []
+        # Fixed polling would be ~20 polls in a second; 0.05 + 0.1 + 0.2 + 0.2 + ... is ~6.
+        assert 3 <= counting.get_run_calls <= 9
+        # Still correct: an event that was stored but never published is found within the cap.
+        await store_events(store, run.id, [1])
+        assert [e.seq for e in await reader.next_batch(1.0)] == [1]
+
+    claimed = await store.claim_next_run("worker-1", 30)
+    assert claimed is not None and claimed.id == run.id
+    counting = CountingStore(store)
+    async with follower(counting, bus, run.id, after=1, poll_interval=0.05, max_poll_interval=0.2) as reader:
+        assert await reader.next_batch(0.5) == []
+        assert counting.get_run_calls >= 5  # a running run is polled every poll_interval
+
+
+async def test_a_bus_event_resets_the_poll_backoff(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    counting = CountingStore(store)
+    async with follower(counting, bus, run.id, poll_interval=0.05, max_poll_interval=5) as reader:
+        assert await reader.next_batch(0.8) == []  # polls at 0.05, 0.15, 0.35, 0.75: backing off
+        await bus.publish(run.id, await store_events(store, run.id, [1]))
+        assert [e.seq for e in await reader.next_batch(1.0)] == [1]
+        polls = counting.get_run_calls
+        await store_events(store, run.id, [2])  # never published: the next poll finds it
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert [e.seq for e in await reader.next_batch(5.0)] == [2]
+        assert loop.time() - started < 0.5  # polled after poll_interval, not the backed-off 1.6 s
+        assert counting.get_run_calls == polls + 1
+
+
+async def test_run_ended_after_the_whole_log_was_returned(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    async with follower(store, bus, run.id, poll_interval=0.05) as reader:
+        events = await store_events(store, run.id, [1, 2, 3], update=RunUpdate(status="cancelled"))
+        await bus.publish(run.id, events)
+        assert [e.seq for e in await reader.next_batch(1.0)] == [1, 2, 3]
+        with pytest.raises(RunEnded):
+            await reader.next_batch(1.0)
+
+
+async def test_a_closed_bus_leaves_the_store_polls_working(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    async with follower(store, bus, run.id, poll_interval=0.05) as reader:
+        await bus.aclose()
+        assert await reader.next_batch(0.1) == []
+        await store_events(store, run.id, [1])
+        assert [e.seq for e in await reader.next_batch(1.0)] == [1]

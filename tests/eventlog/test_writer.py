@@ -1,0 +1,112 @@
+"""`RunLogWriter` over a real SQLite store and the in-process bus: events are stored before they
+are published, a step's events and its checkpoint share one transaction, and an update left by an
+abandoned flush still lands with the next one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from noukai_server.bus import MemoryBus
+from noukai_server.engine import RunState
+from noukai_server.eventlog.writer import RunLogWriter
+from noukai_server.store import EventRow, RunUpdate, Store
+from tests.store.conftest import make_run
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class RecordingStore:
+    """The real store, noting each `record` call; `hold` makes writes wait until released."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writes: list[tuple[list[int], RunUpdate | None]] = []
+        self.hold: asyncio.Event | None = None
+
+    async def record(
+        self, run_id: str, attempt: int, events: Sequence[EventRow], update: RunUpdate | None = None
+    ) -> None:
+        self.writes.append(([e.seq for e in events], update))
+        if self.hold is not None:
+            await self.hold.wait()
+        await self.store.record(run_id, attempt, events, update)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}") as opened:
+        yield opened
+
+
+async def _writer(store: Store) -> tuple[RunLogWriter, RecordingStore, MemoryBus, str]:
+    await make_run(store)
+    run = await store.claim_next_run("w1", 30)
+    assert run is not None
+    recording = RecordingStore(store)
+    bus = MemoryBus()
+    writer = RunLogWriter(recording, bus, run.id, run.attempt, run.last_seq)  # type: ignore[arg-type]
+    return writer, recording, bus, run.id
+
+
+async def test_a_step_and_its_checkpoint_are_one_write(store: Store) -> None:
+    writer, recording, bus, run_id = await _writer(store)
+    subscription = bus.subscribe(run_id)
+    for n in range(5):
+        await writer.emit("step_output", {"outputData": f"w{n}"})
+    await writer.checkpoint(1, RunState(outputs={"a": "done"}))
+    [(seqs, update)] = recording.writes
+    assert seqs == [1, 2, 3, 4, 5]
+    assert update is not None and update.cursor == 1
+    run = await store.get_run(run_id)
+    assert run is not None and (run.cursor, run.last_seq) == (1, 5)
+    assert [e.seq for e in subscription.take_nowait()] == [1, 2, 3, 4, 5]
+
+
+async def test_events_are_published_only_once_stored(store: Store) -> None:
+    writer, recording, bus, run_id = await _writer(store)
+    subscription = bus.subscribe(run_id)
+    recording.hold = asyncio.Event()
+    await writer.emit("step_started", {})
+    await asyncio.sleep(0.05)
+    assert subscription.take_nowait() == []  # the write is held: nothing is heard yet
+    assert await store.read_events(run_id) == []
+    recording.hold.set()
+    await writer.flush()
+    assert [e.seq for e in subscription.take_nowait()] == [1]
+
+
+async def test_an_abandoned_checkpoint_still_lands_with_the_next_write(store: Store) -> None:
+    writer, recording, _, run_id = await _writer(store)
+    recording.hold = asyncio.Event()
+    await writer.emit("step_started", {})  # its write is in flight (held)
+    await asyncio.sleep(0)
+    checkpoint = asyncio.create_task(writer.checkpoint(1, RunState()))
+    await asyncio.sleep(0.05)
+    checkpoint.cancel()  # say, the run was cancelled while its step was being checkpointed
+    with pytest.raises(asyncio.CancelledError):
+        await checkpoint
+    recording.hold.set()
+    await writer.emit_with_update("run_cancelled", {}, RunUpdate(status="cancelled"))
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert (run.status, run.cursor, run.last_seq) == ("cancelled", 1, 2)
+
+
+async def test_a_long_burst_is_delivered_while_it_is_emitted(store: Store) -> None:
+    writer, _, bus, run_id = await _writer(store)
+    subscription = bus.subscribe(run_id)
+    for n in range(3000):  # a model that never awaits between tokens
+        await writer.emit("step_output", {"outputData": f"w{n}"})
+    heard = subscription.take_nowait()
+    assert heard, "nothing was delivered before the burst ended"
+    await writer.flush()
+    assert [e.seq for e in heard + subscription.take_nowait()] == list(range(1, 3001))

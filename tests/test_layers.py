@@ -1,0 +1,91 @@
+"""Imports flow one way (docs/architecture.md draws the map).
+
+The SDK (`noukai`) imports nothing of the server. Inside `noukai_server`, each folder may import
+only the folders listed for it below; everything else is a layering violation. Both static
+`import` statements and imports inside functions count, since a lazy import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SDK = REPO / "packages" / "noukai" / "src" / "noukai"
+SERVER = REPO / "packages" / "noukai-server" / "src" / "noukai_server"
+
+ALLOWED: dict[str, set[str]] = {
+    # The foundations know nothing of each other.
+    "flows": set(),
+    "providers": set(),
+    "store": set(),
+    "bus": set(),
+    "defaults": set(),
+    # The engine runs steps: no HTTP, no SQL, no bus.
+    "engine": {"flows", "providers"},
+    "eventlog": {"bus", "store", "engine"},
+    "config": {"defaults", "providers"},
+    "runtime": {"flows", "providers", "store", "bus", "engine", "eventlog", "config", "defaults"},
+    "api": {"flows", "providers", "store", "bus", "engine", "eventlog", "runtime", "config", "defaults"},
+    "cli": {"flows", "providers", "store", "bus", "engine", "eventlog", "runtime", "config", "defaults", "api"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
+    "engine": {"sqlalchemy", "fastapi", "starlette", "uvicorn", "aiosqlite", "psycopg"},
+    "flows": {"sqlalchemy", "fastapi", "starlette", "uvicorn"},
+    "providers": {"sqlalchemy", "fastapi", "starlette", "uvicorn"},
+    "store": {"fastapi", "starlette", "uvicorn", "openai", "anthropic"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def _folder(path: Path) -> str:
+    relative = path.relative_to(SERVER).parts
+    return relative[0].removesuffix(".py")
+
+
+def test_every_server_folder_is_in_the_map() -> None:
+    folders = {_folder(p) for p in SERVER.rglob("*.py")}
+    assert folders <= set(ALLOWED), f"add {sorted(folders - set(ALLOWED))} to the map and to docs/architecture.md"
+
+
+@pytest.mark.parametrize("path", sorted(SDK.rglob("*.py")), ids=lambda p: str(p.relative_to(SDK)))
+def test_the_sdk_imports_nothing_of_the_server(path: Path) -> None:
+    assert not [m for m in _imports(path) if m.split(".")[0] == "noukai_server"]
+
+
+def test_server_folders_import_only_downwards() -> None:
+    violations: list[str] = []
+    for path in sorted(SERVER.rglob("*.py")):
+        folder = _folder(path)
+        for module in _imports(path):
+            parts = module.split(".")
+            if parts[0] == "noukai_server" and len(parts) > 1:
+                target = parts[1]
+                if target != folder and target not in ALLOWED[folder]:
+                    violations.append(f"{path.relative_to(SERVER)} imports {module}")
+            elif parts[0] in FORBIDDEN_THIRD_PARTY.get(folder, set()):
+                violations.append(f"{path.relative_to(SERVER)} imports {module}")
+    assert violations == []
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    """The rule is not vacuous: an upward import in the engine is reported."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("from noukai_server.store import Store\nimport sqlalchemy\n")
+    imports = _imports(sample)
+    assert "noukai_server.store" in imports and "sqlalchemy" in imports
+    assert "store" not in ALLOWED["engine"]
+    assert "sqlalchemy" in FORBIDDEN_THIRD_PARTY["engine"]
