@@ -39,8 +39,8 @@ async def _py_spy(args: list[str]) -> tuple[int, str]:
 
 
 def _package(location: str) -> str:
-    """`noukai_server/runtime/worker.py:12` -> `noukai_server.runtime`; `sqlalchemy/engine/base.py` -> `sqlalchemy`;
-    `threading.py` -> `threading`."""
+    """`noukai_server/runtime/worker.py:12` -> `noukai_server.runtime`;
+    `sqlalchemy/engine/base.py` -> `sqlalchemy`; `threading.py` -> `threading`."""
     path = location.rsplit(":", 1)[0]
     if path == "~":  # cProfile's name for functions written in C
         return "(C functions)"
