@@ -32,6 +32,7 @@ SERVER_ONLY = {
     "typer",
     "rich",
     "orjson",
+    "fastapi-offline",
     "noukai-server",
 }
 
@@ -84,7 +85,9 @@ def test_the_sdk_alone_pulls_no_server_dependency_and_no_command(tmp_path: Path)
         "import json, sys, noukai; client = noukai.Noukai(api_key='nk_x'); client.close(); "
         "print(json.dumps(sorted(sys.modules)))"
     )
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
+    )
     loaded = json.loads(out.stdout)
     assert [m for m in loaded if m.split(".")[0] in {"noukai_server", "fastapi", "sqlalchemy", "typer"}] == []
 
@@ -97,5 +100,7 @@ def test_the_server_distribution_gives_the_noukai_command(tmp_path: Path) -> Non
     command = venv / "bin" / "noukai"
     assert command.exists()
     out = subprocess.run([str(command), "version"], capture_output=True, text=True, check=True)
-    version = tomllib.loads((REPO / "packages" / "noukai-server" / "pyproject.toml").read_text())["project"]["version"]
+    version = tomllib.loads((REPO / "packages" / "noukai-server" / "pyproject.toml").read_text())["project"][
+        "version"
+    ]
     assert out.stdout.strip() == version

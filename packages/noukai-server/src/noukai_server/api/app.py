@@ -1,4 +1,4 @@
-"""The FastAPI application: routes under `/api/v1`, OpenAPI at `/docs`."""
+"""The FastAPI application: routes under `/api/v1`, OpenAPI at `/docs` and `/redoc` (offline)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from noukai_server import __version__
+from noukai_server.api.docs import install_docs
 from noukai_server.api.errors import install_error_handlers
 from noukai_server.api.request_id import RequestIdMiddleware
 from noukai_server.api.responses import json_response
@@ -41,9 +42,11 @@ def create_app(
         version=__version__,
         summary="Run LLM flows and stream every step as typed events.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served offline by install_docs, with redoc_url
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    install_docs(app)
     install_error_handlers(app)
     app.include_router(execute.router, prefix="/api/v1")
     app.include_router(flows.router, prefix="/api/v1")

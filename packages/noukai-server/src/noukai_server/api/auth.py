@@ -7,7 +7,10 @@ whether or not the addressed flow exists, so a key cannot probe other tenants' f
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from noukai.types.errors import ErrorCode
 from noukai_server.api.errors import ApiError
@@ -26,7 +29,23 @@ async def services(request: Request) -> Services:
     return services_of(request)
 
 
-async def api_key(request: Request) -> ApiKeyRecord:
+# Declares the key in the OpenAPI document (the `ApiKey` HTTP bearer scheme on every route that
+# depends on `api_key`), so Swagger UI's Authorize button and "Try it out" send the header. It never
+# refuses a request itself (`auto_error=False`): `api_key` reads the header and answers the errors.
+bearer_scheme = HTTPBearer(
+    scheme_name="ApiKey",
+    bearerFormat="nk_...",
+    description="An API key (`noukai keys create`), sent as `Authorization: Bearer nk_...`.",
+    auto_error=False,
+)
+
+
+async def api_key(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+) -> ApiKeyRecord:
+    """The request's key, or 401 UNAUTHENTICATED. `_declared` is there for the OpenAPI document
+    only; plain routes call this with the request alone."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
