@@ -46,27 +46,28 @@ class ServerProcess:
         return f"{self.base_url}/api/v1"
 
     def start(self, timeout: float = 30.0) -> None:
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "noukai_server",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-                "--flows",
-                str(FIXTURE_FLOWS),
-                "--dev-key",
-                *self.extra_args,
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
+        # The child gets its own copy of the descriptor; ours is closed as soon as it has started.
+        with open(self.data_dir / "server.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "noukai_server",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--flows",
+                    str(FIXTURE_FLOWS),
+                    "--dev-key",
+                    *self.extra_args,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

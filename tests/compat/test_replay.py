@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -18,7 +18,14 @@ from tests.conftest import ServerProcess
 # to replay_scope/replay_scope_sync and `replay` (contract 7). The wire is the same.
 scope_sync = getattr(noukai_sdk, "replay_scope_sync", None) or noukai_sdk.trace_scope_sync
 scope_async = getattr(noukai_sdk, "replay_scope", None) or noukai_sdk.trace_scope
-decorator = noukai_sdk.replay if sdk_at_least("0.5.0") else noukai_sdk.trace
+_sdk_decorator = noukai_sdk.replay if sdk_at_least("0.5.0") else noukai_sdk.trace
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def decorator(fn: _F) -> _F:
+    """The SDK's decorator, typed: it wraps a function and keeps its signature."""
+    return cast(_F, _sdk_decorator(fn))
 
 
 @pytest.fixture(autouse=True)

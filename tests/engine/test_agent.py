@@ -115,7 +115,7 @@ async def test_iteration_limit() -> None:
 
 
 def test_all_three_result_shapes_are_accepted() -> None:
-    shapes = [
+    shapes: list[dict[str, Any]] = [
         {"tool_call_id": "c1", "output": "x"},
         {"role": "tool", "tool_call_id": "c2", "content": "y"},
         {"role": "tool", "toolCallId": "c3", "content": {"n": 1}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import noukai_server.flows
+from tests.public_api import assert_reexported
 
 EXPECTED = {
     "AgentStep",
@@ -29,7 +30,7 @@ def test_all_is_the_public_surface() -> None:
     assert set(noukai_server.flows.__all__) == EXPECTED
     assert len(noukai_server.flows.__all__) == len(EXPECTED)
     for name in EXPECTED:
-        assert getattr(noukai_server.flows, name) is not None
+        assert_reexported(noukai_server.flows, name)
     public = {name for name in vars(noukai_server.flows) if not name.startswith("_")}
     assert public == EXPECTED
 

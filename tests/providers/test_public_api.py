@@ -6,13 +6,14 @@ import pytest
 
 import noukai_server.providers
 from noukai_server.providers import base
+from tests.public_api import assert_reexported
 
 
 def test_all_is_unique_and_importable() -> None:
     names = noukai_server.providers.__all__
     assert len(names) == len(set(names))
     for name in names:
-        assert getattr(noukai_server.providers, name) is not None
+        assert_reexported(noukai_server.providers, name)
 
 
 def test_everything_in_base_is_reexported() -> None:

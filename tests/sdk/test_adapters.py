@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 import noukai
 from noukai.adapters.fastapi import NoukaiTraceMiddleware
@@ -127,6 +128,7 @@ def test_flask_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
 
     http = app.test_client()
     captured = http.post("/grade")
+    assert captured.json is not None
     assert captured.json["session_id"] == captured.headers["X-Noukai-Session"]
     assert backend.session_headers() == [captured.headers["X-Noukai-Session"]]
     monkeypatch.setenv("NOUKAI_REPLAY_ENABLED", "true")
@@ -134,7 +136,8 @@ def test_flask_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
     assert replayed.json == {"output": "recorded", "session_id": SID}
     assert replayed.headers["X-Noukai-Session"] == SID
     leftover = http.get("/nothing", headers={"X-Noukai-Replay": SID})
-    assert leftover.status_code == 500 and leftover.json["error"] == "replay_leftover"
+    assert leftover.status_code == 500 and leftover.json is not None
+    assert leftover.json["error"] == "replay_leftover"
     missing = http.get("/nothing", headers={"X-Noukai-Replay": "33333333-3333-4333-8333-333333333333"})
     assert missing.status_code == 404
     miss = http.post("/grade", headers={"X-Noukai-Replay": "44444444-4444-4444-8444-444444444444"})
@@ -153,8 +156,14 @@ def test_the_flask_module_says_what_to_install(monkeypatch: pytest.MonkeyPatch) 
 async def test_non_http_scopes_pass_through() -> None:
     seen: list[str] = []
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["type"])
 
-    await NoukaiTraceMiddleware(app)({"type": "lifespan"}, None, None)
+    async def receive() -> Message:
+        raise AssertionError("the middleware does not read a non-HTTP scope")
+
+    async def send(message: Message) -> None:
+        raise AssertionError("the middleware does not answer a non-HTTP scope")
+
+    await NoukaiTraceMiddleware(app)({"type": "lifespan"}, receive, send)
     assert seen == ["lifespan"]

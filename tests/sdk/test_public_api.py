@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import noukai
+from tests.public_api import assert_reexported
 
 REPO = Path(__file__).resolve().parents[2]
 SDK_PROJECT = REPO / "packages" / "noukai"
@@ -65,7 +66,7 @@ def test_all_is_the_public_surface() -> None:
     assert set(noukai.__all__) == EXPECTED
     assert len(noukai.__all__) == len(EXPECTED)
     for name in EXPECTED:
-        assert getattr(noukai, name) is not None
+        assert_reexported(noukai, name)
     exported_classes = {name for name in vars(noukai) if not name.startswith("_") and name[0].isupper()}
     assert exported_classes <= EXPECTED  # nothing capitalised leaks out of the private modules
     sdk_version = tomllib.loads((SDK_PROJECT / "pyproject.toml").read_text())["project"]["version"]

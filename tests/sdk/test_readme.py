@@ -8,8 +8,11 @@ Samples that need an endpoint the server does not serve yet skip at run time, na
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -318,8 +321,23 @@ def test_capture_quick_start(server: ServerProcess) -> None:
         result = await noukai_client.flow("echo").execute(message=message)
         return {"output": result.result, "session_id": result.session_id}
 
-    answer = asyncio.run(handle("The cat sat on the mat."))
+    async def main() -> dict[str, Any]:
+        async with noukai_client:  # closed on the loop its connections belong to
+            return await handle("The cat sat on the mat.")
+
+    answer = asyncio.run(main())
     assert answer["output"] == "The cat sat on the mat." and uuid.UUID(answer["session_id"])
+
+
+def closing_on_shutdown(client: AsyncNoukai) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A FastAPI lifespan that closes the client on the app's own event loop when it shuts down."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    return lifespan
 
 
 def test_fastapi_adapter_recipe(server: ServerProcess) -> None:
@@ -334,7 +352,7 @@ def test_fastapi_adapter_recipe(server: ServerProcess) -> None:
         }
     )
     noukai_client._transport.config = noukai_client._config
-    app = FastAPI()
+    app = FastAPI(lifespan=closing_on_shutdown(noukai_client))
     app.add_middleware(NoukaiTraceMiddleware, client=noukai_client)
 
     @app.post("/grade")
@@ -391,7 +409,8 @@ def capture_session(server: ServerProcess) -> tuple[str, str, Any]:
     def handle() -> noukai.ExecuteResult | noukai.PausedResult:
         return sync_client.flow(slug).execute(message="recorded answer")
 
-    result = handle()
+    with sync_client:
+        result = handle()
     return slug, str(result.session_id), result.result
 
 
@@ -401,11 +420,12 @@ def test_replay_with_trace_scope(server: ServerProcess, monkeypatch: pytest.Monk
     noukai_client = AsyncNoukai(api_key=server.dev_key, base_url=server.base_url, org="dev", project="main")
 
     async def replay() -> Any:
-        async with noukai.trace_scope(
-            transport=noukai_client._transport,
-            replay_session_id=session_id,
-        ):
-            return (await noukai_client.flow(slug).execute(message="any input")).result
+        async with noukai_client:  # closed on the loop its connections belong to
+            async with noukai.trace_scope(
+                transport=noukai_client._transport,
+                replay_session_id=session_id,
+            ):
+                return (await noukai_client.flow(slug).execute(message="any input")).result
 
     replayed = asyncio.run(replay())
     assert replayed == recorded
@@ -417,7 +437,7 @@ def test_replay_through_the_fastapi_adapter(server: ServerProcess, monkeypatch: 
     slug, session_id, recorded = capture_session(server)
     monkeypatch.setenv("NOUKAI_REPLAY_ENABLED", "true")
     noukai_client = AsyncNoukai(api_key=server.dev_key, base_url=server.base_url, org="dev", project="main")
-    app = FastAPI()
+    app = FastAPI(lifespan=closing_on_shutdown(noukai_client))
     app.add_middleware(NoukaiTraceMiddleware, client=noukai_client)
 
     @app.post("/grade")
@@ -434,10 +454,10 @@ def test_replay_through_the_fastapi_adapter(server: ServerProcess, monkeypatch: 
 
 def test_replay_errors_from_the_server(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOUKAI_REPLAY_ENABLED", "true")
-    client = Noukai(api_key=server.dev_key, base_url=server.base_url)
-    with pytest.raises(noukai.ReplaySessionNotFoundError) as info:
-        with noukai.trace_scope_sync(client, replay_session_id=str(uuid.uuid4())):
-            pass
+    with Noukai(api_key=server.dev_key, base_url=server.base_url) as client:
+        with pytest.raises(noukai.ReplaySessionNotFoundError) as info:
+            with noukai.trace_scope_sync(client, replay_session_id=str(uuid.uuid4())):
+                pass
     assert info.value.code == "SESSION_NOT_FOUND"
 
 
@@ -527,9 +547,9 @@ def test_errors(server: ServerProcess, client: Noukai) -> None:
     with pytest.raises(FlowExecutionError) as no_message:
         client.flow("echo").execute()
     assert no_message.value.code == "MISSING_MESSAGE" and no_message.value.status_code == 400
-    outsider = Noukai(api_key=server.create_key("other-org"), base_url=server.base_url)
-    with pytest.raises(noukai.PermissionDeniedError):
-        outsider.flow("dev/main/echo").execute(message="x")
+    with Noukai(api_key=server.create_key("other-org"), base_url=server.base_url) as outsider:
+        with pytest.raises(noukai.PermissionDeniedError):
+            outsider.flow("dev/main/echo").execute(message="x")
     with pytest.raises(noukai.FlowNotFoundError):
         client.runs.retrieve(str(uuid.uuid4()))
     with Noukai(api_key=server.dev_key, base_url="http://127.0.0.1:9", max_retries=0) as nowhere:
@@ -566,19 +586,26 @@ def test_logging(server: ServerProcess) -> None:
 
 def test_resource_management(server: ServerProcess) -> None:
     with Noukai(api_key=server.dev_key, base_url=server.base_url) as client:
-        client.flow("dev/main/echo").execute(message="x")
+        assert client.flow("dev/main/echo").execute(message="x").result == "x"
+        assert not client._transport.http.is_closed
+    assert client._transport.http.is_closed  # leaving the block closed the connection pool
+    with pytest.raises(RuntimeError, match="closed"):
+        client.flow("dev/main/echo").execute(message="x")  # a closed client sends nothing
 
     async def main() -> None:
         async with AsyncNoukai(api_key=server.dev_key, base_url=server.base_url) as aclient:
-            await aclient.flow("dev/main/echo").execute(message="x")
+            assert (await aclient.flow("dev/main/echo").execute(message="x")).result == "x"
+        assert aclient._transport.http.is_closed
         manual_async = AsyncNoukai(api_key=server.dev_key, base_url=server.base_url)
         await manual_async.aclose()
-        await manual_async.aclose()
+        await manual_async.aclose()  # safe to call twice
+        assert manual_async._transport.http.is_closed
 
     asyncio.run(main())
     client = Noukai(api_key=server.dev_key, base_url=server.base_url)
     try:
-        client.flow("dev/main/echo").execute(message="x")
+        assert client.flow("dev/main/echo").execute(message="x").result == "x"
     finally:
         client.close()
     client.close()  # safe to call twice
+    assert client._transport.http.is_closed

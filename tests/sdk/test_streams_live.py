@@ -43,39 +43,38 @@ def assert_whole_log(events: list[noukai.StreamEvent], full: list[noukai.StreamE
 def test_kill_and_restart_mid_stream_loses_and_repeats_nothing(make_server: Any) -> None:
     server = make_server({"NOUKAI_LEASE_SECONDS": "1"})
     retries: list[dict[str, Any]] = []
-    client = sdk(server, log_handler=lambda e: retries.append(e) if e["phase"] == "retry" else None)
-    slug = put_slow_flow(server, words=30, delay_ms=30, steps=3)
-    run_id = start_run(client, slug)
-    events: list[noukai.StreamEvent] = []
-    restarter: threading.Thread | None = None
-    for event in client.runs.events(run_id):
-        events.append(event)
-        if len(events) == 12:
-            restarter = threading.Thread(target=server.restart, kwargs={"kill": True})
-            restarter.start()
-    assert restarter is not None
-    restarter.join()
-    assert retries, "the stream must have reconnected"
-    full = list(client.runs.events(run_id))
-    assert_whole_log(events, full)
-    client.close()
+    with sdk(server, log_handler=lambda e: retries.append(e) if e["phase"] == "retry" else None) as client:
+        slug = put_slow_flow(server, words=30, delay_ms=30, steps=3)
+        run_id = start_run(client, slug)
+        events: list[noukai.StreamEvent] = []
+        restarter: threading.Thread | None = None
+        for event in client.runs.events(run_id):
+            events.append(event)
+            if len(events) == 12:
+                restarter = threading.Thread(target=server.restart, kwargs={"kill": True})
+                restarter.start()
+        assert restarter is not None
+        restarter.join()
+        assert retries, "the stream must have reconnected"
+        full = list(client.runs.events(run_id))
+        assert_whole_log(events, full)
 
 
 def test_events_of_a_new_run_survive_a_restart_too(make_server: Any) -> None:
     server = make_server({"NOUKAI_LEASE_SECONDS": "1"})
-    client = sdk(server)
-    slug = put_slow_flow(server, words=30, delay_ms=30, steps=2)
-    events: list[noukai.StreamEvent] = []
-    restarter = threading.Thread(target=server.restart, kwargs={"kill": True})
-    stream = client.flow(slug).events(message="go", run_remaining=True)
-    for event in stream:
-        events.append(event)
-        if len(events) == 10:
-            restarter.start()
-    restarter.join()
-    assert stream.execution_id is not None
-    full = list(client.runs.events(stream.execution_id))
-    assert_whole_log(events, full)
+    with sdk(server) as client:
+        slug = put_slow_flow(server, words=30, delay_ms=30, steps=2)
+        events: list[noukai.StreamEvent] = []
+        restarter = threading.Thread(target=server.restart, kwargs={"kill": True})
+        stream = client.flow(slug).events(message="go", run_remaining=True)
+        for event in stream:
+            events.append(event)
+            if len(events) == 10:
+                restarter.start()
+        restarter.join()
+        assert stream.execution_id is not None
+        full = list(client.runs.events(stream.execution_id))
+        assert_whole_log(events, full)
 
 
 @pytest.mark.anyio
@@ -85,36 +84,36 @@ async def test_planned_closes_are_resumed(make_server: Any) -> None:
     )
     logged: list[dict[str, Any]] = []
     slug = put_slow_flow(server, words=40, delay_ms=25, steps=2)
-    client = sdk(server)
-    run_id = start_run(client, slug)
-    async with noukai.AsyncNoukai(
-        api_key=server.dev_key, base_url=server.base_url, log_handler=logged.append
-    ) as aclient:
-        events = [e async for e in aclient.runs.events(run_id, heartbeat_seconds=0.1)]
-    full = list(client.runs.events(run_id))
-    assert_whole_log(events, full)
-    cycles = [e for e in logged if e["phase"] == "retry"]
-    assert len(cycles) >= 3 and all(e["reason"] == "server closed the stream" for e in cycles)
-    assert all(abs(e["delay"] - 0.05) < 1e-9 for e in cycles)  # the server's retry hint
+    with sdk(server) as client:
+        run_id = start_run(client, slug)
+        async with noukai.AsyncNoukai(
+            api_key=server.dev_key, base_url=server.base_url, log_handler=logged.append
+        ) as aclient:
+            events = [e async for e in aclient.runs.events(run_id, heartbeat_seconds=0.1)]
+        full = list(client.runs.events(run_id))
+        assert_whole_log(events, full)
+        cycles = [e for e in logged if e["phase"] == "retry"]
+        assert len(cycles) >= 3 and all(e["reason"] == "server closed the stream" for e in cycles)
+        assert all(abs(e["delay"] - 0.05) < 1e-9 for e in cycles)  # the server's retry hint
 
 
 def test_a_silent_connection_is_dropped_and_resumed(make_server: Any) -> None:
     server = make_server({"NOUKAI_HEARTBEAT_SECONDS": "0.2"})
     slug = put_slow_flow(server, words=40, delay_ms=25, steps=1)
     retries: list[dict[str, Any]] = []
-    client = sdk(server, log_handler=lambda e: retries.append(e) if e["phase"] == "retry" else None)
-    run_id = start_run(client, slug)
-    assert server.process is not None
-    pid = server.process.pid
-    events: list[noukai.StreamEvent] = []
-    with client.runs.events(run_id, heartbeat_seconds=0.2) as stream:
-        for event in stream:
-            events.append(event)
-            if len(events) == 5:
-                os.kill(pid, signal.SIGSTOP)  # the socket stays open; nothing comes any more
-                threading.Timer(2.0, os.kill, args=(pid, signal.SIGCONT)).start()
-    assert any("3 heartbeats" in e["reason"] for e in retries), retries
-    assert_whole_log(events, list(client.runs.events(run_id)))
+    with sdk(server, log_handler=lambda e: retries.append(e) if e["phase"] == "retry" else None) as client:
+        run_id = start_run(client, slug)
+        assert server.process is not None
+        pid = server.process.pid
+        events: list[noukai.StreamEvent] = []
+        with client.runs.events(run_id, heartbeat_seconds=0.2) as stream:
+            for event in stream:
+                events.append(event)
+                if len(events) == 5:
+                    os.kill(pid, signal.SIGSTOP)  # the socket stays open; nothing comes any more
+                    threading.Timer(2.0, os.kill, args=(pid, signal.SIGCONT)).start()
+        assert any("3 heartbeats" in e["reason"] for e in retries), retries
+        assert_whole_log(events, list(client.runs.events(run_id)))
 
 
 def test_since_id_types_and_cursor(server: ServerProcess, client: noukai.Noukai) -> None:
@@ -134,9 +133,8 @@ def test_since_id_types_and_cursor(server: ServerProcess, client: noukai.Noukai)
 @pytest.mark.anyio
 async def test_async_break_and_resume(server: ServerProcess, aclient: noukai.AsyncNoukai) -> None:
     slug = put_slow_flow(server, words=20, delay_ms=10, steps=2)
-    run_id = start_run(
-        noukai.Noukai(api_key=server.dev_key, base_url=server.base_url, org="dev", project="main"), slug
-    )
+    with sdk(server) as client:
+        run_id = start_run(client, slug)
     first: list[noukai.StreamEvent] = []
     stream = aclient.runs.events(run_id)
     async for event in stream:
@@ -196,21 +194,21 @@ def test_pruned_logs_answer_events_expired(make_server: Any) -> None:
     server = make_server(
         {"NOUKAI_EVENT_RETENTION_SECONDS": "0.3", "NOUKAI_RETENTION_INTERVAL_SECONDS": "0.1"}
     )
-    client = sdk(server)
-    result = client.flow("echo").execute(message="gone soon")
-    assert isinstance(result, noukai.ExecuteResult) and result.execution_id
-    deadline = time.monotonic() + 10
-    while client.runs.retrieve(result.execution_id).status == "completed" and time.monotonic() < deadline:
-        try:
+    with sdk(server) as client:
+        result = client.flow("echo").execute(message="gone soon")
+        assert isinstance(result, noukai.ExecuteResult) and result.execution_id
+        deadline = time.monotonic() + 10
+        while client.runs.retrieve(result.execution_id).status == "completed" and time.monotonic() < deadline:
+            try:
+                list(client.runs.events(result.execution_id))
+            except noukai.FlowExecutionError:
+                break  # pruned
+            time.sleep(0.2)
+        with pytest.raises(noukai.FlowExecutionError) as info:
             list(client.runs.events(result.execution_id))
-        except noukai.FlowExecutionError:
-            break  # pruned
-        time.sleep(0.2)
-    with pytest.raises(noukai.FlowExecutionError) as info:
-        list(client.runs.events(result.execution_id))
-    assert (info.value.status_code, info.value.code) == (410, "EVENTS_EXPIRED")
-    assert info.value.execution_id == result.execution_id
-    assert client.runs.retrieve(result.execution_id).result == "gone soon"
+        assert (info.value.status_code, info.value.code) == (410, "EVENTS_EXPIRED")
+        assert info.value.execution_id == result.execution_id
+        assert client.runs.retrieve(result.execution_id).result == "gone soon"
 
 
 def test_unknown_runs(client: noukai.Noukai) -> None:

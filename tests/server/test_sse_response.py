@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
+from starlette.types import Message
 
 from noukai_server.api.sse import SseResponse
 
@@ -37,14 +37,14 @@ class Stream:
 
 async def test_the_stream_ends_when_the_client_goes_away() -> None:
     stream = Stream(None)  # would never end by itself
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     gone = asyncio.Event()
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         await gone.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     response = SseResponse(stream.frames())
@@ -61,13 +61,13 @@ async def test_the_stream_ends_when_the_client_goes_away() -> None:
 
 async def test_a_finished_stream_completes_the_response() -> None:
     stream = Stream(3)
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         await asyncio.Event().wait()  # the client stays
         raise AssertionError
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await asyncio.wait_for(SseResponse(stream.frames())({"type": "http"}, receive, send), 1)
@@ -79,11 +79,11 @@ async def test_a_finished_stream_completes_the_response() -> None:
 async def test_a_cancelled_server_task_stays_cancelled() -> None:
     stream = Stream(None)
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         await asyncio.Event().wait()
         raise AssertionError
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         pass
 
     call = asyncio.create_task(SseResponse(stream.frames())({"type": "http"}, receive, send))

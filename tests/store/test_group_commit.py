@@ -117,11 +117,11 @@ async def test_both_paths_read_the_same_run(store: Store) -> None:
     )
     [listed] = await store.list_session_runs("s-1")  # a SQLAlchemy read on both dialects
     fetched = await store.get_run(created.id)
-    assert fetched == listed
-    assert fetched.input == {"message": "héllo", "n": 7}  # type: ignore[union-attr]
-    assert fetched.result == {"text": "done", "score": 1.5}  # type: ignore[union-attr]
-    assert fetched.completed_at is not None and fetched.completed_at.tzinfo is not None  # type: ignore[union-attr]
-    assert fetched.started_at == claimed.started_at  # type: ignore[union-attr]
+    assert fetched is not None and fetched == listed
+    assert fetched.input == {"message": "héllo", "n": 7}
+    assert fetched.result == {"text": "done", "score": 1.5}
+    assert fetched.completed_at is not None and fetched.completed_at.tzinfo is not None
+    assert fetched.started_at == claimed.started_at
 
 
 async def test_a_write_waits_for_another_process_holding_the_lock(tmp_path: Path) -> None:

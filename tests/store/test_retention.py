@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from noukai_server.store import EventRow, NewRun, RunUpdate, Store
+from noukai_server.store import EventRow, NewRun, RunStatus, RunUpdate, Store
 
 pytestmark = pytest.mark.anyio
 
 
-async def _finished_run(store: Store, status: str = "completed") -> str:
+async def _finished_run(store: Store, status: RunStatus = "completed") -> str:
     flow = await store.save_draft("acme", "p", "f", {"slug": "f", "steps": []}, None)
     run = await store.create_run(
         NewRun(
@@ -27,14 +27,20 @@ async def _finished_run(store: Store, status: str = "completed") -> str:
     claimed = await store.claim_next_run("w", 30)
     assert claimed is not None and claimed.id == run.id
     events = [EventRow(1, "run_started", "{}"), EventRow(2, "flow_completed", "{}")]
-    await store.record(run.id, claimed.attempt, events, RunUpdate(status=status))  # type: ignore[arg-type]
+    await store.record(run.id, claimed.attempt, events, RunUpdate(status=status))
     return run.id
+
+
+async def _completed_at(store: Store, run_id: str) -> datetime:
+    run = await store.get_run(run_id)
+    assert run is not None and run.completed_at is not None
+    return run.completed_at
 
 
 async def test_prunes_only_runs_finished_before_the_cutoff(store: Store) -> None:
     old = await _finished_run(store)
     assert await store.has_events(old)
-    now = (await store.get_run(old)).completed_at  # type: ignore[union-attr]
+    now = await _completed_at(store, old)
     assert await store.prune_events(now - timedelta(seconds=1)) == 0
     assert await store.prune_events(now + timedelta(seconds=1)) == 1
     assert not await store.has_events(old)
@@ -67,7 +73,7 @@ async def test_running_runs_are_never_pruned(store: Store) -> None:
 
 async def test_prunes_in_batches(store: Store) -> None:
     ids = [await _finished_run(store) for _ in range(3)]
-    cutoff = (await store.get_run(ids[-1])).completed_at + timedelta(seconds=1)  # type: ignore[union-attr]
+    cutoff = await _completed_at(store, ids[-1]) + timedelta(seconds=1)
     assert await store.prune_events(cutoff, max_runs=2) == 2
     assert await store.prune_events(cutoff, max_runs=2) == 1
     assert await store.prune_events(cutoff, max_runs=2) == 0
@@ -97,7 +103,7 @@ async def _session_run(store: Store, session_id: str | None) -> str:
 async def test_runs_in_a_session_keep_their_logs_until_the_session_cutoff(store: Store) -> None:
     plain = await _session_run(store, None)
     recorded = await _session_run(store, "11111111-1111-4111-8111-111111111111")
-    ended = (await store.get_run(recorded)).completed_at  # type: ignore[union-attr]
+    ended = await _completed_at(store, recorded)
     later, earlier = ended + timedelta(seconds=5), ended - timedelta(days=1)
     # The event cutoff has passed for both, the session cutoff not yet: only the plain run goes.
     assert await store.prune_events(later, session_finished_before=earlier) == 1
@@ -108,5 +114,5 @@ async def test_runs_in_a_session_keep_their_logs_until_the_session_cutoff(store:
 
 async def test_without_a_session_cutoff_session_runs_follow_the_event_cutoff(store: Store) -> None:
     recorded = await _session_run(store, "s")
-    ended = (await store.get_run(recorded)).completed_at  # type: ignore[union-attr]
+    ended = await _completed_at(store, recorded)
     assert await store.prune_events(ended + timedelta(seconds=1)) == 1

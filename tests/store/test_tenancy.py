@@ -1,17 +1,33 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
+import sqlalchemy as sa
 
 from noukai_server.store import InvalidIdentifier, Store
+from noukai_server.store.schema import orgs
+from tests.store.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_ensure_org_is_idempotent(store: Store) -> None:
+async def _org_rows(store: Store) -> list[tuple[str, datetime]]:
+    async with store._db.read() as conn:
+        rows = (await conn.execute(sa.select(orgs.c.id, orgs.c.created_at).order_by(orgs.c.id))).all()
+    return [(row.id, row.created_at) for row in rows]
+
+
+async def test_ensure_org_is_idempotent(store: Store, clock: FakeClock) -> None:
     await store.ensure_org("acme")
-    await store.ensure_org("acme")
+    [(org_id, created_at)] = await _org_rows(store)
+    assert org_id == "acme"
+    clock.advance(60)
+    await store.ensure_org("acme")  # neither a second row nor an error, and the first row unchanged
+    assert await _org_rows(store) == [("acme", created_at)]
+    await store.ensure_org("globex")
+    assert [org for org, _ in await _org_rows(store)] == ["acme", "globex"]
 
 
 async def test_ensure_project_creates_once(store: Store) -> None:
