@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 import httpx2
 
 from noukai._constants import (
-    API_PREFIX,
     API_VERSION,
     DEV_BASE_URL,
     PRODUCTION_BASE_URL,
 )
 from noukai._errors import AuthenticationError
 from noukai._version import __version__
+from noukai.types import API_PREFIX
 
 LogHandler = Callable[[dict[str, Any]], None]
 Env = Literal["production", "dev", "development"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Final
 
-API_PREFIX: Final = "/api/v1"
-PRODUCTION_BASE_URL: Final = "https://api.noukai.xyz/api/v1"
-DEV_BASE_URL: Final = "http://localhost:8080/api/v1"
+from noukai.types import API_PREFIX
+from noukai.types import events as ev
+
+PRODUCTION_BASE_URL: Final = f"https://api.noukai.xyz{API_PREFIX}"
+DEV_BASE_URL: Final = f"http://localhost:8080{API_PREFIX}"
 API_VERSION: Final = "2026-05-31"
 """Sent as `X-Noukai-API-Version` on every request, as the published SDK does."""
 
@@ -36,6 +38,11 @@ SESSION_HEADER: Final = "X-Session-Id"
 REPLAY_HEADER: Final = "X-Noukai-Replay"
 RESPONSE_SESSION_HEADER: Final = "X-Noukai-Session"
 
-TERMINAL_EVENT_TYPES: Final = frozenset({"flow_completed", "run_failed", "run_cancelled"})
-SEGMENT_END_TYPES: Final = TERMINAL_EVENT_TYPES | {"step_paused", "tool_calls_required"}
+TOOL_CALLS_REQUIRED: Final = "tool_calls_required"
+"""The SDK's name for the wire's `step_paused_for_tool_calls` (every other name is the wire's)."""
+TERMINAL_EVENT_TYPES: Final = ev.TERMINAL_EVENTS
+"""The run's last event (SDK names: the same as the wire's)."""
+SEGMENT_END_TYPES: Final = frozenset(
+    TOOL_CALLS_REQUIRED if name == ev.STEP_PAUSED_FOR_TOOL_CALLS else name for name in ev.SEGMENT_END_EVENTS
+)
 """Where one `/step` answer ends (SDK event type names)."""

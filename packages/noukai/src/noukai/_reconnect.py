@@ -36,6 +36,7 @@ from noukai._constants import (
     RECONNECT_INITIAL_DELAY,
     RECONNECT_MAX_DELAY,
     TERMINAL_EVENT_TYPES,
+    TOOL_CALLS_REQUIRED,
 )
 from noukai._errors import (
     APIConnectionError,
@@ -49,6 +50,7 @@ from noukai._models import RunInfo
 from noukai._retry import RETRYABLE_STATUSES, backoff_delay
 from noukai._sse import SSEDecoder
 from noukai._transport import Call
+from noukai.types import events as ev
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-_WIRE_TERMINALS = frozenset({"flow_completed", "run_failed", "run_cancelled"})
+_WIRE_TERMINALS = ev.TERMINAL_EVENTS
 
 
 @dataclass
@@ -172,7 +174,7 @@ class StreamMachine:
         # the end instead of taking the silence for a dropped connection.
         if self.types is None:
             return None
-        wire = {"step_paused_for_tool_calls" if t == "tool_calls_required" else t for t in self.types}
+        wire = {ev.STEP_PAUSED_FOR_TOOL_CALLS if t == TOOL_CALLS_REQUIRED else t for t in self.types}
         return frozenset(wire | _WIRE_TERMINALS)
 
     # -- what happened ----------------------------------------------------------------------

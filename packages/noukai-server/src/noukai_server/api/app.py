@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from noukai.types import API_PREFIX
 from noukai_server import __version__
 from noukai_server.api.docs import install_docs
 from noukai_server.api.errors import install_error_handlers
@@ -48,15 +49,15 @@ def create_app(
     )
     install_docs(app)
     install_error_handlers(app)
-    app.include_router(execute.router, prefix="/api/v1")
-    app.include_router(flows.router, prefix="/api/v1")
-    app.include_router(stream.router, prefix="/api/v1")
-    app.router.routes[0:0] = stream.plain_routes("/api/v1")  # tried first: see there
-    app.include_router(jobs.router, prefix="/api/v1")
-    app.include_router(traces.router, prefix="/api/v1")
-    app.include_router(sessions.router, prefix="/api/v1")
+    app.include_router(execute.router, prefix=API_PREFIX)
+    app.include_router(flows.router, prefix=API_PREFIX)
+    app.include_router(stream.router, prefix=API_PREFIX)
+    app.router.routes[0:0] = stream.plain_routes(API_PREFIX)  # tried first: see there
+    app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(traces.router, prefix=API_PREFIX)
+    app.include_router(sessions.router, prefix=API_PREFIX)
 
-    @app.get("/api/v1/health", tags=["service"])
+    @app.get(f"{API_PREFIX}/health", tags=["service"])
     async def health() -> Response:
         """Liveness: answers without a key once the store is open."""
         return json_response({"status": "ok", "version": __version__})

@@ -28,16 +28,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from noukai.types import API_PREFIX
+from noukai.types import events as ev
 from noukai_server import __version__
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-API_PREFIX = "/api/v1"
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
 """The server pings idle streams every 15 s (by default), so a silent socket this long is dead."""
 
-TERMINAL_EVENTS = frozenset({"flow_completed", "run_failed", "run_cancelled"})
-PAUSE_EVENTS = frozenset({"step_paused", "step_paused_for_tool_calls"})
+TERMINAL_EVENTS = ev.TERMINAL_EVENTS
+PAUSE_EVENTS = ev.PAUSE_EVENTS
 
 
 # --- SSE parsing (pure: no I/O) ----------------------------------------------------------------

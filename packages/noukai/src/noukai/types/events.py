@@ -34,5 +34,10 @@ RUN_FAILED: Final = "run_failed"
 RUN_CANCELLED: Final = "run_cancelled"
 
 TERMINAL_EVENTS: Final = frozenset({FLOW_COMPLETED, RUN_FAILED, RUN_CANCELLED})
+"""The run's last event: nothing follows one of these."""
+PAUSE_EVENTS: Final = frozenset({STEP_PAUSED, STEP_PAUSED_FOR_TOOL_CALLS})
+"""The run waits for the caller (the next `/step` call, or tool results)."""
+SEGMENT_END_EVENTS: Final = TERMINAL_EVENTS | PAUSE_EVENTS
+"""Where one `/step` answer ends."""
 STEP_BOUNDARY_EVENTS: Final = frozenset({STEP_STARTED, STEP_COMPLETED, STEP_ERROR, STEP_RETRYING})
 """The events that start or end a step attempt."""

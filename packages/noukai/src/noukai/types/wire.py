@@ -6,10 +6,13 @@ and servers stay compatible with older ones.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+API_PREFIX: Final = "/api/v1"
+"""Every endpoint of the HTTP API is under this path."""
 
 
 class WireModel(BaseModel):
