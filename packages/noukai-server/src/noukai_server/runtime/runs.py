@@ -50,7 +50,7 @@ def parse_version_segment(segment: str | None) -> int | None:
     if segment is None:
         return None
     digits = segment[1:] if segment[:1] in ("v", "V") else ""
-    if not digits.isdigit() or len(digits) > 9:
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
         raise RequestRejected(ErrorCode.FLOW_NOT_FOUND, f"no flow version {segment!r}")
     return int(digits)
 

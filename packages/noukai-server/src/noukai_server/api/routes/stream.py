@@ -16,6 +16,7 @@ from noukai_server.api.auth import api_key, authorize, services, services_of
 from noukai_server.api.body import openapi_body, read_model
 from noukai_server.api.errors import ApiError
 from noukai_server.api.responses import json_response
+from noukai_server.api.resume import MAX_SEQ, InvalidResumePosition, resume_position
 from noukai_server.api.services import Services
 from noukai_server.api.sse import StreamPolicy, follow_frames, sse_response
 from noukai_server.eventlog.follower import RunEventFollower
@@ -27,15 +28,7 @@ router = APIRouter(tags=["streams"])
 Svc = Annotated[Services, Depends(services)]
 Key = Annotated[ApiKeyRecord, Depends(api_key)]
 
-SEGMENT_ENDS = frozenset(
-    {
-        ev.STEP_PAUSED,
-        ev.STEP_PAUSED_FOR_TOOL_CALLS,
-        ev.FLOW_COMPLETED,
-        ev.RUN_FAILED,
-        ev.RUN_CANCELLED,
-    }
-)
+SEGMENT_ENDS = ev.SEGMENT_END_EVENTS
 _SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "An SSE stream of run events"}
 }
@@ -110,23 +103,11 @@ async def _step_plain(request: Request) -> Response:
 
 
 async def _run_events_plain(request: Request) -> Response:
-    key = await api_key(request)
-    raw_since = request.query_params.get("since_id")
-    since_id = None
-    if raw_since is not None:
-        since_id = int(raw_since) if raw_since.strip().isdigit() else -1
-        if since_id < 0:
-            message = "Input should be an integer greater than or equal to 0"
-            raise ApiError(
-                ErrorCode.VALIDATION_ERROR,
-                f"invalid request: since_id: {message}",
-                errors=[{"loc": ["query", "since_id"], "message": message}],
-            )
     return await _run_events(
         services_of(request),
-        key,
+        await api_key(request),
         request.path_params["execution_id"],
-        since_id,
+        request.query_params.get("since_id"),
         request.query_params.get("types"),
         request.headers.get("last-event-id"),
     )
@@ -177,12 +158,22 @@ async def live_trace(org: str, project: str, slug: str, execution_id: str, svc: 
     return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, 0), policy))
 
 
+_SINCE_ID = (
+    f"Resume after this seq (ASCII digits, 0 to {MAX_SEQ}); the larger of it and `Last-Event-ID` wins."
+)
+# The value is parsed by `resume_position`, shared with the plain route, so FastAPI takes the raw
+# string; the document still describes the integer the parser accepts.
+_SEQ_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_SEQ}, {"type": "null"}]
+}
+
+
 @router.get("/runs/{execution_id}/events", responses=_SSE)
 async def run_events(
     execution_id: str,
     svc: Svc,
     key: Key,
-    since_id: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
+    since_id: Annotated[str | None, Query(description=_SINCE_ID, json_schema_extra=_SEQ_SCHEMA)] = None,
     types: Annotated[str | None, Query(description="Comma-separated event types to keep.")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
@@ -196,17 +187,22 @@ async def _run_events(
     svc: Services,
     key: ApiKeyRecord,
     execution_id: str,
-    since_id: int | None,
+    since_id: str | None,
     types: str | None,
     last_event_id: str | None,
 ) -> Response:
+    """Both routes of the native stream: the resume position is parsed here, by one parser, and a bad
+    one is refused (422 `VALIDATION_ERROR`) before the run is looked up or a byte is streamed."""
+    try:
+        after = resume_position(since_id, last_event_id)
+    except InvalidResumePosition as exc:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"invalid request: {exc}",
+            errors=[{"loc": list(exc.where), "message": exc.reason}],
+        ) from None
     run = await _run_for(svc, key, execution_id)
     await _ensure_log_kept(svc, run)
-    after = since_id or 0
-    if last_event_id is not None and last_event_id.strip():
-        if not last_event_id.strip().isdigit():
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "Last-Event-ID must be an event seq")
-        after = max(after, int(last_event_id))
     wanted = None
     if types:
         wanted = frozenset(t.strip() for t in types.split(",") if t.strip())
