@@ -176,6 +176,33 @@ class _Session:
     explicit: bool
 
 
+@dataclass(frozen=True)
+class _StepOptions:
+    """The options of `events()`/`steps()` that shape the `/step` request and its driver, built
+    once from the public signature and passed down. The tool handler (typed differently by each
+    client) and the session id (resolved against the client and the trace scope) travel apart."""
+
+    message: str | None
+    parameters: dict[str, Any] | None
+    block_overrides: dict[str, dict[str, Any]] | None
+    attachments: list[dict[str, Any]] | None
+    input_overrides: dict[str, Any] | None
+    tools: list[dict[str, Any]] | None
+    tool_choice: str | dict[str, Any] | None
+    trace: bool
+    version: Version | None
+    run_remaining: bool
+    max_tool_rounds: int
+    heartbeat_seconds: float
+    max_reconnects: int
+
+
+def _check_handler(handler: object | None) -> None:
+    """The async client's check: any callable (sync or async) or None."""
+    if handler is not None and not callable(handler):
+        raise TypeError(f"tool_handler must be callable, got {type(handler).__name__}")
+
+
 class _FlowBase:
     def __init__(self, org: str, project: str, slug: str, *, default_session_id: str | None) -> None:
         self.org = org
@@ -246,41 +273,73 @@ class _FlowBase:
             raise failed_run_error(body)
         return ExecuteResult.model_validate({**body, "sessionId": session_id})
 
-    def _step_driver(
+    def _step_driver(self, options: _StepOptions, session_id: str | None) -> StepDriver:
+        request = StepRequest(
+            message=options.message,
+            parameters=dict(options.parameters or {}),
+            attachments=options.attachments,
+            input_overrides=dict(options.input_overrides or {}),
+            block_overrides=options.block_overrides,
+            run_remaining=options.run_remaining,
+            tools=options.tools,
+            tool_choice=options.tool_choice,
+            trace=options.trace,
+        )
+        return StepDriver(
+            path=self._path("step", options.version),
+            request=request,
+            session_id=session_id,
+            max_tool_rounds=options.max_tool_rounds,
+            policy=ReconnectPolicy(
+                heartbeat_seconds=options.heartbeat_seconds, max_reconnects=options.max_reconnects
+            ),
+        )
+
+    def _stream_start(self, options: _StepOptions, session_id: str | None) -> tuple[_Session, StepDriver]:
+        """The session and the step driver of a new `events()`/`steps()` stream (pure: no I/O)."""
+        session = self._session(session_id)
+        return session, self._step_driver(options, session.session_id)
+
+    def _execute_start(
         self,
         *,
         message: str | None,
+        messages: list[dict[str, Any]] | None,
         parameters: dict[str, Any] | None,
         block_overrides: dict[str, dict[str, Any]] | None,
         attachments: list[dict[str, Any]] | None,
-        input_overrides: dict[str, Any] | None,
         tools: list[dict[str, Any]] | None,
         tool_choice: str | dict[str, Any] | None,
         trace: bool,
         version: Version | None,
-        run_remaining: bool,
         session_id: str | None,
-        max_tool_rounds: int,
-        heartbeat_seconds: float,
-        max_reconnects: int,
-    ) -> StepDriver:
-        request = StepRequest(
+    ) -> tuple[ExecuteRequest, _Session]:
+        """The request and the session of an `execute()` (pure: no I/O)."""
+        version_segment(version)  # refuse a bad version before anything else
+        request = execute_request(
             message=message,
-            parameters=dict(parameters or {}),
-            attachments=attachments,
-            input_overrides=dict(input_overrides or {}),
+            messages=messages,
+            parameters=parameters,
             block_overrides=block_overrides,
-            run_remaining=run_remaining,
+            attachments=attachments,
             tools=tools,
             tool_choice=tool_choice,
             trace=trace,
         )
-        return StepDriver(
-            path=self._path("step", version),
-            request=request,
-            session_id=session_id,
-            max_tool_rounds=max_tool_rounds,
-            policy=ReconnectPolicy(heartbeat_seconds=heartbeat_seconds, max_reconnects=max_reconnects),
+        return request, self._session(session_id)
+
+    @staticmethod
+    def _resume_body(
+        request: ExecuteRequest, paused: _PausedFields, outputs: list[dict[str, Any]]
+    ) -> ExecuteRequest:
+        return resume_request(
+            request,
+            execution_id=paused.execution_id,
+            paused_at_step=paused.paused_at_step,
+            iterations_used=paused.iterations_used,
+            tool_call_messages=paused.tool_call_messages,
+            accumulated_outputs=paused.accumulated_outputs,
+            tool_results=outputs,
         )
 
     def _job_submission(
@@ -384,8 +443,7 @@ class Flow(_FlowBase):
         """Run the flow and wait for its result. With `tool_handler`, tool pauses are answered
         and resumed until the flow finishes (at most `max_tool_rounds` rounds)."""
         check_sync_handler(tool_handler)
-        version_segment(version)  # refuse a bad version before anything else
-        request = execute_request(
+        request, session = self._execute_start(
             message=message,
             messages=messages,
             parameters=parameters,
@@ -394,8 +452,9 @@ class Flow(_FlowBase):
             tools=tools,
             tool_choice=tool_choice,
             trace=trace,
+            version=version,
+            session_id=session_id,
         )
-        session = self._session(session_id)
         with self._tracking(session):
             if session.replay_from is not None:
                 return replayed_result(
@@ -419,15 +478,7 @@ class Flow(_FlowBase):
         version: Version | None,
         timeout: float | None,
     ) -> ExecuteResult | PausedResult:
-        body = resume_request(
-            request,
-            execution_id=paused.execution_id,
-            paused_at_step=paused.paused_at_step,
-            iterations_used=paused.iterations_used,
-            tool_call_messages=paused.tool_call_messages,
-            accumulated_outputs=paused.accumulated_outputs,
-            tool_results=outputs,
-        )
+        body = self._resume_body(request, paused, outputs)
         answer = self._transport.request(self._resume_call(body, version, timeout)).body
         return self._answer(answer, paused.session_id, PausedResult)
 
@@ -479,8 +530,22 @@ class Flow(_FlowBase):
         """Every event of a new run. By default the server pauses after each step and the stream
         advances it; `run_remaining=True` runs all steps in one response. Dropped connections
         are resumed from the run's log."""
-        # The signature is the typed list of options; all of them are forwarded as they are.
-        return self._stream(locals(), steps_only=False)
+        options = _StepOptions(
+            message=message,
+            parameters=parameters,
+            block_overrides=block_overrides,
+            attachments=attachments,
+            input_overrides=input_overrides,
+            tools=tools,
+            tool_choice=tool_choice,
+            trace=trace,
+            version=version,
+            run_remaining=run_remaining,
+            max_tool_rounds=max_tool_rounds,
+            heartbeat_seconds=heartbeat_seconds,
+            max_reconnects=max_reconnects,
+        )
+        return self._stream(options, tool_handler, session_id, steps_only=False)
 
     def steps(
         self,
@@ -501,17 +566,29 @@ class Flow(_FlowBase):
         max_reconnects: int = MAX_RECONNECTS,
     ) -> Stream[StepCompleted]:
         """One `StepCompleted` per finished step; raises `FlowExecutionError` if the run fails."""
-        stream: Stream[Any] = self._stream({**locals(), "run_remaining": False}, steps_only=True)
+        options = _StepOptions(
+            message=message,
+            parameters=parameters,
+            block_overrides=block_overrides,
+            attachments=attachments,
+            input_overrides=input_overrides,
+            tools=tools,
+            tool_choice=tool_choice,
+            trace=trace,
+            version=version,
+            run_remaining=False,
+            max_tool_rounds=max_tool_rounds,
+            heartbeat_seconds=heartbeat_seconds,
+            max_reconnects=max_reconnects,
+        )
+        stream: Stream[Any] = self._stream(options, tool_handler, session_id, steps_only=True)
         return stream
 
-    def _stream(self, args: dict[str, Any], *, steps_only: bool) -> Stream[StreamEvent]:
-        handler = args["tool_handler"]
+    def _stream(
+        self, options: _StepOptions, handler: ToolHandler | None, session_id: str | None, *, steps_only: bool
+    ) -> Stream[StreamEvent]:
         check_sync_handler(handler)
-        session = self._session(args["session_id"])
-        driver = self._step_driver(
-            **{k: args[k] for k in _DRIVER_ARGS},
-            session_id=session.session_id,
-        )
+        session, driver = self._stream_start(options, session_id)
         return Stream(self._iterate(driver, handler, session, steps_only), driver)
 
     def _iterate(
@@ -570,23 +647,6 @@ class Flow(_FlowBase):
         return Run(self._transport, self._path(f"runs/{quote(execution_id, safe='')}"), execution_id)
 
 
-_DRIVER_ARGS = (
-    "message",
-    "parameters",
-    "block_overrides",
-    "attachments",
-    "input_overrides",
-    "tools",
-    "tool_choice",
-    "trace",
-    "version",
-    "run_remaining",
-    "max_tool_rounds",
-    "heartbeat_seconds",
-    "max_reconnects",
-)
-
-
 class AsyncFlow(_FlowBase):
     """A flow, for the async client."""
 
@@ -615,10 +675,8 @@ class AsyncFlow(_FlowBase):
         idempotency_key: str | None = None,
     ) -> ExecuteResult | AsyncPausedResult:
         """Run the flow and wait for its result. `tool_handler` may be sync or async."""
-        if tool_handler is not None and not callable(tool_handler):
-            raise TypeError(f"tool_handler must be callable, got {type(tool_handler).__name__}")
-        version_segment(version)
-        request = execute_request(
+        _check_handler(tool_handler)
+        request, session = self._execute_start(
             message=message,
             messages=messages,
             parameters=parameters,
@@ -627,8 +685,9 @@ class AsyncFlow(_FlowBase):
             tools=tools,
             tool_choice=tool_choice,
             trace=trace,
+            version=version,
+            session_id=session_id,
         )
-        session = self._session(session_id)
         with self._tracking(session):
             if session.replay_from is not None:
                 cassette = await self._cassette(session)
@@ -652,15 +711,7 @@ class AsyncFlow(_FlowBase):
         version: Version | None,
         timeout: float | None,
     ) -> ExecuteResult | AsyncPausedResult:
-        body = resume_request(
-            request,
-            execution_id=paused.execution_id,
-            paused_at_step=paused.paused_at_step,
-            iterations_used=paused.iterations_used,
-            tool_call_messages=paused.tool_call_messages,
-            accumulated_outputs=paused.accumulated_outputs,
-            tool_results=outputs,
-        )
+        body = self._resume_body(request, paused, outputs)
         answer = await self._transport.request(self._resume_call(body, version, timeout))
         return self._answer(answer.body, paused.session_id, AsyncPausedResult)
 
@@ -710,7 +761,22 @@ class AsyncFlow(_FlowBase):
         max_reconnects: int = MAX_RECONNECTS,
     ) -> AsyncStream[StreamEvent]:
         """Every event of a new run (see `Flow.events`); `async for` it."""
-        return self._stream(locals(), steps_only=False)
+        options = _StepOptions(
+            message=message,
+            parameters=parameters,
+            block_overrides=block_overrides,
+            attachments=attachments,
+            input_overrides=input_overrides,
+            tools=tools,
+            tool_choice=tool_choice,
+            trace=trace,
+            version=version,
+            run_remaining=run_remaining,
+            max_tool_rounds=max_tool_rounds,
+            heartbeat_seconds=heartbeat_seconds,
+            max_reconnects=max_reconnects,
+        )
+        return self._stream(options, tool_handler, session_id, steps_only=False)
 
     def steps(
         self,
@@ -731,15 +797,34 @@ class AsyncFlow(_FlowBase):
         max_reconnects: int = MAX_RECONNECTS,
     ) -> AsyncStream[StepCompleted]:
         """One `StepCompleted` per finished step; raises `FlowExecutionError` if the run fails."""
-        stream: AsyncStream[Any] = self._stream({**locals(), "run_remaining": False}, steps_only=True)
+        options = _StepOptions(
+            message=message,
+            parameters=parameters,
+            block_overrides=block_overrides,
+            attachments=attachments,
+            input_overrides=input_overrides,
+            tools=tools,
+            tool_choice=tool_choice,
+            trace=trace,
+            version=version,
+            run_remaining=False,
+            max_tool_rounds=max_tool_rounds,
+            heartbeat_seconds=heartbeat_seconds,
+            max_reconnects=max_reconnects,
+        )
+        stream: AsyncStream[Any] = self._stream(options, tool_handler, session_id, steps_only=True)
         return stream
 
-    def _stream(self, args: dict[str, Any], *, steps_only: bool) -> AsyncStream[StreamEvent]:
-        handler = args["tool_handler"]
-        if handler is not None and not callable(handler):
-            raise TypeError(f"tool_handler must be callable, got {type(handler).__name__}")
-        session = self._session(args["session_id"])
-        driver = self._step_driver(**{k: args[k] for k in _DRIVER_ARGS}, session_id=session.session_id)
+    def _stream(
+        self,
+        options: _StepOptions,
+        handler: AsyncToolHandler | None,
+        session_id: str | None,
+        *,
+        steps_only: bool,
+    ) -> AsyncStream[StreamEvent]:
+        _check_handler(handler)
+        session, driver = self._stream_start(options, session_id)
         return AsyncStream(self._iterate(driver, handler, session, steps_only), driver)
 
     async def _iterate(
