@@ -17,6 +17,7 @@ from noukai_server.eventlog.retention import RetentionTask
 from noukai_server.flows import TemplateEngine
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime import FlowCache, RunService, Worker
+from noukai_server.runtime.flow_admin import FlowAdmin
 from noukai_server.runtime.sessions import SessionService
 from noukai_server.runtime.traces import TraceService
 from noukai_server.store import Store
@@ -36,6 +37,7 @@ class Services:
     retention: RetentionTask
     traces: TraceService
     sessions: SessionService
+    flow_admin: FlowAdmin
 
     @classmethod
     async def start(
@@ -87,6 +89,7 @@ class Services:
             retention,
             traces,
             sessions,
+            FlowAdmin(store, functions, tools),
         )
 
     async def close(self) -> None:

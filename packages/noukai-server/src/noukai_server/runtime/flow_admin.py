@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from noukai.types.errors import ErrorCode
+from noukai_server.engine import FunctionRegistry, ToolRegistry
 from noukai_server.flows import FlowIssue, FlowSpec, FlowValidationError, load_flow
+from noukai_server.runtime.errors import RequestRejected
 from noukai_server.store import FlowRecord, FlowVersionRecord, Store
 
 
@@ -37,3 +40,115 @@ async def save_flow(
     flow = await store.save_draft(org, project, spec.slug, spec.to_document(), spec.name)
     version = await store.publish(flow.id) if publish else None
     return flow, version
+
+
+def _flow_json(flow: FlowRecord, org: str, latest: int | None) -> dict[str, Any]:
+    return {
+        "id": flow.id,
+        "org": org,
+        "project": flow.project_slug,
+        "slug": flow.slug,
+        "name": flow.name,
+        "draftRevision": flow.draft_revision,
+        "latestVersion": latest,
+        "draft": flow.draft,
+        "createdAt": flow.created_at.isoformat(),
+        "updatedAt": flow.updated_at.isoformat(),
+    }
+
+
+def _version_json(version: FlowVersionRecord, *, document: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"version": version.version, "createdAt": version.created_at.isoformat()}
+    if document:
+        body["document"] = version.document
+    return body
+
+
+def _invalid(exc: FlowValidationError) -> RequestRejected:
+    issues = [
+        {
+            "message": i.message,
+            "stepId": i.step_id,
+            "stepIndex": i.step_index,
+            "field": i.field,
+            "line": i.line,
+        }
+        for i in exc.issues
+    ]
+    return RequestRejected(ErrorCode(exc.code), exc.message, issues=issues)
+
+
+class FlowAdmin:
+    """Flow management for the HTTP API: each method answers with the JSON body to send, and
+    refuses with `RequestRejected`."""
+
+    def __init__(self, store: Store, functions: FunctionRegistry, tools: ToolRegistry) -> None:
+        self._store = store
+        self._functions = functions
+        self._tools = tools
+
+    async def _flow(self, org: str, project: str, slug: str) -> FlowRecord:
+        flow = await self._store.get_flow(org, project, slug)
+        if flow is None:
+            raise RequestRejected(ErrorCode.FLOW_NOT_FOUND, f"no flow {org}/{project}/{slug}")
+        return flow
+
+    async def _flow_view(self, org: str, flow: FlowRecord) -> dict[str, Any]:
+        latest = await self._store.latest_version(flow.id)
+        return _flow_json(flow, org, latest.version if latest else None)
+
+    async def save_draft(
+        self, org: str, project: str, slug: str, source: Any, *, filename: str
+    ) -> dict[str, Any]:
+        """Validate the document (parsed JSON, or JSON/YAML text) and make it the flow's draft,
+        creating the flow if needed. Published versions are never changed."""
+        try:
+            spec = parse_flow_document(
+                source,
+                slug=slug,
+                filename=filename,
+                known_functions=set(self._functions.names()),
+                known_tools=set(self._tools.names()),
+            )
+        except FlowValidationError as exc:
+            raise _invalid(exc) from exc
+        flow, _ = await save_flow(self._store, org, project, spec)
+        return await self._flow_view(org, flow)
+
+    async def publish(self, org: str, project: str, slug: str) -> dict[str, Any]:
+        """Freeze the current draft as the next numbered version."""
+        flow = await self._flow(org, project, slug)
+        version = await self._store.publish(flow.id)
+        return _version_json(version, document=False)
+
+    async def get(self, org: str, project: str, slug: str) -> dict[str, Any]:
+        return await self._flow_view(org, await self._flow(org, project, slug))
+
+    async def list_versions(self, org: str, project: str, slug: str) -> dict[str, Any]:
+        flow = await self._flow(org, project, slug)
+        versions = await self._store.list_versions(flow.id)
+        return {"versions": [_version_json(v, document=False) for v in versions]}
+
+    async def get_version(self, org: str, project: str, slug: str, version: int) -> dict[str, Any]:
+        flow = await self._flow(org, project, slug)
+        record = await self._store.get_version(flow.id, version)
+        if record is None:
+            raise RequestRejected(
+                ErrorCode.FLOW_NOT_FOUND, f"flow {org}/{project}/{slug} has no version {version}"
+            )
+        return _version_json(record, document=True)
+
+    async def list_flows(self, org: str, project: str) -> dict[str, Any]:
+        flows = await self._store.list_flows(org, project)
+        return {
+            "flows": [
+                {
+                    "id": f.id,
+                    "slug": f.slug,
+                    "name": f.name,
+                    "draftRevision": f.draft_revision,
+                    "updatedAt": f.updated_at.isoformat(),
+                }
+                for f in flows
+            ]
+        }

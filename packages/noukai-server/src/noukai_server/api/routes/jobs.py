@@ -6,21 +6,19 @@ A job is an ordinary run on the lease queue (trigger `job`); only the answer dif
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
-from noukai.types.errors import ErrorCode
 from noukai.types.wire import ExecuteRequest
 from noukai_server.api.auth import api_key, authorize, services
 from noukai_server.api.body import openapi_body, read_model
-from noukai_server.api.errors import ApiError
 from noukai_server.api.responses import json_response
-from noukai_server.api.routes.execute import inputs_from
 from noukai_server.api.services import Services
-from noukai_server.runtime import FlowTarget, parse_version_segment
-from noukai_server.store import ApiKeyRecord, RunRecord
+from noukai_server.runtime import jobs as job_runtime
+from noukai_server.runtime import parse_version_segment
+from noukai_server.store import ApiKeyRecord
 
 router = APIRouter(tags=["jobs"])
 
@@ -28,31 +26,6 @@ Svc = Annotated[Services, Depends(services)]
 Key = Annotated[ApiKeyRecord, Depends(api_key)]
 SessionHeader = Annotated[str | None, Header(alias="X-Session-Id")]
 IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-# The published SDK validates the job status strictly: only these four values are accepted.
-_JOB_STATUS = {
-    "queued": "pending",
-    "running": "running",
-    "waiting": "running",
-    "completed": "completed",
-    "failed": "failed",
-    "cancelled": "failed",
-}
-
-
-def job_status(run: RunRecord) -> dict[str, Any]:
-    error: str | None = None
-    if run.status == "cancelled":
-        error = f"{ErrorCode.RUN_CANCELLED}: the run was cancelled"
-    elif run.status == "failed":
-        detail = run.error if isinstance(run.error, dict) else {}
-        error = f"{detail.get('code', ErrorCode.INTERNAL_ERROR)}: {detail.get('message', 'failed')}"
-    return {
-        "executionId": run.id,
-        "status": _JOB_STATUS[run.status],
-        "result": run.result if run.status == "completed" else None,
-        "error": error,
-    }
 
 
 async def _submit(
@@ -67,27 +40,12 @@ async def _submit(
     idempotency_key: str | None,
 ) -> Response:
     authorize(key, org, project)
-    target: FlowTarget = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
+    target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
     body = await read_model(request, ExecuteRequest)
-    if body.tools:
-        raise ApiError(
-            ErrorCode.TOOLS_REQUIRE_SYNC_EXECUTE,
-            "client-side tools need /execute or /step; jobs cannot pause for tool results",
-        )
-    inputs = inputs_from(body)
-    svc.runs.check_inputs(target, inputs)
-    run = await svc.runs.start(
-        target, inputs, trigger="job", session_id=session_id, idempotency_key=idempotency_key
+    answer = await job_runtime.submit_job(
+        svc.runs, target, body, session_id=session_id, idempotency_key=idempotency_key
     )
-    return json_response(
-        {
-            "executionId": run.id,
-            "status": _JOB_STATUS[run.status],
-            "flowId": target.flow.id,
-            "blockCount": len(target.spec.steps),
-        },
-        status_code=202,
-    )
+    return json_response(answer, status_code=202)
 
 
 @router.post("/seq/{org}/{project}/{slug}/jobs", status_code=202, openapi_extra=openapi_body(ExecuteRequest))
@@ -127,5 +85,4 @@ async def submit_job_version(
 async def poll_job(org: str, project: str, slug: str, execution_id: str, svc: Svc, key: Key) -> Response:
     """A job's state: pending, running, completed (with its result) or failed (with its error)."""
     authorize(key, org, project)
-    run = await svc.runs.get_run(execution_id, org=org, project=key.project_id)
-    return json_response(job_status(run))
+    return json_response(await job_runtime.poll_job(svc.runs, execution_id, org=org, project=key.project_id))

@@ -12,7 +12,7 @@ from noukai_server.api.auth import api_key, authorize, services
 from noukai_server.api.responses import json_response
 from noukai_server.api.services import Services
 from noukai_server.runtime.traces import parse_attempt
-from noukai_server.store import ApiKeyRecord, RunRecord
+from noukai_server.store import ApiKeyRecord
 
 router = APIRouter(tags=["traces"])
 
@@ -20,15 +20,11 @@ Svc = Annotated[Services, Depends(services)]
 Key = Annotated[ApiKeyRecord, Depends(api_key)]
 
 
-async def _run(svc: Services, key: ApiKeyRecord, org: str, project: str, execution_id: str) -> RunRecord:
-    authorize(key, org, project)
-    return await svc.runs.get_run(execution_id, org=key.org_id, project=key.project_id)
-
-
 @router.get("/seq/{org}/{project}/{slug}/runs/{execution_id}/trace")
 async def run_trace(org: str, project: str, slug: str, execution_id: str, svc: Svc, key: Key) -> Response:
     """The run (`flowRun`) and the latest attempt of each step that started (`steps`)."""
-    run = await _run(svc, key, org, project, execution_id)
+    authorize(key, org, project)
+    run = await svc.runs.get_run(execution_id, org=key.org_id, project=key.project_id)
     return json_response(await svc.traces.run_trace(run))
 
 
@@ -51,5 +47,6 @@ async def step_trace(
 ) -> Response:
     """One attempt of a step as a StepTrace, or `{"stepId", "attempts": [...]}` for `attempt=all`."""
     selector = parse_attempt(attempt)
-    run = await _run(svc, key, org, project, execution_id)
+    authorize(key, org, project)
+    run = await svc.runs.get_run(execution_id, org=key.org_id, project=key.project_id)
     return json_response(await svc.traces.step_trace(run, step_id, selector, loop_index))
