@@ -42,3 +42,36 @@ def test_unterminated_frame_and_bad_fields() -> None:
 def test_field_without_space_and_blank_lines() -> None:
     frames = feed_all([b"\n\nevent:x\ndata:1\n\n"])
     assert [(f.event, f.data) for f in frames] == [("x", "1")]
+
+
+def test_a_frame_is_returned_as_soon_as_its_blank_line_arrives() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"event: a\ndata: 1") == []
+    assert decoder.feed(b"\n") == []
+    assert [(f.event, f.data) for f in decoder.feed(b"\n")] == [("a", "1")]
+    frames = decoder.feed(b"data: 2\n\ndata: 3\n\nda")
+    assert [f.data for f in frames] == ["2", "3"]
+
+
+def test_field_rules_of_the_standard() -> None:
+    raw = (
+        "\ufeffdata:no space\n\n"  # BOM dropped; the space after the colon is optional
+        "data:  two spaces\n\n"  # only one space is removed
+        "data\n\n"  # a field with no colon: an empty value
+        "id: 9\nunknown: y\ndata: z\n\n"  # unknown fields are ignored
+        "event: cut\ndata: never ended\n"  # no blank line before the end: never dispatched
+    ).encode()
+    frames = [f for f in feed_all([raw]) if f.has_data]
+    assert [(f.id, f.data) for f in frames] == [
+        (None, "no space"),
+        (None, " two spaces"),
+        (None, ""),
+        ("9", "z"),
+    ]
+
+
+def test_a_crlf_split_between_chunks_is_one_line_end() -> None:
+    raw = b"data: a\r\n\r\ndata: b\r\n\r\n"
+    cut = raw.index(b"\r") + 1
+    assert [f.data for f in feed_all([raw[:cut], raw[cut:]])] == ["a", "b"]
+    assert [f.data for f in feed_all([bytes([b]) for b in raw])] == ["a", "b"]

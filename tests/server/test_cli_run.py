@@ -9,25 +9,26 @@ import sys
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from rich.console import Console
 
+from noukai import StreamEvent
+from noukai._events import event_from_payload, parse_event
 from noukai_server.cli.run import (
     HumanView,
     JsonView,
     RunFailure,
-    SseEvent,
-    SseParser,
     UsageError,
     api_root,
     follow,
     parse_param_value,
     parse_params,
-    parse_sse,
     parse_target,
-    step_url,
+    wire_payload,
 )
 from tests.conftest import REPO_ROOT, ServerProcess, free_port
+from tests.cutting_proxy import CuttingProxy
 
 # --- the command against a real server ---------------------------------------------------------
 
@@ -108,8 +109,29 @@ def test_json_lines_are_the_events_in_order(server: ServerProcess) -> None:
         e["outputData"] for e in events if e["eventType"] == "step_output" and e["stepId"] == "one"
     )
     assert deltas == "one: hi there"
-    # Lines are the data lines as the server wrote them (compact JSON), not re-serialised.
-    assert all(line.startswith('{"eventType":"') for line in result.stdout.splitlines())
+    # One compact JSON object per line, the wire's event name first.
+    assert all(
+        line.startswith('{"eventType":"') and ", " not in line[:40] for line in result.stdout.splitlines()
+    )
+    # Each line is the stored event, field for field (nothing added, nothing lost).
+    run_id = events[-1]["executionId"]
+    stored = stored_events(server, run_id)
+    assert events == stored
+
+
+def stored_events(server: ServerProcess, run_id: str) -> list[dict[str, Any]]:
+    """The run's whole log as the native stream serves it."""
+    answer = httpx.get(
+        f"{server.api_url}/runs/{run_id}/events",
+        headers={"Authorization": f"Bearer {server.dev_key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    return [
+        json.loads(line.removeprefix("data: "))
+        for line in answer.text.splitlines()
+        if line.startswith("data: ")
+    ]
 
 
 def test_params_are_json_when_they_parse(server: ServerProcess) -> None:
@@ -225,78 +247,6 @@ def test_unreachable_server_exits_1(server: ServerProcess) -> None:
     assert (as_json.returncode, as_json.stdout) == (1, "")
 
 
-# --- the SSE parser ----------------------------------------------------------------------------
-
-FRAMES = (
-    ": ping\n\n"
-    'id: 1\nevent: run_started\ndata: {"seq":1}\n\n'
-    ": ping\n\n"
-    'id: 2\nevent: step_output\ndata: {"seq":2,\n'
-    'data: "outputData":"héllo ✓"}\n\n'
-)
-EXPECTED = [
-    SseEvent("run_started", '{"seq":1}', "1"),
-    SseEvent("step_output", '{"seq":2,\n"outputData":"héllo ✓"}', "2"),
-]
-
-
-def parse(*chunks: str) -> list[SseEvent]:
-    return list(parse_sse(chunks))
-
-
-def test_parser_reads_frames_joins_data_lines_and_skips_comments() -> None:
-    assert parse(FRAMES) == EXPECTED
-    assert json.loads(EXPECTED[1].data) == {"seq": 2, "outputData": "héllo ✓"}
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
-def test_parser_handles_chunks_cut_anywhere(size: int) -> None:
-    chunks = [FRAMES[i : i + size] for i in range(0, len(FRAMES), size)]
-    assert parse(*chunks) == EXPECTED
-
-
-def test_parser_returns_events_as_soon_as_their_frame_ends() -> None:
-    parser = SseParser()
-    assert parser.feed("event: a\ndata: 1") == []
-    assert parser.feed("\n") == []
-    assert parser.feed("\n") == [SseEvent("a", "1")]
-    assert parser.feed("data: 2\n\ndata: 3\n\nda") == [SseEvent("message", "2"), SseEvent("message", "3")]
-
-
-@pytest.mark.parametrize("eol", ["\r\n", "\r"])
-def test_parser_accepts_crlf_and_cr_line_ends(eol: str) -> None:
-    text = FRAMES.replace("\n", eol)
-    assert parse(text) == EXPECTED
-    # A CRLF split between two chunks is one line end, not two (which would end the frame early).
-    assert parse(*text.partition("\r")) == EXPECTED
-    assert parse(*[text[i : i + 1] for i in range(len(text))]) == EXPECTED
-
-
-def test_parser_field_rules() -> None:
-    text = (
-        "\ufeffdata:no space\n\n"  # BOM dropped; the space after the colon is optional
-        "data:  two spaces\n\n"  # only one space is removed
-        "retry: 3000\nevent: x\n\n"  # no data: nothing dispatched, and the event type resets
-        "data\n\n"  # a field with no colon: empty value
-        "id: 9\nunknown: y\ndata: z\n\n"
-        "data: keeps the last id\n\n"
-        "event: cut\ndata: never ended\n"  # no blank line before the end: dropped
-    )
-    assert parse(text) == [
-        SseEvent("message", "no space"),
-        SseEvent("message", " two spaces"),
-        SseEvent("message", ""),
-        SseEvent("message", "z", "9"),
-        SseEvent("message", "keeps the last id", "9"),
-    ]
-
-
-def test_parser_close_ends_a_frame_whose_last_line_ended_with_cr() -> None:
-    parser = SseParser()
-    assert parser.feed("data: a\r\r") == []  # the last CR might still be half of a CRLF
-    assert parser.close() == [SseEvent("message", "a")]
-
-
 # --- command-line values -----------------------------------------------------------------------
 
 
@@ -334,15 +284,14 @@ def test_targets_and_urls() -> None:
     for url in ("http://h:1", "http://h:1/", "http://h:1/api/v1", "http://h:1/api/v1/"):
         assert api_root(url) == "http://h:1/api/v1"
     assert api_root("https://proxy/noukai") == "https://proxy/noukai/api/v1"
-    assert step_url("http://h", "o", "p", "s", None) == "http://h/api/v1/seq/o/p/s/step"
-    assert step_url("http://h", "o", "p", "s", 4) == "http://h/api/v1/seq/o/p/s/v4/step"
 
 
 # --- following events, offline -----------------------------------------------------------------
 
 
-def sse(payload: dict[str, Any]) -> SseEvent:
-    return SseEvent(str(payload["eventType"]), json.dumps(payload))
+def sse(payload: dict[str, Any]) -> StreamEvent:
+    """The typed event the SDK makes of this payload."""
+    return event_from_payload(str(payload["eventType"]), payload)
 
 
 def human() -> tuple[HumanView, io.StringIO, io.StringIO]:
@@ -413,7 +362,7 @@ def test_a_stream_cut_short_is_a_failure() -> None:
     out, err = io.StringIO(), io.StringIO()
     events = [{"eventType": "run_started", "seq": 1, "executionId": "run-2", "stepCount": 2}]
     assert follow(map(sse, events), JsonView(out, err)) == 1
-    assert json.loads(out.getvalue()) == events[0]
+    assert json.loads(out.getvalue()) == events[0]  # the payload as it came
     assert "ended before the run finished (execution run-2)" in err.getvalue()
 
 
@@ -429,4 +378,46 @@ def test_cancelled_and_paused_runs_exit_1() -> None:
 
 def test_an_event_that_is_not_json_stops_the_command() -> None:
     with pytest.raises(RunFailure, match="not a JSON object"):
-        follow([SseEvent("message", "not json")], JsonView(io.StringIO(), io.StringIO()))
+        follow([parse_event("message", "not json")], JsonView(io.StringIO(), io.StringIO()))
+
+
+# --- resuming a dropped stream -----------------------------------------------------------------
+
+
+def test_a_dropped_stream_is_resumed_with_every_event_once(server: ServerProcess) -> None:
+    """The connection is cut mid-answer (mid-frame): the command resumes the run from its log
+    and shows every event once, in order, and the run's result."""
+    with CuttingProxy(server.port, after_bytes=900) as proxy:
+        as_json = noukai_run(server, "dev/main/three-steps", "-m", "hi there", "--json", url=proxy.url)
+        assert proxy.cuts_made == 1 and proxy.connections >= 2  # it was cut, and it came back
+    assert as_json.returncode == 0, as_json.stderr
+    events = json_lines(as_json.stdout)
+    assert events == stored_events(server, events[-1]["executionId"])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+    with CuttingProxy(server.port, after_bytes=700) as proxy:
+        shown = noukai_run(server, "dev/main/three-steps", "-m", "hi there", url=proxy.url)
+        assert proxy.cuts_made == 1
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        "one: hi there",
+        "two: one: hi there",
+        "three: two: one: hi there",
+        "three: two: one: hi there",
+    ]
+
+
+def test_wire_payload_is_the_event_as_sent() -> None:
+    paused = {
+        "eventType": "step_paused_for_tool_calls",
+        "seq": 4,
+        "executionId": "r",
+        "stepId": "agent",
+        "toolCalls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        "newerField": {"kept": True},
+    }
+    assert wire_payload(sse(paused)) == paused
+    step = {"eventType": "step_started", "seq": 2, "stepId": "s", "type": "llm", "name": None}
+    assert wire_payload(sse(step)) == step
+    future = {"eventType": "from_the_future", "seq": 9, "x": 1}
+    assert wire_payload(sse(future)) == future

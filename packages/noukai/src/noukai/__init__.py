@@ -1,7 +1,8 @@
 """Noukai: run LLM flows on a self-hosted runtime and stream every step as typed events.
 
-This package is the Python SDK (`Noukai`, `AsyncNoukai`); the server lives in its subpackages and
-needs the `server` extra. Importing `noukai` loads only the SDK and its two dependencies.
+This package is the Python SDK (`Noukai`, `AsyncNoukai`); the server is the separate `noukai-server`
+distribution (`import noukai_server`). Importing `noukai` loads only the SDK and its dependencies
+(pydantic, httpx2, anyio).
 """
 
 from noukai._client import AsyncNoukai, Noukai

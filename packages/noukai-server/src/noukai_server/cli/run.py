@@ -1,10 +1,11 @@
 """`noukai run ORG/PROJECT/SLUG -m TEXT`: run a flow on a server and follow its events.
 
-The run goes through the step protocol (`POST /api/v1/seq/{org}/{project}/{slug}[/vN]/step` with
-`runRemaining`), whose answer is an SSE stream of the run's events. By default the run is shown as
-it happens: text deltas on stdout, progress and the closing summary table on stderr, and the
-flow's result on stdout at the end. `--json` prints each event's JSON, one per line, and nothing
-else on stdout.
+The command is a client of the `noukai` SDK: it starts the run with `Flow.events(run_remaining=True)`
+(the step protocol, whose answer is an SSE stream of the run's events) and shows the SDK's typed
+events. A dropped connection is resumed from the run's log by the SDK, so every event is shown
+once, in order. By default the run is shown as it happens: text deltas on stdout, progress and the
+closing summary table on stderr, and the flow's result on stdout at the end. `--json` prints each
+event's wire payload as one compact JSON object per line, and nothing else on stdout.
 
 Exit codes: 0 when the flow completed, 1 when the run failed (or was cancelled, paused or cut
 short) or the server could not be reached or refused the request, 2 for a bad command line.
@@ -13,124 +14,47 @@ short) or the server could not be reached or refused the request, 2 for a bad co
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, NoReturn, Protocol, TextIO
-from urllib.parse import quote
 
-import httpx2
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from noukai import (
+    APIConnectionError,
+    APITimeoutError,
+    FlowCompleted,
+    Noukai,
+    NoukaiError,
+    RunCancelled,
+    RunFailed,
+    RunStarted,
+    StepCompleted,
+    StepFailed,
+    StepOutput,
+    StepPaused,
+    StepProgress,
+    StepReasoning,
+    StepRetrying,
+    StepStarted,
+    StreamEvent,
+    ToolCallsRequired,
+    UnknownEvent,
+)
 from noukai.types import API_PREFIX
 from noukai.types import events as ev
-from noukai_server import __version__
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 120.0
-"""The server pings idle streams every 15 s (by default), so a silent socket this long is dead."""
-
-TERMINAL_EVENTS = ev.TERMINAL_EVENTS
-PAUSE_EVENTS = ev.PAUSE_EVENTS
-
-
-# --- SSE parsing (pure: no I/O) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    event: str
-    """The `event:` field; "message" when the frame had none."""
-    data: str
-    """The `data:` lines joined with "\\n"."""
-    id: str | None = None
-    """The last `id:` seen so far on the stream (as the SSE standard defines it)."""
-
-
-_LINE_END = re.compile(r"\r\n|\r|\n")
-
-
-class SseParser:
-    """Incremental `text/event-stream` parser following the WHATWG rules.
-
-    Feed it decoded text in chunks of any size (a chunk may end mid-line or even between the CR
-    and LF of a CRLF); it returns the events completed by each chunk. Lines may end with LF, CRLF
-    or CR; `:` lines (such as `: ping`) are comments; `retry:` and unknown fields are ignored; a
-    frame without `data:` dispatches nothing. `close()` ends the stream: an event not yet
-    terminated by a blank line is dropped, as the standard says.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = ""
-        self._started = False
-        self._event = ""
-        self._data: list[str] = []
-        self._last_id: str | None = None
-
-    def feed(self, chunk: str) -> list[SseEvent]:
-        if not self._started and chunk:
-            self._started = True
-            chunk = chunk.removeprefix("\ufeff")
-        self._buffer += chunk
-        events: list[SseEvent] = []
-        start = 0
-        for match in _LINE_END.finditer(self._buffer):
-            if match.group() == "\r" and match.end() == len(self._buffer):
-                break  # a CR at the very end may be the first half of a CRLF: wait for more
-            event = self._line(self._buffer[start : match.start()])
-            if event is not None:
-                events.append(event)
-            start = match.end()
-        self._buffer = self._buffer[start:]
-        return events
-
-    def close(self) -> list[SseEvent]:
-        events: list[SseEvent] = []
-        if self._buffer.endswith("\r"):
-            event = self._line(self._buffer[:-1])
-            if event is not None:
-                events.append(event)
-        self._buffer = ""
-        self._event = ""
-        self._data = []
-        return events
-
-    def _line(self, line: str) -> SseEvent | None:
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self._last_id = value
-        return None
-
-    def _dispatch(self) -> SseEvent | None:
-        data, event = self._data, self._event
-        self._data, self._event = [], ""
-        if not data:
-            return None
-        return SseEvent(event or "message", "\n".join(data), self._last_id)
-
-
-def parse_sse(chunks: Iterable[str]) -> Iterator[SseEvent]:
-    parser = SseParser()
-    for chunk in chunks:
-        yield from parser.feed(chunk)
-    yield from parser.close()
+REQUEST_TIMEOUT = 120.0
+"""Seconds for one HTTP call; streams are watched by the SDK's heartbeat rule instead."""
+MAX_RETRIES = 1
+"""Retries of a refused or failed request before the run started (the SDK's default)."""
 
 
 # --- command-line values -----------------------------------------------------------------------
@@ -179,23 +103,22 @@ def api_root(url: str) -> str:
     return root.removesuffix(API_PREFIX) + API_PREFIX
 
 
-def step_url(url: str, org: str, project: str, slug: str, version: int | None) -> str:
-    path = "/".join(quote(part, safe="") for part in (org, project, slug))
-    version_part = f"/v{version}" if version is not None else ""
-    return f"{api_root(url)}/seq/{path}{version_part}/step"
+# --- the events as the wire carries them -------------------------------------------------------
+
+_WIRE_NAMES = {"tool_calls_required": ev.STEP_PAUSED_FOR_TOOL_CALLS}
+"""The SDK's `.type` names that differ from the wire's event names."""
 
 
-def step_body(message: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "stepIndex": 0,
-        "accumulatedOutputs": {},
-        "message": message,
-        "parameters": parameters,
-        "inputOverrides": {},
-        "runRemaining": True,
-        "iterationsUsed": 0,
-        "trace": False,
-    }
+def wire_payload(event: StreamEvent) -> dict[str, Any]:
+    """The event's JSON payload as the server sent it: the fields it carried (known and unknown,
+    camelCase), `eventType` first and named as on the wire."""
+    if isinstance(event, UnknownEvent):
+        if isinstance(event.data, dict):
+            return {"eventType": event.type, **event.data}
+        return {"eventType": event.type, "data": event.data}
+    body = event.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    body.pop("eventType", None)
+    return {"eventType": _WIRE_NAMES.get(event.type, event.type), **body}
 
 
 # --- showing a run -----------------------------------------------------------------------------
@@ -262,21 +185,21 @@ class StepRow:
 
 
 class View(Protocol):
-    def event(self, data: str, kind: str, payload: dict[str, Any]) -> None: ...
+    def event(self, event: StreamEvent) -> None: ...
 
     def error(self, text: str) -> None: ...
 
-    def finish(self, kind: str | None) -> None: ...
+    def finish(self, event: StreamEvent | None) -> None: ...
 
 
 class JsonView:
-    """Each event's data line on stdout, as received; errors on stderr."""
+    """Each event's wire payload on stdout, one compact JSON object per line; errors on stderr."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self._out, self._err = out, err
 
-    def event(self, data: str, kind: str, payload: dict[str, Any]) -> None:
-        line = data if "\n" not in data else json.dumps(payload, ensure_ascii=False)
+    def event(self, event: StreamEvent) -> None:
+        line = json.dumps(wire_payload(event), ensure_ascii=False, separators=(",", ":"))
         self._out.write(line + "\n")
         self._out.flush()
 
@@ -284,7 +207,7 @@ class JsonView:
         self._err.write(f"error: {text}\n")
         self._err.flush()
 
-    def finish(self, kind: str | None) -> None:
+    def finish(self, event: StreamEvent | None) -> None:
         pass
 
 
@@ -296,7 +219,6 @@ class HumanView:
         self._rows: dict[str, StepRow] = {}
         self._execution_id: str | None = None
         self._summary: dict[str, Any] | None = None
-        self._result: Any = None
         self._out_open = False  # stdout has a delta line not ended yet
         self._err_open = False  # stderr has a reasoning line not ended yet
         self._started = time.monotonic()
@@ -313,42 +235,62 @@ class HumanView:
         # Text is never hard-wrapped, so messages stay whole on one line (and greppable).
         self._err.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text))
 
-    def _row(self, payload: dict[str, Any]) -> StepRow:
-        step_id = str(payload.get("stepId") or "?")
-        row = self._rows.get(step_id)
+    def _row(self, step_id: str | None) -> StepRow:
+        key = step_id or "?"
+        row = self._rows.get(key)
         if row is None:
-            row = self._rows[step_id] = StepRow(step_id)
+            row = self._rows[key] = StepRow(key)
         return row
 
     def error(self, text: str) -> None:
         self._line(Text(f"error: {text}", style="bold red"))
 
-    def event(self, data: str, kind: str, payload: dict[str, Any]) -> None:
-        handler = getattr(self, f"_on_{kind}", None)
-        if handler is not None:
-            handler(payload)
+    def event(self, event: StreamEvent) -> None:
+        match event:
+            case RunStarted():
+                self._run_started(event)
+            case StepStarted():
+                self._step_started(event)
+            case StepOutput():
+                self._step_output(event)
+            case StepReasoning():
+                self._step_reasoning(event)
+            case StepProgress():
+                row = self._row(event.step_id)
+                index = event.loop_index or 0
+                self._line(Text(f"  ↳ {row.step_id}[{index}] {_short(event.output)}", style="dim"))
+            case StepCompleted():
+                self._step_completed(event)
+            case StepFailed():
+                self._step_failed(event)
+            case StepRetrying():
+                self._step_retrying(event)
+            case FlowCompleted():
+                self._execution_id = event.execution_id or self._execution_id
+                self._summary = event.summary
+            case _:
+                pass  # the others change nothing on screen
 
-    def _on_run_started(self, payload: dict[str, Any]) -> None:
-        self._execution_id = payload.get("executionId") or self._execution_id
-        count = _int(payload.get("stepCount"))
+    def _run_started(self, event: RunStarted) -> None:
+        self._execution_id = event.execution_id or self._execution_id
+        count = event.step_count or 0
         self._line(Text(f"run {self._execution_id} ({count} step{'s' if count != 1 else ''})", style="dim"))
 
-    def _on_step_started(self, payload: dict[str, Any]) -> None:
-        row = self._row(payload)
-        row.name = payload.get("name") or None
-        row.type = str(payload.get("type") or "")
+    def _step_started(self, event: StepStarted) -> None:
+        row = self._row(event.step_id)
+        row.name = event.name or None
+        row.type = event.step_type or ""
         label = Text("▶ step ", style="cyan")
         label.append(row.step_id, style="bold")
         if row.name and row.name != row.step_id:
             label.append(f" · {row.name}")
         label.append(f" ({row.type})", style="dim")
-        attempt = _int(payload.get("attempt"))
-        if attempt > 1:
-            label.append(f" attempt {attempt}", style="yellow")
+        if (event.attempt or 0) > 1:
+            label.append(f" attempt {event.attempt}", style="yellow")
         self._line(label)
 
-    def _on_step_output(self, payload: dict[str, Any]) -> None:
-        delta = payload.get("outputData")
+    def _step_output(self, event: StepOutput) -> None:
+        delta = event.output_data
         if not isinstance(delta, str):
             delta = "" if delta is None else json.dumps(delta, ensure_ascii=False)
         if not delta:
@@ -360,74 +302,61 @@ class HumanView:
         self._out.flush()
         self._out_open = not delta.endswith("\n")
 
-    def _on_step_reasoning(self, payload: dict[str, Any]) -> None:
-        delta = payload.get("delta")
-        if not isinstance(delta, str) or not delta:
+    def _step_reasoning(self, event: StepReasoning) -> None:
+        if not event.delta:
             return
         if self._out_open:
             self._out.write("\n")
             self._out.flush()
             self._out_open = False
-        self._err.print(Text(delta, style="dim italic"), end="", soft_wrap=True)
-        self._err_open = not delta.endswith("\n")
+        self._err.print(Text(event.delta, style="dim italic"), end="", soft_wrap=True)
+        self._err_open = not event.delta.endswith("\n")
 
-    def _on_step_progress(self, payload: dict[str, Any]) -> None:
-        row = self._row(payload)
-        index = _int(payload.get("loopIndex"))
-        self._line(Text(f"  ↳ {row.step_id}[{index}] {_short(payload.get('output'))}", style="dim"))
-
-    def _on_step_completed(self, payload: dict[str, Any]) -> None:
-        row = self._row(payload)
-        row.type = row.type or str(payload.get("type") or "")
-        row.status = "skipped" if payload.get("skipped") else "ok"
-        row.duration_ms = _int(payload.get("durationMs"))
-        tokens = _dict(payload.get("tokens"))
-        row.prompt, row.completion = _int(tokens.get("prompt")), _int(tokens.get("completion"))
-        row.total = _int(tokens.get("total")) or row.prompt + row.completion
-        row.cost = _cost(payload.get("costUsd"))
+    def _step_completed(self, event: StepCompleted) -> None:
+        row = self._row(event.step_id)
+        row.type = row.type or event.step_type or ""
+        row.status = "skipped" if event.skipped else "ok"
+        row.duration_ms = event.duration_ms or 0
+        if event.tokens is not None:
+            row.prompt, row.completion = event.tokens.prompt, event.tokens.completion
+            row.total = event.tokens.total or row.prompt + row.completion
+        row.cost = _cost(event.cost_usd)
         line = Text("✓ ", style="green")
         line.append(row.step_id, style="bold")
         if row.status == "skipped":
             line.append(" skipped", style="yellow")
         details = [_duration(row.duration_ms), f"{row.total} tokens", f"${row.cost:.6f}"]
-        if payload.get("model"):
-            details.append(str(payload["model"]))
+        if event.model:
+            details.append(event.model)
         line.append("  " + " · ".join(details), style="dim")
         self._line(line)
 
-    def _on_step_error(self, payload: dict[str, Any]) -> None:
-        row = self._row(payload)
+    def _step_failed(self, event: StepFailed) -> None:
+        row = self._row(event.step_id)
         row.status = "error"
-        if "durationMs" in payload:
-            row.duration_ms = _int(payload.get("durationMs"))
+        if event.duration_ms is not None:
+            row.duration_ms = event.duration_ms
         line = Text("✗ ", style="red")
         line.append(row.step_id, style="bold")
-        line.append(f" failed: {_error_text(payload.get('error'))}", style="red")
+        line.append(f" failed: {_error_text(event.error)}", style="red")
         self._line(line)
 
-    def _on_step_retrying(self, payload: dict[str, Any]) -> None:
-        row = self._row(payload)
+    def _step_retrying(self, event: StepRetrying) -> None:
+        row = self._row(event.step_id)
         line = Text("↻ ", style="yellow")
         line.append(row.step_id, style="bold")
-        attempt = _int(payload.get("attempt"))
-        wait = _duration(_int(payload.get("backoffMs")))
-        line.append(f" attempt {attempt} failed: {_error_text(payload.get('error'))}", style="yellow")
+        wait = _duration(event.backoff_ms or 0)
+        line.append(f" attempt {event.attempt or 0} failed: {_error_text(event.error)}", style="yellow")
         line.append(f"  retrying in {wait}", style="dim")
         self._line(line)
 
-    def _on_flow_completed(self, payload: dict[str, Any]) -> None:
-        self._execution_id = payload.get("executionId") or self._execution_id
-        summary = payload.get("summary")
-        self._summary = summary if isinstance(summary, dict) else None
-        self._result = payload.get("result")
-
-    def finish(self, kind: str | None) -> None:
+    def finish(self, event: StreamEvent | None) -> None:
         rows = list(self._rows.values())
         if rows:
             self._line(self._table(rows))
         self._line(self._totals(rows))
-        if kind == "flow_completed":
-            result = self._result
+        if isinstance(event, FlowCompleted):
+            result = event.result
             text = result if isinstance(result, str) else json.dumps(result, indent=2, ensure_ascii=False)
             self._out.write(text + "\n")
             self._out.flush()
@@ -473,98 +402,110 @@ class HumanView:
         return line
 
 
-# --- the request -------------------------------------------------------------------------------
+# --- following the run -------------------------------------------------------------------------
 
 
-def _http_error(response: httpx2.Response) -> str:
-    response.read()
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, dict) and detail.get("code"):
-        return f"{detail['code']}: {detail.get('message', '')}"
-    text = response.text.strip().replace("\n", " ")
-    return f"HTTP {response.status_code}: {_short(text or response.reason_phrase, 200)}"
+def _not_an_object(event: StreamEvent) -> UnknownEvent | None:
+    """The event when its frame's data is not a JSON object: not an event of any wire version."""
+    if isinstance(event, UnknownEvent) and event.error is not None and not isinstance(event.data, dict):
+        return event
+    return None
 
 
-def follow(events: Iterable[SseEvent], view: View) -> int:
-    """Show `events` on `view` until the run's segment ends; the exit code."""
+def follow(events: Iterable[StreamEvent], view: View) -> int:
+    """Show `events` on `view` until the run ends or pauses; the exit code."""
     failed = False
     execution_id: str | None = None
-    for sse in events:
-        try:
-            payload = json.loads(sse.data)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            raise RunFailure(f"the server sent an event that is not a JSON object: {_short(sse.data)}")
-        kind = str(payload.get("eventType") or sse.event)
-        execution_id = payload.get("executionId") or execution_id
-        view.event(sse.data, kind, payload)
-        if kind == "step_error":
-            failed = True
-        elif kind == "run_failed":
-            view.finish(kind)
-            error = payload.get("error")
-            text = _error_text(error)
-            if isinstance(error, dict) and error.get("stepId"):
-                text += f" (step {error['stepId']})"
-            view.error(text)
-            return 1
-        elif kind == "run_cancelled":
-            view.finish(kind)
-            view.error(f"RUN_CANCELLED: the run was cancelled (execution {execution_id})")
-            return 1
-        elif kind in PAUSE_EVENTS:
-            view.finish(kind)
-            view.error(
-                f"the run paused after step {payload.get('stepId')} ({kind}); "
-                f"`noukai run` cannot continue it (execution {execution_id})"
-            )
-            return 1
-        elif kind == "flow_completed":
-            view.finish(kind)
-            return 1 if failed else 0
+    for event in events:
+        if (bad := _not_an_object(event)) is not None:
+            raise RunFailure(f"the server sent an event that is not a JSON object: {_short(bad.data)}")
+        execution_id = getattr(event, "execution_id", None) or execution_id
+        view.event(event)
+        match event:
+            case StepFailed():
+                failed = True
+            case RunFailed():
+                view.finish(event)
+                text = _error_text(event.error)
+                step_id = (event.error or {}).get("stepId")
+                if step_id:
+                    text += f" (step {step_id})"
+                view.error(text)
+                return 1
+            case RunCancelled():
+                view.finish(event)
+                view.error(f"RUN_CANCELLED: the run was cancelled (execution {execution_id})")
+                return 1
+            case StepPaused() | ToolCallsRequired():
+                view.finish(event)
+                view.error(
+                    f"the run paused after step {event.step_id} ({_WIRE_NAMES.get(event.type, event.type)}); "
+                    f"`noukai run` cannot continue it (execution {execution_id})"
+                )
+                return 1
+            case FlowCompleted():
+                view.finish(event)
+                return 1 if failed else 0
+            case _:
+                pass
     view.finish(None)
     where = f" (execution {execution_id})" if execution_id else ""
     view.error(f"the stream ended before the run finished{where}")
     return 1
 
 
-def execute(url: str, api_key: str, body: dict[str, Any], view: View) -> int:
-    headers = {
-        "Authorization": f"Bearer {api_key}",
-        "Accept": "text/event-stream",
-        "User-Agent": f"noukai-cli/{__version__}",
-    }
-    timeout = httpx2.Timeout(CONNECT_TIMEOUT, read=READ_TIMEOUT)
-    try:
-        with (
-            httpx2.Client(timeout=timeout) as client,
-            client.stream("POST", url, json=body, headers=headers) as response,
-        ):
-            if response.status_code >= 400:
-                raise RunFailure(_http_error(response))
-            content_type = response.headers.get("content-type", "")
-            if not content_type.startswith("text/event-stream"):
-                raise RunFailure(
-                    f"expected an event stream from {url}, got HTTP {response.status_code} "
-                    f"({content_type or 'no content type'}): is this a Noukai server?"
-                )
-            return follow(parse_sse(response.iter_text()), view)
-    except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
-        raise UsageError(f"bad server URL {url!r}: {exc}") from exc
-    except httpx2.ConnectError as exc:
-        raise RunFailure(
-            f"cannot connect to the Noukai server at {url} ({exc}); "
+def _sdk_error(exc: NoukaiError, url: str, started: bool) -> str:
+    """What to print for an error the SDK raised; `started`: some event had arrived."""
+    if isinstance(exc, APITimeoutError):
+        return f"the server at {url} timed out ({exc.message})"
+    if isinstance(exc, APIConnectionError):
+        if started:
+            return f"lost the connection to {url} and could not resume the run: {exc.message}"
+        return (
+            f"cannot connect to the Noukai server at {url} ({exc.message}); "
             "is `noukai serve` running? (set --url or NOUKAI_BASE_URL)"
-        ) from exc
-    except httpx2.TimeoutException as exc:
-        raise RunFailure(f"the server at {url} timed out ({type(exc).__name__})") from exc
-    except httpx2.TransportError as exc:
-        raise RunFailure(f"lost the connection to {url}: {exc or type(exc).__name__}") from exc
+        )
+    return f"{exc.code}: {exc.message}" if exc.code else str(exc)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `noukai run` asks the server for."""
+
+    org: str
+    project: str
+    slug: str
+    message: str
+    parameters: dict[str, Any]
+    version: int | None = None
+
+
+def execute(url: str, api_key: str, request: RunRequest, view: View) -> int:
+    """Start the run through the SDK and show it on `view`; the exit code."""
+    root = api_root(url)
+    seen: list[StreamEvent] = []
+
+    def recorded(events: Iterable[StreamEvent]) -> Iterable[StreamEvent]:
+        for event in events:
+            seen.append(event)
+            yield event
+
+    try:
+        with Noukai(
+            api_key=api_key, base_url=root, timeout=REQUEST_TIMEOUT, max_retries=MAX_RETRIES
+        ) as client:
+            flow = client.flow(org=request.org, project=request.project, slug=request.slug)
+            with flow.events(
+                message=request.message,
+                parameters=request.parameters,
+                version=request.version,
+                run_remaining=True,
+            ) as stream:
+                return follow(recorded(stream), view)
+    except ValueError as exc:  # the SDK refuses a base URL that is not http(s)
+        raise UsageError(f"bad server URL {url!r}: {exc}") from exc
+    except NoukaiError as exc:
+        raise RunFailure(_sdk_error(exc, root, started=bool(seen))) from exc
 
 
 def _exit(text: str, code: int) -> NoReturn:
@@ -604,13 +545,14 @@ def run(
         typer.Option("--api-key", envvar="NOUKAI_API_KEY", show_default=False, help="The API key to use."),
     ] = None,
 ) -> None:
-    """Run a flow on a server and follow it live (exit 1 if the run fails)."""
+    """Run a flow on a server and follow it live, resuming dropped streams (exit 1 if the run
+    fails)."""
     try:
         org, project, slug = parse_target(target)
         parameters = parse_params(param or [])
         if not (api_key or "").strip():
             raise UsageError("no API key: pass --api-key or set NOUKAI_API_KEY")
-        endpoint = step_url(url, org, project, slug, version)
+        api_root(url)
     except UsageError as exc:
         _exit(str(exc), 2)
     assert api_key is not None
@@ -619,8 +561,9 @@ def run(
         view = JsonView(sys.stdout, sys.stderr)
     else:
         view = HumanView(sys.stdout, Console(stderr=True, highlight=False))
+    request = RunRequest(org, project, slug, message, parameters, version)
     try:
-        code = execute(endpoint, api_key.strip(), step_body(message, parameters), view)
+        code = execute(url, api_key.strip(), request, view)
     except UsageError as exc:
         _exit(str(exc), 2)
     except RunFailure as exc:
@@ -635,13 +578,14 @@ def run(
 __all__ = [
     "HumanView",
     "JsonView",
-    "SseEvent",
-    "SseParser",
+    "RunFailure",
+    "RunRequest",
+    "UsageError",
     "api_root",
+    "execute",
     "follow",
     "parse_params",
-    "parse_sse",
     "parse_target",
     "run",
-    "step_url",
+    "wire_payload",
 ]
