@@ -102,3 +102,70 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     assert "noukai_server.store" in imports and "sqlalchemy" in imports
     assert "store" not in ALLOWED["engine"]
     assert "sqlalchemy" in FORBIDDEN_THIRD_PARTY["engine"]
+
+
+def _imported_names(path: Path) -> set[tuple[str, str]]:
+    """`(module, name)` for every `from module import name` in the file (any depth)."""
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.update((node.module, alias.name) for alias in node.names)
+    return found
+
+
+SDK_CLIENT_USERS = {"cli"}
+"""The server's folders that may use the SDK itself (`noukai run` is an SDK client); everything
+else shares only the wire schema, `noukai.types`."""
+
+
+def test_the_server_shares_only_the_wire_types_with_the_sdk() -> None:
+    violations: list[str] = []
+    for path in sorted(SERVER.rglob("*.py")):
+        if _folder(path) in SDK_CLIENT_USERS:
+            continue
+        for module in _imports(path):
+            parts = module.split(".")
+            if parts[0] == "noukai" and module != "noukai.types" and not module.startswith("noukai.types."):
+                violations.append(f"{path.relative_to(SERVER)} imports {module}")
+    assert violations == []
+
+
+ROUTES = SERVER / "api" / "routes"
+ROUTER_MAY_USE = {"api", "runtime", "eventlog"}
+"""Routers parse and serialise: they call the runtime's services (and follow the event log for
+streams), never the engine, the flows compiler, the providers or the store's queries; from the
+store they may name record types only."""
+
+
+def _router_violations(path: Path) -> list[str]:
+    violations: list[str] = []
+    for module, name in _imported_names(path):
+        parts = module.split(".")
+        if parts[0] != "noukai_server" or len(parts) < 2 or parts[1] in ROUTER_MAY_USE:
+            continue
+        if parts[1] == "store" and name.endswith("Record"):
+            continue
+        violations.append(f"from {module} import {name}")
+    for module in _imports(path):
+        parts = module.split(".")
+        if parts[0] == "noukai_server" and len(parts) > 1 and parts[1] not in ROUTER_MAY_USE | {"store"}:
+            violations.append(f"import {module}")
+    return sorted(set(violations))
+
+
+@pytest.mark.parametrize("path", sorted(ROUTES.glob("*.py")), ids=lambda p: p.name)
+def test_routers_reach_storage_only_through_the_runtime(path: Path) -> None:
+    assert _router_violations(path) == []
+
+
+def test_the_router_rule_sees_a_violation(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from noukai_server.store import RunRecord, Store\n"
+        "from noukai_server.runtime import RunService\n"
+        "import noukai_server.engine.runner\n"
+    )
+    assert _router_violations(sample) == [
+        "from noukai_server.store import Store",
+        "import noukai_server.engine.runner",
+    ]
