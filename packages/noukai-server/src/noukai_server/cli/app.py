@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from noukai.types import API_PREFIX
 from noukai_server import __version__
 from noukai_server.cli.run import run as run_command
 from noukai_server.defaults import DEFAULT_DATA_DIR
@@ -211,7 +212,7 @@ def _print_banner(config: ServerConfig, key: str | None) -> None:
             f"dev API key (org '{config.dev_org}', project '{config.dev_project}'): {key}",
             "",
             "Try it:",
-            f"  curl -s {base}/api/v1/seq/{flow}/execute -H 'Authorization: Bearer {key}' \\",
+            f"  curl -s {base}{API_PREFIX}/seq/{flow}/execute -H 'Authorization: Bearer {key}' \\",
             "       -H 'Content-Type: application/json' -d '{\"message\": \"hello there\"}'",
             "",
             "  # with the published SDK (pip install noukai-sdk); env='dev' means localhost:8080",
