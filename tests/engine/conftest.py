@@ -3,6 +3,7 @@ keeps events in memory, with a recorded sleep so retries take no time."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,8 @@ class MemorySink:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     checkpoints: list[int] = field(default_factory=list)
 
-    async def emit(self, event_type: str, payload: dict[str, Any]) -> None:
-        self.events.append((event_type, payload))
+    async def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        self.events.append((event_type, dict(payload)))
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
         self.checkpoints.append(next_step_index)

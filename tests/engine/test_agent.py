@@ -3,6 +3,7 @@ client tools pause with a resumable state, and the iteration bound holds."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from noukai_server.engine.agent import (
     AgentCall,
     AgentLoop,
-    AgentPause,
+    AgentLoopState,
     AgentResult,
     normalise_tool_results,
 )
@@ -27,8 +28,8 @@ class ListSink:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
 
-    async def emit(self, event_type: str, payload: dict[str, Any]) -> None:
-        self.events.append((event_type, payload))
+    async def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        self.events.append((event_type, dict(payload)))
 
     async def checkpoint(self, next_step_index: int, state: Any) -> None:
         return None
@@ -82,10 +83,10 @@ async def test_client_tool_pauses_and_resumes() -> None:
     loop = AgentLoop(default_tools())
     sink = ListSink()
     paused = await loop.run(agent_call(client_tools=[WEATHER]), sink, fake_model)
-    assert isinstance(paused, AgentPause)
+    assert isinstance(paused, AgentLoopState)
     assert [p["function"]["name"] for p in paused.pending] == ["get_weather"]
     assert orjson.loads(paused.pending[0]["function"]["arguments"]) == {"city": "a"}
-    restored = AgentPause.from_json(orjson.loads(orjson.dumps(paused.to_json())))
+    restored = AgentLoopState.from_json(orjson.loads(orjson.dumps(paused.to_json())))
     results = normalise_tool_results(
         [*restored.messages, {"tool_call_id": restored.pending[0]["id"], "output": "sunny"}],
         [restored.pending[0]["id"]],

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from noukai.types.events import StepOutputFields, StepStartedFields
 from noukai_server.bus import MemoryBus
 from noukai_server.engine import RunState
 from noukai_server.eventlog.writer import RunLogWriter
@@ -17,6 +18,12 @@ from noukai_server.store import EventRow, RunUpdate, Store
 from tests.store.conftest import make_run
 
 pytestmark = pytest.mark.anyio
+
+STARTED: StepStartedFields = {"stepId": "a", "name": None, "stepIndex": 0, "type": "llm", "attempt": 1}
+
+
+def delta(n: int) -> StepOutputFields:
+    return {"stepId": "a", "stepIndex": 0, "attempt": 1, "outputData": f"w{n}"}
 
 
 @pytest.fixture
@@ -61,7 +68,7 @@ async def test_a_step_and_its_checkpoint_are_one_write(store: Store) -> None:
     writer, recording, bus, run_id = await _writer(store)
     subscription = bus.subscribe(run_id)
     for n in range(5):
-        await writer.emit("step_output", {"outputData": f"w{n}"})
+        await writer.emit("step_output", delta(n))
     await writer.checkpoint(1, RunState(outputs={"a": "done"}))
     [(seqs, update)] = recording.writes
     assert seqs == [1, 2, 3, 4, 5]
@@ -75,7 +82,7 @@ async def test_events_are_published_only_once_stored(store: Store) -> None:
     writer, recording, bus, run_id = await _writer(store)
     subscription = bus.subscribe(run_id)
     recording.hold = asyncio.Event()
-    await writer.emit("step_started", {})
+    await writer.emit("step_started", STARTED)
     await asyncio.sleep(0.05)
     assert subscription.take_nowait() == []  # the write is held: nothing is heard yet
     assert await store.read_events(run_id) == []
@@ -87,7 +94,7 @@ async def test_events_are_published_only_once_stored(store: Store) -> None:
 async def test_an_abandoned_checkpoint_still_lands_with_the_next_write(store: Store) -> None:
     writer, recording, _, run_id = await _writer(store)
     recording.hold = asyncio.Event()
-    await writer.emit("step_started", {})  # its write is in flight (held)
+    await writer.emit("step_started", STARTED)  # its write is in flight (held)
     await asyncio.sleep(0)
     checkpoint = asyncio.create_task(writer.checkpoint(1, RunState()))
     await asyncio.sleep(0.05)
@@ -95,7 +102,9 @@ async def test_an_abandoned_checkpoint_still_lands_with_the_next_write(store: St
     with pytest.raises(asyncio.CancelledError):
         await checkpoint
     recording.hold.set()
-    await writer.emit_with_update("run_cancelled", {}, RunUpdate(status="cancelled"))
+    await writer.emit_with_update(
+        "run_cancelled", {"runId": run_id, "executionId": run_id}, RunUpdate(status="cancelled")
+    )
     run = await store.get_run(run_id)
     assert run is not None
     assert (run.status, run.cursor, run.last_seq) == ("cancelled", 1, 2)
@@ -105,8 +114,21 @@ async def test_a_long_burst_is_delivered_while_it_is_emitted(store: Store) -> No
     writer, _, bus, run_id = await _writer(store)
     subscription = bus.subscribe(run_id)
     for n in range(3000):  # a model that never awaits between tokens
-        await writer.emit("step_output", {"outputData": f"w{n}"})
+        await writer.emit("step_output", delta(n))
     heard = subscription.take_nowait()
     assert heard, "nothing was delivered before the burst ended"
     await writer.flush()
     assert [e.seq for e in heard + subscription.take_nowait()] == list(range(1, 3001))
+
+
+async def test_an_entry_is_the_envelope_then_the_fields_in_their_order(store: Store) -> None:
+    writer, _, _, run_id = await _writer(store)
+    await writer.emit("step_started", STARTED)
+    await writer.emit(
+        "step_output", {"stepId": "a", "stepIndex": 0, "attempt": 1, "loopIndex": 2, "outputData": "x"}
+    )
+    await writer.flush()
+    assert [row.data for row in await store.read_events(run_id)] == [
+        '{"eventType":"step_started","seq":1,"stepId":"a","name":null,"stepIndex":0,"type":"llm","attempt":1}',
+        '{"eventType":"step_output","seq":2,"stepId":"a","stepIndex":0,"attempt":1,"loopIndex":2,"outputData":"x"}',
+    ]

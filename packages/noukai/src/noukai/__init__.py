@@ -1,7 +1,7 @@
 """Noukai: run LLM flows on a self-hosted runtime and stream every step as typed events.
 
 This package is the Python SDK (`Noukai`, `AsyncNoukai`); the server is the separate `noukai-server`
-distribution (`import noukai_server`). Importing `noukai` loads only the SDK and its dependencies
+distribution (package `noukai_server`). Importing `noukai` loads only the SDK and its dependencies
 (pydantic, httpx2, anyio).
 """
 

@@ -89,7 +89,10 @@ class StepInput(_Event):
     step_id: str
     step_index: int | None = None
     loop_index: int | None = None
+    attempt: int | None = None
     input_data: dict[str, Any] | None = None
+    input_size_bytes: int | None = None
+    """Size of the whole input as compact JSON, even when the flow's capture mode keeps less of it."""
 
 
 class StepOutput(_Event):
@@ -99,6 +102,7 @@ class StepOutput(_Event):
     step_id: str
     step_index: int | None = None
     loop_index: int | None = None
+    attempt: int | None = None
     output_data: Any = None
 
     @property
@@ -114,6 +118,7 @@ class StepReasoning(_Event):
     step_id: str
     step_index: int | None = None
     loop_index: int | None = None
+    attempt: int | None = None
     delta: str = ""
 
 
@@ -124,7 +129,13 @@ class StepProgress(_Event):
     step_id: str
     step_index: int | None = None
     loop_index: int | None = None
+    attempt: int | None = None
     output: Any = None
+    duration_ms: int | None = None
+    tokens: TokenUsage | None = None
+    cost_usd: str | None = None
+    """Estimated cost of the iteration as a decimal string, e.g. "0.000150"."""
+    model: str | None = None
 
 
 class StepCompleted(_Event):
@@ -206,6 +217,7 @@ class ToolCallsRequired(_Event):
     execution_id: str | None = None
     step_id: str | None = None
     step_index: int | None = None
+    attempt: int | None = None
     iterations_used: int = 0
     tool_call_messages: list[dict[str, Any]] = Field(default_factory=list)
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
@@ -222,16 +234,22 @@ class ToolCallsRequired(_Event):
 class ToolCallStarted(_Event):
     type: Literal["tool_call_started"] = Field("tool_call_started", alias="eventType")
     step_id: str | None = None
+    step_index: int | None = None
     tool_call_id: str | None = None
     name: str | None = None
+    side: str | None = None
+    """`"server"` (a tool the server runs) or `"client"` (one of your tools: the run pauses)."""
     arguments: Any = None
 
 
 class ToolCallCompleted(_Event):
     type: Literal["tool_call_completed"] = Field("tool_call_completed", alias="eventType")
     step_id: str | None = None
+    step_index: int | None = None
     tool_call_id: str | None = None
     name: str | None = None
+    side: str | None = None
+    """`"server"` or `"client"`, as in `ToolCallStarted`."""
     result: Any = None
     error: Any = None
     duration_ms: int | None = None

@@ -3,9 +3,9 @@
 Each iteration asks the model with every tool it may use: the server-side tools the step names
 (run here, their results fed back at once) and the client-side tools sent with the request. A
 call to a client tool pauses the step: the conversation so far and the pending calls become an
-`AgentPause`, which the runtime stores durably; when the caller sends results, the loop resumes
-from exactly that conversation. A step that keeps calling tools past `max_iterations` fails with
-`TOOL_ITERATION_LIMIT`.
+`AgentPause` (`AgentLoopState.to_json()`), which the runtime stores durably; when the caller sends
+results, the loop resumes from exactly that conversation. A step that keeps calling tools past
+`max_iterations` fails with `TOOL_ITERATION_LIMIT`.
 
 Conversations are kept in the OpenAI message shape (role, content, tool_calls, tool_call_id)
 because that is what the wire's `toolCallMessages` carries and what clients append results to.
@@ -23,8 +23,15 @@ import orjson
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
+from noukai.types.events import (
+    ConversationMessage,
+    ToolCallCompletedFields,
+    ToolCallRequest,
+    ToolCallStartedFields,
+)
 from noukai_server.engine.outcome import StepFailure
 from noukai_server.engine.sink import EventSink
+from noukai_server.engine.state import AgentPause, ToolResult
 from noukai_server.engine.tools import ToolError, ToolRegistry
 from noukai_server.providers import ChatMessage, ModelRequest, ModelResponse, ToolCall, ToolSpec
 
@@ -35,11 +42,12 @@ ModelCall = Callable[[ModelRequest], Awaitable[tuple[ModelResponse, Decimal]]]
 
 
 @dataclass(slots=True)
-class AgentPause:
-    """The step waits for client-side tool results. Everything here is plain JSON."""
+class AgentLoopState:
+    """Where an agent step's loop is: its conversation, the client-side calls it waits for (when it
+    paused) and its totals. Stored, while the step waits, as an `AgentPause` (plain JSON)."""
 
-    messages: list[dict[str, Any]]
-    pending: list[dict[str, Any]]
+    messages: list[ConversationMessage]
+    pending: list[ToolCallRequest]
     iterations: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -47,7 +55,7 @@ class AgentPause:
     paused_at: float | None = None
     """Wall-clock time of the pause: a client tool's duration is how long the caller took."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> AgentPause:
         return {
             "pausedAt": self.paused_at,
             "messages": self.messages,
@@ -59,7 +67,7 @@ class AgentPause:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AgentPause:
+    def from_json(cls, data: AgentPause) -> AgentLoopState:
         return cls(
             messages=list(data["messages"]),
             pending=list(data["pending"]),
@@ -107,11 +115,13 @@ class AgentLoop:
         sink: EventSink,
         model_call: ModelCall,
         *,
-        resume: AgentPause | None = None,
+        resume: AgentLoopState | None = None,
         results: Sequence[Mapping[str, Any]] = (),
-    ) -> AgentResult | AgentPause:
+    ) -> AgentResult | AgentLoopState:
         if resume is None:
-            state = AgentPause(messages=[{"role": "user", "content": call.prompt}], pending=[], iterations=0)
+            state = AgentLoopState(
+                messages=[{"role": "user", "content": call.prompt}], pending=[], iterations=0
+            )
         else:
             state = resume
             await self._accept_results(call, state, results, sink)
@@ -158,18 +168,15 @@ class AgentLoop:
                 }
             )
             for tool_call in response.tool_calls:
-                side = "client" if tool_call.name in client_names else "server"
-                await sink.emit(
-                    ev.TOOL_CALL_STARTED,
-                    {
-                        "stepId": call.step_id,
-                        "stepIndex": call.step_index,
-                        "toolCallId": tool_call.id,
-                        "name": tool_call.name,
-                        "arguments": tool_call.arguments,
-                        "side": side,
-                    },
-                )
+                started: ToolCallStartedFields = {
+                    "stepId": call.step_id,
+                    "stepIndex": call.step_index,
+                    "toolCallId": tool_call.id,
+                    "name": tool_call.name,
+                    "arguments": tool_call.arguments,
+                    "side": "client" if tool_call.name in client_names else "server",
+                }
+                await sink.emit(ev.TOOL_CALL_STARTED, started)
             pending = [c for c in response.tool_calls if c.name in client_names]
             for tool_call in response.tool_calls:
                 if tool_call.name not in client_names:
@@ -180,10 +187,10 @@ class AgentLoop:
                 return state
 
     async def _run_server_tool(
-        self, call: AgentCall, tool_call: ToolCall, state: AgentPause, sink: EventSink
+        self, call: AgentCall, tool_call: ToolCall, state: AgentLoopState, sink: EventSink
     ) -> None:
         started = time.perf_counter()
-        payload: dict[str, Any] = {
+        payload: ToolCallCompletedFields = {
             "stepId": call.step_id,
             "stepIndex": call.step_index,
             "toolCallId": tool_call.id,
@@ -207,7 +214,7 @@ class AgentLoop:
     async def _accept_results(
         self,
         call: AgentCall,
-        state: AgentPause,
+        state: AgentLoopState,
         results: Sequence[Mapping[str, Any]],
         sink: EventSink,
     ) -> None:
@@ -215,7 +222,7 @@ class AgentLoop:
         waited = None if state.paused_at is None else max(0.0, time.time() - state.paused_at)
         for pending in state.pending:
             content = by_id[pending["id"]]
-            payload: dict[str, Any] = {
+            payload: ToolCallCompletedFields = {
                 "stepId": call.step_id,
                 "stepIndex": call.step_index,
                 "toolCallId": pending["id"],
@@ -233,7 +240,7 @@ class AgentLoop:
 
 def normalise_tool_results(
     messages: Sequence[Mapping[str, Any]], pending_ids: Sequence[str]
-) -> list[dict[str, str]]:
+) -> list[ToolResult]:
     """Pick the results of the pending calls out of the messages a client sent back, accepting all
     three shapes in use: `{role?, tool_call_id | toolCallId, content | output}` (contract 4.3).
     Raises ValueError naming what is missing or unexpected."""
@@ -256,11 +263,11 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _openai_call(call: ToolCall) -> dict[str, Any]:
+def _openai_call(call: ToolCall) -> ToolCallRequest:
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
-def _chat(message: Mapping[str, Any]) -> ChatMessage:
+def _chat(message: ConversationMessage) -> ChatMessage:
     calls = tuple(
         ToolCall(c["id"], c["function"]["name"], c["function"].get("arguments") or "{}")
         for c in (message.get("tool_calls") or ())

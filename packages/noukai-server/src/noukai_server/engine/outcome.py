@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from noukai_server.engine.state import AgentPause
+
 
 @dataclass(frozen=True, slots=True)
 class Completed:
@@ -35,8 +37,8 @@ class PausedForTools:
     step_id: str
     step_index: int
     attempt: int
-    pause: dict[str, Any]
-    """`AgentPause.to_json()`: the conversation so far and the pending tool calls."""
+    pause: AgentPause
+    """The conversation so far and the pending tool calls."""
 
 
 Outcome = Completed | PausedBetweenSteps | Failed | PausedForTools
@@ -45,7 +47,7 @@ Outcome = Completed | PausedBetweenSteps | Failed | PausedForTools
 class AwaitingTools(Exception):
     """Raised by the agent executor when the step must wait for client tool results."""
 
-    def __init__(self, pause: dict[str, Any]) -> None:
+    def __init__(self, pause: AgentPause) -> None:
         super().__init__("waiting for client tool results")
         self.pause = pause
 

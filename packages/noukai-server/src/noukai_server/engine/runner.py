@@ -16,10 +16,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
+from noukai.types.events import (
+    StepCompletedFields,
+    StepErrorDetail,
+    StepErrorFields,
+    StepProgressFields,
+    StepRetryingFields,
+    StepStartedFields,
+)
 from noukai_server.engine.functions import FunctionRegistry
 from noukai_server.engine.outcome import (
     AwaitingTools,
@@ -32,7 +40,7 @@ from noukai_server.engine.outcome import (
 )
 from noukai_server.engine.retry import MIN_ATTEMPTS_AFTER_INTERRUPTION, backoff_seconds
 from noukai_server.engine.sink import EventSink
-from noukai_server.engine.state import RunInputs, RunState
+from noukai_server.engine.state import AgentPause, RunInputs, RunState, ToolResult
 from noukai_server.engine.steps import StepCall, StepExecutors, StepOutput
 from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import FlowSpec, StepSpec, TemplateEngine, TemplateError, build_context
@@ -106,19 +114,35 @@ class FlowEngine:
         its pause for client tool results."""
         policy = flow.retry_policy(step)
         attempt = first.number
-        where: dict[str, Any] = {"stepId": step.id, "name": step.name, "stepIndex": index, "type": step.type}
         if first.interrupted:
-            lost = {
+            lost: StepErrorDetail = {
                 "code": ErrorCode.STEP_INTERRUPTED.value,
                 "message": f"attempt {attempt - 1} of step '{step.id}' stopped when its worker was lost",
             }
+            # Keys spelled out (not spread from a `StepRef`): mypy then checks that each optional
+            # key of the event is left out on purpose.
             if attempt > max(policy.max_attempts, MIN_ATTEMPTS_AFTER_INTERRUPTION):
-                await sink.emit(ev.STEP_ERROR, {**where, "attempt": attempt - 1, "error": lost})
+                gone: StepErrorFields = {
+                    "stepId": step.id,
+                    "name": step.name,
+                    "stepIndex": index,
+                    "type": step.type,
+                    "attempt": attempt - 1,
+                    "error": lost,
+                }
+                await sink.emit(ev.STEP_ERROR, gone)
                 return Failed(step.id, index, lost["code"], lost["message"])
-            await sink.emit(
-                ev.STEP_RETRYING,
-                {**where, "attempt": attempt - 1, "nextAttempt": attempt, "error": lost, "backoffMs": 0},
-            )
+            again: StepRetryingFields = {
+                "stepId": step.id,
+                "name": step.name,
+                "stepIndex": index,
+                "type": step.type,
+                "attempt": attempt - 1,
+                "nextAttempt": attempt,
+                "error": lost,
+                "backoffMs": 0,
+            }
+            await sink.emit(ev.STEP_RETRYING, again)
         while True:
             started = time.perf_counter()
             try:
@@ -133,8 +157,11 @@ class FlowEngine:
                 }
                 return PausedForTools(step.id, index, attempt, waiting.pause)
             except StepFailure as failure:
-                error: dict[str, Any] = {
-                    **where,
+                error: StepErrorFields = {
+                    "stepId": step.id,
+                    "name": step.name,
+                    "stepIndex": index,
+                    "type": step.type,
                     "attempt": attempt,
                     "error": {"code": failure.code, "message": failure.message},
                     "durationMs": _elapsed_ms(started),
@@ -145,10 +172,12 @@ class FlowEngine:
                     await sink.emit(ev.STEP_ERROR, error)
                     return Failed(step.id, index, failure.code, failure.message)
                 delay = backoff_seconds(policy, attempt, self._jitter())
-                await sink.emit(
-                    ev.STEP_RETRYING,
-                    {**error, "nextAttempt": attempt + 1, "backoffMs": round(delay * 1000)},
-                )
+                retrying: StepRetryingFields = {
+                    **error,
+                    "nextAttempt": attempt + 1,
+                    "backoffMs": round(delay * 1000),
+                }
+                await sink.emit(ev.STEP_RETRYING, retrying)
                 await self._sleep(delay)
                 attempt += 1
 
@@ -174,33 +203,35 @@ class FlowEngine:
             skipped=state.skipped,
             run=run,
         )
-        base = {
-            "stepId": step.id,
-            "name": step.name,
-            "stepIndex": index,
-            "type": step.type,
-            "attempt": attempt,
-        }
         tool_call = _tool_call_fields(inputs, state, step.id)
         if tool_call.get("resume") is None:  # a resumed agent step already reported its start
-            await sink.emit(ev.STEP_STARTED, dict(base))
+            step_started: StepStartedFields = {
+                "stepId": step.id,
+                "name": step.name,
+                "stepIndex": index,
+                "type": step.type,
+                "attempt": attempt,
+            }
+            await sink.emit(ev.STEP_STARTED, step_started)
         if not self._should_run(step, context):
             state.outputs[step.id] = None
             if step.id not in state.skipped:
                 state.skipped.append(step.id)
             # A skip is still reported as step_completed: clients of the paced protocol
             # advance their cursor on step_completed, so a skip must look like a finished step.
-            await sink.emit(
-                ev.STEP_COMPLETED,
-                {
-                    **base,
-                    "output": None,
-                    "skipped": True,
-                    "durationMs": 0,
-                    "tokens": {"prompt": 0, "completion": 0, "total": 0},
-                    "costUsd": format_cost(Decimal(0)),
-                },
-            )
+            skipped: StepCompletedFields = {
+                "stepId": step.id,
+                "name": step.name,
+                "stepIndex": index,
+                "type": step.type,
+                "attempt": attempt,
+                "output": None,
+                "skipped": True,
+                "durationMs": 0,
+                "tokens": {"prompt": 0, "completion": 0, "total": 0},
+                "costUsd": format_cost(Decimal(0)),
+            }
+            await sink.emit(ev.STEP_COMPLETED, skipped)
             return
         result = await self._execute(flow, step, index, context, sink, attempt, tool_call)
         state.agent = None
@@ -210,8 +241,12 @@ class FlowEngine:
         state.completion_tokens += result.completion_tokens
         state.cost_micro_usd += int(result.cost * _MICRO)
         total = result.prompt_tokens + result.completion_tokens
-        completed: dict[str, Any] = {
-            **base,
+        completed: StepCompletedFields = {
+            "stepId": step.id,
+            "name": step.name,
+            "stepIndex": index,
+            "type": step.type,
+            "attempt": attempt,
             "output": result.output,
             "durationMs": _elapsed_ms(started),
             "tokens": {
@@ -245,7 +280,7 @@ class FlowEngine:
         context: dict[str, Any],
         sink: EventSink,
         attempt: int,
-        tool_call: dict[str, Any],
+        tool_call: _ToolCallFields,
     ) -> StepOutput:
         capture = flow.trace_capture_mode
         redact_fields = tuple(flow.redact_fields)
@@ -297,7 +332,7 @@ class FlowEngine:
             total.completion_tokens += part.completion_tokens
             total.cost += part.cost
             total.model = part.model or total.model
-            progress: dict[str, Any] = {
+            progress: StepProgressFields = {
                 "stepId": step.id,
                 "stepIndex": index,
                 "attempt": attempt,
@@ -317,17 +352,27 @@ class FlowEngine:
         return total
 
 
-def _tool_call_fields(inputs: RunInputs, state: RunState, step_id: str) -> dict[str, Any]:
+class _ToolCallFields(TypedDict, total=False):
+    """`StepCall`'s tool arguments."""
+
+    client_tools: tuple[ToolSpec, ...]
+    tool_choice: Any
+    resume: AgentPause | None
+    tool_results: tuple[ToolResult, ...]
+
+
+def _tool_call_fields(inputs: RunInputs, state: RunState, step_id: str) -> _ToolCallFields:
     """What an agent step needs from the request (client tools) and from a stored pause."""
-    fields: dict[str, Any] = {
+    fields: _ToolCallFields = {
         "client_tools": tuple(client_tool_specs(inputs.tools)),
         "tool_choice": inputs.tool_choice,
         "resume": None,
     }
     agent = state.agent
-    if agent is not None and agent.get("stepId") == step_id and agent.get("results") is not None:
+    results = None if agent is None or agent["stepId"] != step_id else agent.get("results")
+    if agent is not None and results is not None:
         fields["resume"] = agent["pause"]
-        fields["tool_results"] = tuple(agent["results"])
+        fields["tool_results"] = tuple(results)
     return fields
 
 

@@ -1,9 +1,82 @@
-"""What a run carries from step to step, in a form that survives a restart (plain JSON)."""
+"""What a run carries from step to step, in a form that survives a restart (plain JSON).
 
-from __future__ import annotations
+The JSON layout is what the store keeps in a run's `state`: a change here must still load the rows
+written before it. An agent step waiting for client tool results keeps its loop under `agent`, typed
+as `AgentState`; readers of a stored run's state go through `agent_state` (or `paused_agent`),
+never by indexing the raw dict.
+"""
 
+# No `from __future__ import annotations`: the TypedDicts below keep their `NotRequired` keys
+# optional at run time only when their annotations are evaluated (Python 3.11).
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
+
+from noukai.types.events import ConversationMessage, ToolCallRequest
+
+
+class AgentPause(TypedDict):
+    """An agent step's tool loop, stored while it waits for the caller's client tool results."""
+
+    pausedAt: NotRequired[float | None]
+    """Wall-clock time (epoch seconds) of the pause: a client tool's duration is how long the
+    caller took; None or absent when unknown."""
+    messages: list[ConversationMessage]
+    """The step's conversation so far, ending with the assistant message that calls the tools."""
+    pending: list[ToolCallRequest]
+    """The client-side calls waiting for a result."""
+    iterations: int
+    """Model calls the step has made so far."""
+    promptTokens: NotRequired[int]
+    """Prompt tokens of those calls (0 when absent)."""
+    completionTokens: NotRequired[int]
+    """Completion tokens of those calls (0 when absent)."""
+    costMicroUsd: NotRequired[int]
+    """Their cost in millionths of a dollar (0 when absent)."""
+
+
+class ToolResult(TypedDict):
+    """One client tool result the caller sent back, normalised."""
+
+    tool_call_id: str
+    """The pending call it answers."""
+    content: str
+    """The result as text for the model."""
+
+
+class AgentState(TypedDict):
+    """`RunState.agent`: the agent step that paused for client tool results, and its loop."""
+
+    stepId: str
+    """The paused step's id."""
+    stepIndex: int
+    """Its position in the flow (the run's cursor while it waits)."""
+    attempt: int
+    """The step's attempt; the resumed step continues it."""
+    pause: AgentPause
+    """The loop to continue from."""
+    results: NotRequired[list[ToolResult]]
+    """The caller's results, once it answered (the run is then queued to resume the step)."""
+
+
+def agent_state(run_state: Mapping[str, Any] | None) -> AgentState | None:
+    """The agent step paused for client tool results (answered or not yet) in a stored run's
+    `state` JSON, or None."""
+    agent = (run_state or {}).get("agent")
+    return cast(AgentState, agent) if isinstance(agent, dict) and agent else None
+
+
+def paused_agent(run_state: Mapping[str, Any] | None) -> AgentState:
+    """The agent step a run waits in; raises `LookupError` when it waits in none."""
+    agent = agent_state(run_state)
+    if agent is None:
+        raise LookupError("the run is not paused at an agent step")
+    return agent
+
+
+def awaits_tool_results(agent: AgentState | None) -> bool:
+    """An agent step is paused and the caller has not sent its tool results yet."""
+    return agent is not None and agent.get("results") is None
 
 
 @dataclass(slots=True)
@@ -31,7 +104,7 @@ class RunInputs:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunInputs:
+    def from_json(cls, data: dict[str, Any]) -> "RunInputs":
         return cls(
             message=data.get("message"),
             messages=data.get("messages"),
@@ -55,9 +128,8 @@ class RunState:
     completion_tokens: int = 0
     cost_micro_usd: int = 0
     """Cost in millionths of a dollar, summed as an integer so totals never drift."""
-    agent: dict[str, Any] | None = None
-    """An agent step waiting for client tool results: `stepId`, `stepIndex`, `attempt`, `pause`
-    (the conversation and pending calls) and, once the caller answered, `results`."""
+    agent: AgentState | None = None
+    """An agent step waiting for client tool results (see `AgentState`)."""
 
     @property
     def result(self) -> Any:
@@ -75,7 +147,7 @@ class RunState:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> RunState:
+    def from_json(cls, data: dict[str, Any] | None) -> "RunState":
         data = data or {}
         return cls(
             outputs=dict(data.get("outputs") or {}),
@@ -84,5 +156,5 @@ class RunState:
             prompt_tokens=int(data.get("promptTokens", 0)),
             completion_tokens=int(data.get("completionTokens", 0)),
             cost_micro_usd=int(data.get("costMicroUsd", 0)),
-            agent=data.get("agent"),
+            agent=agent_state(data),
         )

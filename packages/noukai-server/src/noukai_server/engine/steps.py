@@ -13,11 +13,13 @@ import orjson
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
-from noukai_server.engine.agent import AgentCall, AgentLoop, AgentPause
+from noukai.types.events import StepInputFields, StepOutputFields, StepReasoningFields, StepStreamRef
+from noukai_server.engine.agent import AgentCall, AgentLoop, AgentLoopState
 from noukai_server.engine.capture import CAPTURES_CONTENT, json_size, redact
 from noukai_server.engine.functions import FunctionRegistry
 from noukai_server.engine.outcome import AwaitingTools, StepFailure
 from noukai_server.engine.sink import EventSink
+from noukai_server.engine.state import AgentPause, ToolResult
 from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import (
     AgentStep,
@@ -65,9 +67,9 @@ class StepCall:
     redact_fields: tuple[str, ...] = ()
     client_tools: tuple[ToolSpec, ...] = ()
     tool_choice: Any = None
-    resume: dict[str, Any] | None = None
-    """For an agent step waiting for tools: the stored `AgentPause` to continue from."""
-    tool_results: tuple[dict[str, str], ...] = ()
+    resume: AgentPause | None = None
+    """For an agent step waiting for tools: the stored loop to continue from."""
+    tool_results: tuple[ToolResult, ...] = ()
 
 
 class StepExecutors:
@@ -208,11 +210,11 @@ class StepExecutors:
             max_tokens=step.max_tokens,
             extra=dict(step.params),
         )
-        resume = AgentPause.from_json(call.resume) if call.resume is not None else None
+        resume = AgentLoopState.from_json(call.resume) if call.resume is not None else None
         result = await self._agents.run(
             agent_call, sink, model_call, resume=resume, results=call.tool_results
         )
-        if isinstance(result, AgentPause):
+        if isinstance(result, AgentLoopState):
             if call.loop_index is not None:
                 raise StepFailure(
                     ErrorCode.TOOLS_IN_NON_SEQUENTIAL_STEP,
@@ -230,14 +232,16 @@ class StepExecutors:
     async def _stream(self, stream: Any, call: StepCall, sink: EventSink) -> ModelResponse:
         final: ModelResponse | None = None
         # aclosing: a cancelled run must close the provider's HTTP stream, not leave it dangling.
-        fields = _step_fields(call, {})  # the same for every delta: built once per step
+        ref = _stream_ref(call)  # the same for every delta: built once per step
         async with aclosing(stream) as events:
             async for item in events:
                 if isinstance(item, TextDelta):
                     if item.text:
-                        await sink.emit(ev.STEP_OUTPUT, {**fields, "outputData": item.text})
+                        output: StepOutputFields = {**ref, "outputData": item.text}
+                        await sink.emit(ev.STEP_OUTPUT, output)
                 elif isinstance(item, ReasoningDelta):
-                    await sink.emit(ev.STEP_REASONING, {**fields, "delta": item.text})
+                    reasoning: StepReasoningFields = {**ref, "delta": item.text}
+                    await sink.emit(ev.STEP_REASONING, reasoning)
                 elif isinstance(item, ModelResponse):
                     final = item
         if final is None:
@@ -270,12 +274,13 @@ async def _emit_input(
         data = {**metadata, **redact(content, call.redact_fields)}
     elif call.capture not in CAPTURES_CONTENT:
         data = dict(metadata)
-    await sink.emit(ev.STEP_INPUT, _step_fields(call, {"inputData": data, "inputSizeBytes": size}))
+    payload: StepInputFields = {**_stream_ref(call), "inputData": data, "inputSizeBytes": size}
+    await sink.emit(ev.STEP_INPUT, payload)
 
 
-def _step_fields(call: StepCall, extra: dict[str, Any]) -> dict[str, Any]:
-    payload: dict[str, Any] = {"stepId": call.step.id, "stepIndex": call.index, "attempt": call.attempt}
+def _stream_ref(call: StepCall) -> StepStreamRef:
+    """The keys every streamed event of this step call starts with."""
+    ref: StepStreamRef = {"stepId": call.step.id, "stepIndex": call.index, "attempt": call.attempt}
     if call.loop_index is not None:
-        payload["loopIndex"] = call.loop_index
-    payload.update(extra)
-    return payload
+        ref["loopIndex"] = call.loop_index
+    return ref

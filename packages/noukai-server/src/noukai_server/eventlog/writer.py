@@ -11,10 +11,10 @@ import asyncio
 import dataclasses
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
+from noukai.types.events import EventFields
 from noukai_server.bus import Bus, LogEvent
 from noukai_server.engine.state import RunState
 from noukai_server.store import UNSET, EventRow, RunUpdate, Store
@@ -46,7 +46,9 @@ class RunLogWriter:
     def last_seq(self) -> int:
         return self._seq
 
-    async def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+    async def emit(self, event_type: str, payload: EventFields) -> None:
+        """Append an event: `payload` is the `...Fields` TypedDict of `event_type`; the log entry is
+        `{"eventType", "seq", **payload}` (its `...Payload`)."""
         self._append(event_type, payload)
         # Writes happen in the background: while one batch commits, the next one gathers, so a
         # token stream costs one transaction per batch rather than one per token.
@@ -59,13 +61,13 @@ class RunLogWriter:
             # step, and `_pending` grow without bound.
             await asyncio.shield(self._flusher)
 
-    async def emit_with_update(self, event_type: str, payload: dict[str, Any], update: RunUpdate) -> None:
+    async def emit_with_update(self, event_type: str, payload: EventFields, update: RunUpdate) -> None:
         """Store an event and a run update in one transaction, so whoever hears the event (say, a
         terminal one) already finds the run row changed."""
         self._append(event_type, payload)
         await self.flush(update)
 
-    def _append(self, event_type: str, payload: dict[str, Any]) -> None:
+    def _append(self, event_type: str, payload: EventFields) -> None:
         self._raise_if_failed()
         self._seq += 1
         data = orjson.dumps({"eventType": event_type, "seq": self._seq, **payload})

@@ -17,6 +17,7 @@ from noukai.types.errors import ErrorCode
 from noukai.types.wire import ExecuteRequest
 from noukai_server.bus import Bus
 from noukai_server.engine import RunInputs
+from noukai_server.engine.state import paused_agent
 from noukai_server.runtime.errors import RequestRejected
 from noukai_server.runtime.runs import FlowTarget, RunService, waiting_for_tools
 from noukai_server.store import RunRecord
@@ -128,7 +129,7 @@ async def _keepalive_json(
 
 def paused_result(target: FlowTarget, run: RunRecord) -> dict[str, Any]:
     """The contract's `PausedResult`: what the caller needs to run its tools and resume."""
-    agent = run.state["agent"]
+    agent = paused_agent(run.state)
     pause = agent["pause"]
     return {
         "status": "tool_calls_required",

@@ -15,10 +15,12 @@ import orjson
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
+from noukai.types.events import RunCancelledPayload
 from noukai.types.wire import StepRequest
 from noukai_server.bus import Bus, LogEvent, Subscription
 from noukai_server.engine import RunInputs
 from noukai_server.engine.agent import normalise_tool_results
+from noukai_server.engine.state import AgentState, agent_state, awaits_tool_results
 from noukai_server.engine.tools import TOOL_NAME
 from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai_server.runtime.errors import RequestRejected
@@ -162,8 +164,8 @@ class RunService:
         run = await self._store.get_run(execution_id)
         if run is None or run.org_id != org or run.flow_id != target.flow.id:
             raise RequestRejected(ErrorCode.EXECUTION_ID_INVALID, f"no run {execution_id} of this flow")
-        agent = (run.state or {}).get("agent")
-        if run.status != "waiting" or not agent or agent.get("results") is not None:
+        agent = agent_state(run.state)
+        if run.status != "waiting" or agent is None or not awaits_tool_results(agent):
             raise RequestRejected(
                 ErrorCode.EXECUTION_ID_INVALID,
                 f"run {execution_id} is {run.status}, not waiting for tool results",
@@ -184,12 +186,13 @@ class RunService:
             results = normalise_tool_results(messages, pending_ids)
         except ValueError as exc:
             raise RequestRejected(ErrorCode.TOOL_RESULTS_MISMATCH, str(exc)) from exc
+        answered: AgentState = {**agent, "results": results}
         advanced = await self._store.advance_run(
             run.id,
             expected_status="waiting",
             cursor=agent["stepIndex"],
             pause_after=run.pause_after,
-            state_patch={"agent": {**agent, "results": results}},
+            state_patch={"agent": answered},
         )
         if advanced is None:
             raise RequestRejected(
@@ -361,9 +364,13 @@ class RunService:
             # Nobody executes a queued or waiting run, so its last event is written here, in the
             # same transaction as the status change.
             seq = cancelled.last_seq + 1
-            data = orjson.dumps(
-                {"eventType": ev.RUN_CANCELLED, "seq": seq, "runId": run.id, "executionId": run.id}
-            )
+            event: RunCancelledPayload = {
+                "eventType": ev.RUN_CANCELLED,
+                "seq": seq,
+                "runId": run.id,
+                "executionId": run.id,
+            }
+            data = orjson.dumps(event)
             final.append(LogEvent.create(run.id, seq, ev.RUN_CANCELLED, data))
             return [EventRow(seq, ev.RUN_CANCELLED, data.decode())]
 
@@ -408,8 +415,8 @@ SETTLING_EVENTS = frozenset({*ev.TERMINAL_EVENTS, ev.STEP_PAUSED_FOR_TOOL_CALLS}
 
 
 def waiting_for_tools(run: RunRecord) -> bool:
-    agent = (run.state or {}).get("agent")
-    return run.status == "waiting" and isinstance(agent, dict) and agent.get("results") is None
+    """The run waits for the caller's client tool results (not for a `/step` call)."""
+    return run.status == "waiting" and awaits_tool_results(agent_state(run.state))
 
 
 def check_client_tools(tools: list[dict[str, Any]]) -> None:

@@ -13,10 +13,19 @@ import contextlib
 import logging
 import uuid
 from decimal import Decimal
-from typing import Any
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
+from noukai.types.events import (
+    FlowCompletedFields,
+    FlowCompletedSummary,
+    RunCancelledFields,
+    RunErrorDetail,
+    RunFailedFields,
+    RunStartedFields,
+    StepPausedFields,
+    StepPausedForToolCallsFields,
+)
 from noukai_server.bus import Bus
 from noukai_server.engine import (
     Completed,
@@ -27,6 +36,7 @@ from noukai_server.engine import (
     RunInputs,
     RunState,
 )
+from noukai_server.engine.state import awaits_tool_results
 from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai_server.providers.pricing import format_cost
@@ -179,17 +189,15 @@ class Worker:
     async def _drive(self, run: RunRecord, writer: RunLogWriter) -> None:
         flow_id = run.flow_id
         if run.last_seq == 0:
-            await writer.emit(
-                ev.RUN_STARTED,
-                {
-                    "runId": run.id,
-                    "executionId": run.id,
-                    "flowId": flow_id,
-                    "stepCount": len(run.document.get("steps") or []),
-                    "flowVersion": run.flow_version,
-                    "triggerType": run.trigger_type,
-                },
-            )
+            started: RunStartedFields = {
+                "runId": run.id,
+                "executionId": run.id,
+                "flowId": flow_id,
+                "stepCount": len(run.document.get("steps") or []),
+                "flowVersion": run.flow_version,
+                "triggerType": run.trigger_type,
+            }
+            await writer.emit(ev.RUN_STARTED, started)
         inputs = RunInputs.from_json(run.input)
         try:
             spec = self._flows.get((run.flow_id, run.flow_version, run.flow_revision), run.document)
@@ -213,47 +221,54 @@ class Worker:
             interrupted=resume.interrupted,
         )
         if isinstance(outcome, Completed):
+            completed: FlowCompletedFields = {
+                "runId": run.id,
+                "executionId": run.id,
+                "result": outcome.result,
+                "summary": _summary(state, len(spec.steps)),
+            }
             await writer.emit_with_update(
                 ev.FLOW_COMPLETED,
-                {
-                    "runId": run.id,
-                    "executionId": run.id,
-                    "result": outcome.result,
-                    "summary": _summary(state, len(spec.steps)),
-                },
+                completed,
                 RunUpdate(status="completed", result=outcome.result, state=state.to_json()),
             )
         elif isinstance(outcome, PausedBetweenSteps):
+            paused: StepPausedFields = {
+                "runId": run.id,
+                "executionId": run.id,
+                "stepId": outcome.completed_step_id,
+                "stepIndex": outcome.completed_index,
+                "nextStepIndex": outcome.next_index,
+            }
             await writer.emit_with_update(
                 ev.STEP_PAUSED,
-                {
-                    "runId": run.id,
-                    "executionId": run.id,
-                    "stepId": outcome.completed_step_id,
-                    "stepIndex": outcome.completed_index,
-                    "nextStepIndex": outcome.next_index,
-                },
+                paused,
                 RunUpdate(status="waiting", cursor=outcome.next_index, pause_after=None),
             )
         elif isinstance(outcome, PausedForTools):
             pause = outcome.pause
+            waiting: StepPausedForToolCallsFields = {
+                "runId": run.id,
+                "executionId": run.id,
+                "stepId": outcome.step_id,
+                "stepIndex": outcome.step_index,
+                "attempt": outcome.attempt,
+                "iterationsUsed": pause["iterations"],
+                "toolCallMessages": pause["messages"],
+                "toolCalls": pause["pending"],
+                "accumulatedOutputs": state.outputs,
+            }
             await writer.emit_with_update(
                 ev.STEP_PAUSED_FOR_TOOL_CALLS,
-                {
-                    "runId": run.id,
-                    "executionId": run.id,
-                    "stepId": outcome.step_id,
-                    "stepIndex": outcome.step_index,
-                    "attempt": outcome.attempt,
-                    "iterationsUsed": pause["iterations"],
-                    "toolCallMessages": pause["messages"],
-                    "toolCalls": pause["pending"],
-                    "accumulatedOutputs": state.outputs,
-                },
+                waiting,
                 RunUpdate(status="waiting", cursor=outcome.step_index, state=state.to_json()),
             )
         elif isinstance(outcome, Failed):
-            error = {"code": outcome.code, "message": outcome.message, "stepId": outcome.step_id}
+            error: RunErrorDetail = {
+                "code": outcome.code,
+                "message": outcome.message,
+                "stepId": outcome.step_id,
+            }
             await self._fail(run, writer, error, state)
 
     async def _resume_point(self, run: RunRecord, spec: FlowSpec, state: RunState) -> ResumePoint:
@@ -263,9 +278,9 @@ class Worker:
         if run.last_seq == 0 or run.cursor >= len(spec.steps):
             return FIRST_ATTEMPT
         agent = state.agent
-        if agent is not None and agent.get("stepIndex") == run.cursor:
-            if agent.get("results") is not None:
-                return ResumePoint(int(agent["attempt"]), False)
+        if agent is not None and agent["stepIndex"] == run.cursor:
+            if not awaits_tool_results(agent):
+                return ResumePoint(agent["attempt"], False)
             state.agent = None  # a pause nobody answered cannot resume: the step starts over
         # Newest first, so this reads the log's tail (one step's events at most), not all of it.
         rows = await self._store.read_events(
@@ -277,28 +292,27 @@ class Worker:
         self,
         run: RunRecord,
         writer: RunLogWriter,
-        error: dict[str, Any],
+        error: RunErrorDetail,
         state: RunState | None = None,
     ) -> None:
         update = RunUpdate(status="failed", error=error)
         if state is not None:
             update = RunUpdate(status="failed", error=error, state=state.to_json())
-        await writer.emit_with_update(
-            ev.RUN_FAILED, {"runId": run.id, "executionId": run.id, "error": error}, update
-        )
+        failed: RunFailedFields = {"runId": run.id, "executionId": run.id, "error": error}
+        await writer.emit_with_update(ev.RUN_FAILED, failed, update)
 
     async def _finish_cancelled(self, run: RunRecord, writer: RunLogWriter) -> None:
+        cancelled: RunCancelledFields = {"runId": run.id, "executionId": run.id}
         with contextlib.suppress(LeaseLost):
-            await writer.emit_with_update(
-                ev.RUN_CANCELLED,
-                {"runId": run.id, "executionId": run.id},
-                RunUpdate(status="cancelled"),
-            )
+            await writer.emit_with_update(ev.RUN_CANCELLED, cancelled, RunUpdate(status="cancelled"))
 
     async def _finish_internal_error(self, run: RunRecord) -> None:
         """Record an unexpected failure. The writer may be out of step with the store (its last
         write is what failed), so a fresh one continues from what the store actually holds."""
-        error = {"code": ErrorCode.INTERNAL_ERROR.value, "message": "the run failed inside the server"}
+        error: RunErrorDetail = {
+            "code": ErrorCode.INTERNAL_ERROR.value,
+            "message": "the run failed inside the server",
+        }
         try:
             current = await self._store.get_run(run.id)
             if current is None or current.terminal or current.attempt != run.attempt:
@@ -309,7 +323,7 @@ class Worker:
             logger.exception("run %s: could not record the internal error", run.id)
 
 
-def _summary(state: RunState, step_count: int) -> dict[str, Any]:
+def _summary(state: RunState, step_count: int) -> FlowCompletedSummary:
     return {
         "stepCount": step_count,
         "skipped": list(state.skipped),
