@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 import noukai_server.api.routes.stream as stream_routes
+from noukai_server.api import endpoints
 from noukai_server.api.resume import MAX_SEQ, InvalidResumePosition, parse_event_seq, resume_position
 from noukai_server.runtime import RequestRejected, parse_version_segment
 from tests.conftest import ServerProcess, _server_env, free_port
@@ -110,16 +112,21 @@ def test_a_version_segment_is_ascii_digits_too(segment: str) -> None:
 _FASTAPI_ONLY = """\
 import sys
 
-import noukai_server.api.routes.stream as _stream
+import noukai_server.api.endpoints as _endpoints
 
-_stream.plain_routes = lambda prefix: []
+
+def _document_routes_only(app_routes, endpoints, prefix):
+    app_routes.extend(e.document_route(prefix, e.route(prefix)) for e in endpoints)
+
+
+_endpoints.mount = _document_routes_only
 print("test: plain routes not mounted", file=sys.stderr, flush=True)
 """
 
 
 @pytest.fixture(scope="module")
 def fastapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server without the plain routes, so the FastAPI route answers the native stream."""
+    """A server without the plain routes, so the FastAPI (document) routes answer the streams."""
     site = tmp_path_factory.mktemp("fastapi-only-site")
     (site / "sitecustomize.py").write_text(_FASTAPI_ONLY)
     env = _server_env()
@@ -245,5 +252,6 @@ def test_both_servers_are_what_they_claim(server: ServerProcess, fastapi_server:
 
 def test_the_stream_routes_parse_no_number_of_their_own() -> None:
     """Both routes hand the raw strings on: no second parser in front of the shared one."""
-    source = inspect.getsource(stream_routes)
-    assert "isdigit" not in source and "int(" not in source
+    for module in (stream_routes, endpoints):
+        source = inspect.getsource(module)
+        assert "isdigit" not in source and not re.search(r"\bint\(", source), module

@@ -9,11 +9,13 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from noukai.types import API_PREFIX
+from noukai.types.wire import Health
 from noukai_server import __version__
-from noukai_server.api.docs import install_docs
+from noukai_server.api import endpoints
+from noukai_server.api.docs import install_docs, install_openapi
 from noukai_server.api.errors import install_error_handlers
 from noukai_server.api.request_id import RequestIdMiddleware
-from noukai_server.api.responses import json_response
+from noukai_server.api.responses import answers, json_response
 from noukai_server.api.routes import execute, flows, jobs, sessions, stream, traces
 from noukai_server.api.services import Services
 from noukai_server.config import ServerConfig
@@ -48,16 +50,17 @@ def create_app(
         openapi_url="/openapi.json",
     )
     install_docs(app)
+    install_openapi(app)
     install_error_handlers(app)
     app.include_router(execute.router, prefix=API_PREFIX)
     app.include_router(flows.router, prefix=API_PREFIX)
     app.include_router(stream.router, prefix=API_PREFIX)
-    app.router.routes[0:0] = stream.plain_routes(API_PREFIX)  # tried first: see there
+    endpoints.mount(app.router.routes, stream.ENDPOINTS, API_PREFIX)  # served first: see there
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(traces.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
 
-    @app.get(f"{API_PREFIX}/health", tags=["service"])
+    @app.get(f"{API_PREFIX}/health", tags=["service"], responses=answers(Health, "The server is up"))
     async def health() -> Response:
         """Liveness: answers without a key once the store is open."""
         return json_response({"status": "ok", "version": __version__})
