@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
+from noukai.types.wire import ExecuteRequest
+from noukai_server.api.body import read_model
+from noukai_server.api.errors import ApiError
 from tests.conftest import ServerProcess
 
 
@@ -148,6 +153,28 @@ def test_wrongly_typed_fields_are_422_with_the_field_named(server: ServerProcess
     assert_error(post(server, "/seq/dev/main/echo/execute", [1, 2]), 422, "VALIDATION_ERROR")
 
 
+@pytest.mark.parametrize("slug", ["echo/execute", "echo/jobs", "echo/step"])
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**30])
+def test_an_integer_wider_than_64_bits_is_422_with_its_place(
+    server: ServerProcess, slug: str, number: int
+) -> None:
+    """Found by the contract test: a run's inputs are stored as JSON by orjson, which holds 64-bit
+    integers at most, so such a body was a 500 when the run was stored."""
+    body = {"message": "x", "stepIndex": 0, "parameters": {"big": [1, number]}}
+    detail = assert_error(post(server, f"/seq/dev/main/{slug}", body), 422, "VALIDATION_ERROR")
+    assert detail["errors"] == [
+        {"loc": ["parameters", "big", "1"], "message": detail["errors"][0]["message"]}
+    ]
+    assert "64 bits" in detail["message"]
+
+
+def test_the_widest_64_bit_integers_and_long_digit_strings_are_accepted(server: ServerProcess) -> None:
+    for number in (2**64 - 1, -(2**63)):
+        body = {"message": "1234567890123456789012345", "parameters": {"n": number}}
+        response = post(server, "/seq/dev/main/echo/execute", body)
+        assert response.status_code == 200, response.text
+
+
 def test_missing_message_is_400(server: ServerProcess) -> None:
     assert_error(post(server, "/seq/dev/main/echo/execute", {"parameters": {}}), 400, "MISSING_MESSAGE")
 
@@ -273,3 +300,34 @@ def test_a_step_longer_than_the_poll_interval_still_answers_at_once(server: Serv
     )
     response = post(server, f"/seq/dev/main/{slug}/execute", {"parameters": {"v": [1, 2]}})
     assert response.json()["result"] == [1, 2]
+
+
+def _request(body: bytes) -> Request:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b'{"parameters": {"n": 18446744073709551616}}', ["parameters", "n"]),
+        (b'{"attachments": [{"a": [-9223372036854775809]}]}', ["attachments", "0", "a", "0"]),
+        (b'{"iterationsUsed": 99999999999999999999}', ["iterationsUsed"]),
+    ],
+)
+def test_read_model_names_an_integer_wider_than_64_bits(raw: bytes, where: list[str]) -> None:
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(read_model(_request(raw), ExecuteRequest))
+    assert caught.value.code == "VALIDATION_ERROR"
+    assert [e["loc"] for e in caught.value.details["errors"]] == [where]
+
+
+def test_read_model_keeps_64_bit_integers_and_digits_in_strings() -> None:
+    raw = (
+        b'{"message": "12345678901234567890123",'
+        b' "parameters": {"a": 18446744073709551615, "b": -9223372036854775808}}'
+    )
+    body = asyncio.run(read_model(_request(raw), ExecuteRequest))
+    assert body.parameters == {"a": 2**64 - 1, "b": -(2**63)}

@@ -125,6 +125,13 @@ def test_unknown_version_is_404(server: ServerProcess) -> None:
     assert_error(httpx.get(f"{base}/versions/3", headers=auth(server)), 404, "FLOW_NOT_FOUND")
 
 
+@pytest.mark.parametrize("version", ["0", "-1", "2147483648", "989614822097724637184"])
+def test_a_version_number_no_version_can_have_is_404(server: ServerProcess, version: str) -> None:
+    """Found by the contract test: a number wider than the store's column was a 500."""
+    base = f"{server.api_url}/flows/dev/main/echo"
+    assert_error(httpx.get(f"{base}/versions/{version}", headers=auth(server)), 404, "FLOW_NOT_FOUND")
+
+
 def test_flow_api_is_tenant_scoped(server: ServerProcess) -> None:
     other = server.create_key("rival")
     assert_error(

@@ -43,6 +43,20 @@ def test_draft_jobs_and_idempotency(server: ServerProcess) -> None:
     assert first.json()["executionId"] == second.json()["executionId"]
 
 
+def test_a_blank_idempotency_key_is_none_and_a_long_one_is_refused(server: ServerProcess) -> None:
+    """Found by the contract test: both were 500s (the store refuses them)."""
+    for path in ("/seq/dev/main/echo/jobs", "/seq/dev/main/echo/execute"):
+        blank = [post(server, path, {"message": "x"}, headers={"Idempotency-Key": ""}) for _ in range(2)]
+        assert [r.status_code for r in blank] in ([202, 202], [200, 200]), [r.text for r in blank]
+        assert blank[0].json()["executionId"] != blank[1].json()["executionId"]
+        long = post(server, path, {"message": "x"}, headers={"Idempotency-Key": "k" * 256})
+        assert "Idempotency-Key" in assert_error(long, 422, "VALIDATION_ERROR")["message"]
+    longest = post(
+        server, "/seq/dev/main/echo/jobs", {"message": "x"}, headers={"Idempotency-Key": "k" * 255}
+    )
+    assert longest.status_code == 202, longest.text
+
+
 def test_job_errors(server: ServerProcess) -> None:
     assert_error(
         post(

@@ -14,8 +14,11 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
+from pydantic import TypeAdapter
 
+from noukai.types.wire import ExecuteResponse, PausedResult
 from tests.conftest import ServerProcess
+from tests.server.test_tools_api import pause
 
 DOC_PAGES = ["/docs", "/redoc"]
 PUBLIC_OPERATIONS = {("get", "/api/v1/health")}
@@ -152,3 +155,74 @@ def test_a_try_it_out_request_with_the_key_is_accepted(server: ServerProcess) ->
         assert refused.status_code == 401, refused.text
         assert refused.json()["detail"]["code"] == "UNAUTHENTICATED"
         assert refused.headers["www-authenticate"].startswith("Bearer")
+
+
+# --- The document tells the truth (every answer is documented; test_contract.py checks the server
+# against it) --------------------------------------------------------------------------------------
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method, path, op) for path, item in spec["paths"].items() for method, op in item.items()]
+
+
+def _schema_of(answer: dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
+    schema: dict[str, Any] = answer["content"][media_type]["schema"]
+    return schema
+
+
+def test_every_error_answer_is_the_envelope_and_fastapis_own_422_is_gone(server: ServerProcess) -> None:
+    spec = _spec(server)
+    assert "HTTPValidationError" not in str(spec) and "ValidationError" not in spec["components"]["schemas"]
+    for method, path, operation in _operations(spec):
+        errors = {s: a for s, a in operation["responses"].items() if int(s) >= 400}
+        if (method, path) not in PUBLIC_OPERATIONS:
+            assert {"401", "500"} <= set(errors), (method, path)
+        for status, answer in errors.items():
+            assert list(answer["content"]) == ["application/json"], (method, path, status)
+            assert _schema_of(answer) == {"$ref": "#/components/schemas/ErrorEnvelope"}
+            assert "`" in answer["description"], answer  # names the codes sent with that status
+    body = spec["components"]["schemas"]["ErrorBody"]
+    assert body["required"] == ["code", "message"] and body["additionalProperties"] is True
+
+
+def test_every_success_answer_has_a_schema(server: ServerProcess) -> None:
+    spec = _spec(server)
+    for method, path, operation in _operations(spec):
+        successes = {s: a for s, a in operation["responses"].items() if int(s) < 300}
+        assert len(successes) == 1, (method, path, list(operation["responses"]))
+        ((status, answer),) = successes.items()
+        if path.endswith(("/step", "/events", "/trace/stream")):
+            assert list(answer["content"]) == ["text/event-stream"], (method, path)
+            event = _schema_of(answer, "text/event-stream")
+            assert event["properties"]["data"]["contentMediaType"] == "application/json"
+            continue
+        assert list(answer["content"]) == ["application/json"], (method, path)
+        schema = _schema_of(answer)
+        assert schema.get("$ref") or schema.get("oneOf") or schema.get("anyOf"), (method, path, schema)
+    submit = spec["paths"]["/api/v1/seq/{org}/{project}/{slug}/jobs"]["post"]["responses"]
+    publish = spec["paths"]["/api/v1/flows/{org}/{project}/{slug}/publish"]["post"]["responses"]
+    assert "202" in submit and "201" in publish
+
+
+def test_execute_documents_completed_failed_and_paused_answers(server: ServerProcess) -> None:
+    spec = _spec(server)
+    answer = spec["paths"]["/api/v1/seq/{org}/{project}/{slug}/execute"]["post"]["responses"]["200"]
+    schema = _schema_of(answer)
+    assert schema["discriminator"]["propertyName"] == "status"
+    mapping = schema["discriminator"]["mapping"]
+    assert set(mapping) == {"completed", "failed", "tool_calls_required"}
+    schemas = spec["components"]["schemas"]
+    paused = schemas[mapping["tool_calls_required"].rsplit("/", 1)[-1]]
+    assert {"executionId", "pausedAtStep", "iterationsUsed", "toolCallMessages", "toolCalls"} <= set(
+        paused["required"]
+    )
+    failed = schemas[mapping["failed"].rsplit("/", 1)[-1]]
+    assert "error" in failed["required"]
+    body = spec["paths"]["/api/v1/seq/{org}/{project}/{slug}/execute"]["post"]["requestBody"]
+    assert "toolCallMessages" in _schema_of(body)["properties"]
+
+
+def test_a_real_paused_answer_validates_against_the_document(server: ServerProcess) -> None:
+    """The union is not decoration: the server's paused body is what the schema says."""
+    paused = TypeAdapter(ExecuteResponse).validate_python(pause(server))
+    assert isinstance(paused, PausedResult)

@@ -1,4 +1,5 @@
-"""The API docs, served offline: Swagger UI at `/docs` and ReDoc at `/redoc`.
+"""The API docs, served offline: Swagger UI at `/docs` and ReDoc at `/redoc`, and the OpenAPI
+document they show, as true as the routes' declarations.
 
 FastAPI's own pages load their scripts and styles from a CDN (and ReDoc its fonts from Google), so
 they are blank on a machine without internet. These pages load them from the server itself: the
@@ -9,6 +10,7 @@ mounted under `/docs-assets/`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Final
 
 import fastapi_offline
 from fastapi import FastAPI, Request
@@ -18,6 +20,53 @@ from starlette.responses import HTMLResponse
 
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
+
+_FASTAPI_VALIDATION_SCHEMAS: Final = ("HTTPValidationError", "ValidationError")
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Post-process the generated document once, where FastAPI's generator says what this server
+    does not do:
+
+    * FastAPI adds a 422 with its own `{"detail": [...]}` body to every operation that has
+      parameters, but this server never sends that body (`api/errors.py` reshapes validation errors
+      into the envelope). Routes declare the 422 they really send (`ErrorEnvelope`); FastAPI's own
+      is removed, with its schemas.
+    * FastAPI files every declared answer under the route's media type, so a stream's errors would
+      read as `text/event-stream`; errors are always sent as `application/json`."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = errors_as_json(without_fastapi_validation_errors(generate()))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            answer = operation.get("responses", {}).get("422", {})
+            schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("$ref", "").endswith("/HTTPValidationError"):
+                del operation["responses"]["422"]
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    return document
+
+
+def errors_as_json(document: dict[str, Any]) -> dict[str, Any]:
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for status, answer in operation.get("responses", {}).items():
+                content = answer.get("content")
+                is_error = str(status).isdigit() and int(status) >= 400
+                if is_error and content and "application/json" not in content:
+                    answer["content"] = {"application/json": next(iter(content.values()))}
+    return document
+
 
 # No online validator badge: Swagger UI would send the spec's URL to validator.swagger.io.
 _SWAGGER_UI_PARAMETERS = {"validatorUrl": None}

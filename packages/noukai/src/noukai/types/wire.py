@@ -6,7 +6,8 @@ and servers stay compatible with older ones.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -20,11 +21,18 @@ class WireModel(BaseModel):
 
 
 class ErrorBody(WireModel):
+    """An error's `detail`: a stable `code` and a human `message`, plus details that depend on the
+    code (`errors` for VALIDATION_ERROR, `executionId`, `stepId`, `issues`, ...)."""
+
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": True})
+
     code: str
     message: str
 
 
 class ErrorEnvelope(WireModel):
+    """Every error answer: `{"detail": {"code": ..., "message": ..., ...}}`."""
+
     detail: ErrorBody
 
 
@@ -77,3 +85,269 @@ class TokenUsage(WireModel):
     prompt: int = 0
     completion: int = 0
     total: int = 0
+
+
+# --- Response bodies -------------------------------------------------------------------------------
+# What the server answers, one model per JSON body. The server serialises its answers with orjson
+# straight from dicts of exactly these shapes (the models document them in the OpenAPI document and
+# let a client validate them); fields the server always sends are required, nullable ones say so.
+
+RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
+"""A run's state: queued, running, waiting (for the next `/step` call or for tool results) or one of
+the three terminal ones."""
+TriggerType = Literal["execute", "step", "job"]
+"""Which endpoint started a run."""
+JobState = Literal["pending", "running", "completed", "failed"]
+"""A job's state as the published SDK validates it (a cancelled run reads as failed)."""
+StepStatus = Literal["running", "completed", "failed", "skipped"]
+
+COST_PATTERN: Final = r"^\d+\.\d{6}$"
+"""`costUsd`: a decimal string with exactly six places, such as `"0.000150"`."""
+
+
+class RunError(WireModel):
+    """Why a run failed; more keys may be added."""
+
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": True})
+
+    code: str
+    message: str
+    step_id: str | None = None
+
+
+class ExecuteCompleted(ExecuteResult):
+    """`/execute` answered a finished run: `result` is its final output."""
+
+    status: Literal["completed"]
+    execution_id: str
+
+
+class ExecuteFailed(ExecuteResult):
+    """`/execute` answered a run that failed after the 200 status line was sent (a long run kept
+    alive with whitespace); a run that fails sooner is answered with its error status instead."""
+
+    status: Literal["failed"]
+    execution_id: str
+    error: RunError
+
+
+class PausedResult(WireModel):
+    """`/execute` answered a run that paused for the caller's tool results (contract 4.1)."""
+
+    status: Literal["tool_calls_required"]
+    execution_id: str
+    paused_at_step: str
+    iterations_used: int
+    tool_call_messages: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    """OpenAI-shaped calls: `{"id", "type": "function", "function": {"name", "arguments"}}`."""
+    accumulated_outputs: dict[str, Any] = Field(default_factory=dict)
+    flow_id: str
+    block_count: int
+
+
+ExecuteResponse = Annotated[ExecuteCompleted | ExecuteFailed | PausedResult, Field(discriminator="status")]
+"""The 200 body of `POST .../execute`, told apart by `status`."""
+
+
+class JobAccepted(WireModel):
+    """The 202 body of `POST .../jobs`: the run to poll."""
+
+    execution_id: str
+    status: JobState
+    flow_id: str
+    block_count: int
+
+
+class JobStatus(WireModel):
+    """The body of `GET .../jobs/{executionId}`."""
+
+    execution_id: str
+    status: JobState
+    result: Any = None
+    """The final output once completed, else null."""
+    error: str | None
+    """`"CODE: message"` once failed, else null."""
+
+
+class RunInfo(WireModel):
+    """A run's state (`GET /runs/{executionId}`)."""
+
+    execution_id: str
+    flow_id: str
+    flow_version: int
+    """0 for a run of the draft."""
+    status: RunStatus
+    trigger_type: TriggerType
+    cursor: int
+    """The flow-absolute index of the step the run is at."""
+    result: Any = None
+    error: RunError | None
+    last_seq: int
+    """The seq of the run's last event (resume a stream after it)."""
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class CancelResult(WireModel):
+    """The body of `POST /runs/{executionId}/cancel`."""
+
+    execution_id: str
+    status: RunStatus
+    cancel_requested: bool
+    """True once the run will stop (or has ended)."""
+
+
+class RunSummary(WireModel):
+    """A trace's `flowRun`."""
+
+    id: str
+    """The run's execution id."""
+    flow_id: str
+    flow_version: int
+    status: RunStatus
+    trigger_type: TriggerType
+    started_at: datetime
+    step_count: int
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    error: RunError | None = None
+    """Only on a failed run."""
+
+
+class StepTrace(WireModel):
+    """One attempt of a step (or one `foreach` iteration of it, with `loopIndex`)."""
+
+    step_id: str
+    step_index: int
+    attempt: int = Field(ge=1)
+    status: StepStatus
+    name: str | None = None
+    loop_index: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    model_used: str | None = None
+    tokens: TokenUsage
+    cost_usd: str = Field(pattern=COST_PATTERN)
+    input_size_bytes: int | None = None
+    output_size_bytes: int | None = None
+    input_context: dict[str, Any] | None = None
+    output_context: dict[str, Any] | None = None
+    error_context: dict[str, Any] | None = None
+    truncated: bool
+    """True when a context was cut to the server's size cap."""
+    backoff_ms: int | None = None
+    """The wait before the next attempt, when this one is retried."""
+    iterations: int | None = None
+    """How many `foreach` iterations the attempt ran."""
+
+
+class StepAttempts(WireModel):
+    """Every attempt of one step (`?attempt=all`)."""
+
+    step_id: str
+    attempts: list[StepTrace]
+
+
+class Trace(WireModel):
+    """A run's trace: the run, and the latest attempt of each step that started."""
+
+    flow_run: RunSummary
+    steps: list[StepTrace]
+
+
+class ErrorSnapshot(WireModel):
+    code: str
+    message: str
+
+
+class SessionStepSnapshot(WireModel):
+    """The final attempt of a step, as a replay serves it."""
+
+    step_id: str
+    attempt: int
+    loop_index: int | None
+    status: str
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    input_snapshot: dict[str, Any] | None
+    output_snapshot: Any = None
+    """What a replay serves as the step's output."""
+    error_snapshot: ErrorSnapshot | None
+    truncated: bool
+
+
+class SessionExecution(WireModel):
+    """One run tagged with the session, however many requests it took."""
+
+    execution_id: str
+    flow_id: str
+    slug: str | None
+    trigger_type: TriggerType
+    status: Literal["pending", "running", "completed", "failed", "cancelled"]
+    started_at: datetime
+    completed_at: datetime | None
+    trace_capture_mode: str
+    snapshots_available: bool
+    error_at_step: str | None
+    steps: list[SessionStepSnapshot]
+
+
+class SessionResponse(WireModel):
+    """The body of `GET /seq/sessions/{sessionId}`: executions in start order."""
+
+    session_id: str
+    executions: list[SessionExecution]
+
+
+class FlowInfo(WireModel):
+    """A flow and its draft (`PUT` and `GET /flows/{org}/{project}/{slug}`)."""
+
+    id: str
+    org: str
+    project: str
+    slug: str
+    name: str | None
+    draft_revision: int
+    latest_version: int | None
+    """The latest published version, null before the first publish."""
+    draft: dict[str, Any]
+    """The draft flow document (canonical form)."""
+    created_at: datetime
+    updated_at: datetime
+
+
+class FlowVersionInfo(WireModel):
+    """A published version (the 201 body of `POST .../publish`, and each entry of the list)."""
+
+    version: int
+    created_at: datetime
+
+
+class FlowVersionDocument(FlowVersionInfo):
+    """A published version with its frozen document."""
+
+    document: dict[str, Any]
+
+
+class FlowVersionList(WireModel):
+    versions: list[FlowVersionInfo]
+
+
+class FlowSummary(WireModel):
+    id: str
+    slug: str
+    name: str | None
+    draft_revision: int
+    updated_at: datetime
+
+
+class FlowList(WireModel):
+    flows: list[FlowSummary]
+
+
+class Health(WireModel):
+    status: Literal["ok"]
+    version: str

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
-from noukai.types.wire import ErrorEnvelope, ExecuteRequest, ExecuteResult
+from noukai.types.wire import ExecuteRequest, ExecuteResponse
 from noukai_server.api.auth import api_key, authorize, services
 from noukai_server.api.body import openapi_body, read_model
-from noukai_server.api.responses import json_response
+from noukai_server.api.params import (
+    IdempotencyHeader,
+    Org,
+    Project,
+    SessionHeader,
+    Slug,
+    Version,
+    idempotency_key_of,
+)
+from noukai_server.api.responses import (
+    FLOW_ADDRESS,
+    JSON_BODY,
+    KEYED,
+    RUN_FAILURES,
+    RUN_INPUTS,
+    TENANT,
+    TOOL_RESUME,
+    answers,
+    fails,
+    json_response,
+)
 from noukai_server.api.services import Services
 from noukai_server.runtime import parse_version_segment
 from noukai_server.runtime.execute import execute as run_execute
@@ -18,13 +38,15 @@ from noukai_server.store import ApiKeyRecord
 
 router = APIRouter(tags=["flows"])
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": ExecuteResult},
-    400: {"model": ErrorEnvelope},
-    401: {"model": ErrorEnvelope},
-    403: {"model": ErrorEnvelope},
-    404: {"model": ErrorEnvelope},
-    502: {"model": ErrorEnvelope},
+_RESPONSES = {
+    **answers(
+        ExecuteResponse,
+        "The run completed, or paused for the caller's tools (`tool_calls_required`); a run still"
+        " going after the heartbeat is answered 200 at once, with whitespace until its body, which"
+        " is then `completed`, `tool_calls_required` or `failed`",
+    ),
+    # A run that fails before the heartbeat is answered with its error's status and code.
+    **fails(KEYED, TENANT, JSON_BODY, FLOW_ADDRESS, RUN_INPUTS, TOOL_RESUME, RUN_FAILURES),
 }
 
 
@@ -48,16 +70,12 @@ async def _execute(
         body,
         org_id=key.org_id,
         session_id=session_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key_of(idempotency_key),
         heartbeat_seconds=svc.config.heartbeat_seconds,
     )
     if answer.stream is not None:
         return StreamingResponse(answer.stream, media_type="application/json")
     return json_response(answer.body)
-
-
-SessionHeader = Annotated[str | None, Header(alias="X-Session-Id")]
-IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post(
@@ -66,9 +84,9 @@ IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
     openapi_extra=openapi_body(ExecuteRequest),
 )
 async def execute(
-    org: str,
-    project: str,
-    slug: str,
+    org: Org,
+    project: Project,
+    slug: Slug,
     request: Request,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKeyRecord, Depends(api_key)],
@@ -86,10 +104,10 @@ async def execute(
     openapi_extra=openapi_body(ExecuteRequest),
 )
 async def execute_version(
-    org: str,
-    project: str,
-    slug: str,
-    version: str,
+    org: Org,
+    project: Project,
+    slug: Slug,
+    version: Version,
     request: Request,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKeyRecord, Depends(api_key)],

@@ -14,9 +14,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from noukai.types.errors import ErrorCode
+from noukai.types.wire import FlowInfo, FlowList, FlowVersionDocument, FlowVersionInfo, FlowVersionList
 from noukai_server.api.auth import api_key, authorize, services
 from noukai_server.api.errors import ApiError
-from noukai_server.api.responses import json_response
+from noukai_server.api.params import Org, Project, Slug
+from noukai_server.api.responses import KEYED, TENANT, answers, fails, json_response
 from noukai_server.api.services import Services
 
 router = APIRouter(prefix="/flows", tags=["flow management"])
@@ -24,13 +26,34 @@ router = APIRouter(prefix="/flows", tags=["flow management"])
 Svc = Annotated[Services, Depends(services)]
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 MAX_FLOW_BYTES = 1024 * 1024
+MAX_FLOW_VERSION = 2**31 - 1
+"""Versions are numbered from 1 in a 32-bit column: a number outside that range names no version."""
+
+_FLOW_DOCUMENT: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The flow document (at most 1 MiB); its `slug`, when given, must be the path's.",
+        "content": {
+            "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+            **{kind: {"schema": {"type": "string"}} for kind in _YAML_TYPES},
+        },
+    }
+}
+_NO_FLOW = (ErrorCode.FLOW_NOT_FOUND,)
 
 
-@router.put("/{org}/{project}/{slug}")
+@router.put(
+    "/{org}/{project}/{slug}",
+    responses={
+        **answers(FlowInfo, "The flow with its new draft"),
+        **fails(KEYED, TENANT, (ErrorCode.INVALID_TREE, ErrorCode.NO_STEPS, ErrorCode.BODY_TOO_LARGE)),
+    },
+    openapi_extra=_FLOW_DOCUMENT,
+)
 async def save_draft(
-    org: str,
-    project: str,
-    slug: str,
+    org: Org,
+    project: Project,
+    slug: Slug,
     request: Request,
     svc: Svc,
     key: Annotated[Any, Depends(api_key)],
@@ -50,45 +73,70 @@ async def save_draft(
     return json_response(await svc.flow_admin.save_draft(org, project, slug, source, filename=filename))
 
 
-@router.post("/{org}/{project}/{slug}/publish", status_code=201)
+@router.post(
+    "/{org}/{project}/{slug}/publish",
+    status_code=201,
+    responses={**answers(FlowVersionInfo, "The new version", 201), **fails(KEYED, TENANT, _NO_FLOW)},
+)
 async def publish(
-    org: str, project: str, slug: str, svc: Svc, key: Annotated[Any, Depends(api_key)]
+    org: Org, project: Project, slug: Slug, svc: Svc, key: Annotated[Any, Depends(api_key)]
 ) -> Response:
     """Freeze the current draft as the next numbered version."""
     authorize(key, org, project)
     return json_response(await svc.flow_admin.publish(org, project, slug), status_code=201)
 
 
-@router.get("/{org}/{project}/{slug}")
+@router.get(
+    "/{org}/{project}/{slug}",
+    responses={**answers(FlowInfo, "The flow and its draft"), **fails(KEYED, TENANT, _NO_FLOW)},
+)
 async def get_flow(
-    org: str, project: str, slug: str, svc: Svc, key: Annotated[Any, Depends(api_key)]
+    org: Org, project: Project, slug: Slug, svc: Svc, key: Annotated[Any, Depends(api_key)]
 ) -> Response:
+    """The flow, its draft and its latest published version."""
     authorize(key, org, project)
     return json_response(await svc.flow_admin.get(org, project, slug))
 
 
-@router.get("/{org}/{project}/{slug}/versions")
+@router.get(
+    "/{org}/{project}/{slug}/versions",
+    responses={**answers(FlowVersionList, "Its published versions"), **fails(KEYED, TENANT, _NO_FLOW)},
+)
 async def list_versions(
-    org: str, project: str, slug: str, svc: Svc, key: Annotated[Any, Depends(api_key)]
+    org: Org, project: Project, slug: Slug, svc: Svc, key: Annotated[Any, Depends(api_key)]
 ) -> Response:
+    """The flow's published versions, oldest first."""
     authorize(key, org, project)
     return json_response(await svc.flow_admin.list_versions(org, project, slug))
 
 
-@router.get("/{org}/{project}/{slug}/versions/{version}")
+@router.get(
+    "/{org}/{project}/{slug}/versions/{version}",
+    responses={
+        **answers(FlowVersionDocument, "The version and its document"),
+        # VALIDATION_ERROR: a version that is not an integer.
+        **fails(KEYED, TENANT, _NO_FLOW, (ErrorCode.VALIDATION_ERROR,)),
+    },
+)
 async def get_version(
-    org: str,
-    project: str,
-    slug: str,
+    org: Org,
+    project: Project,
+    slug: Slug,
     version: int,
     svc: Svc,
     key: Annotated[Any, Depends(api_key)],
 ) -> Response:
+    """One published version with its frozen document."""
     authorize(key, org, project)
+    if not 1 <= version <= MAX_FLOW_VERSION:  # never sent to the store, where it would not fit
+        raise ApiError(ErrorCode.FLOW_NOT_FOUND, f"flow {org}/{project}/{slug} has no version {version}")
     return json_response(await svc.flow_admin.get_version(org, project, slug, version))
 
 
-@router.get("/{org}/{project}")
-async def list_flows(org: str, project: str, svc: Svc, key: Annotated[Any, Depends(api_key)]) -> Response:
+@router.get(
+    "/{org}/{project}", responses={**answers(FlowList, "The project's flows"), **fails(KEYED, TENANT)}
+)
+async def list_flows(org: Org, project: Project, svc: Svc, key: Annotated[Any, Depends(api_key)]) -> Response:
+    """The project's flows."""
     authorize(key, org, project)
     return json_response(await svc.flow_admin.list_flows(org, project))

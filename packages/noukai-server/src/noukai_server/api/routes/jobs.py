@@ -8,13 +8,33 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from noukai.types.wire import ExecuteRequest
+from noukai.types.errors import ErrorCode
+from noukai.types.wire import ExecuteRequest, JobAccepted, JobStatus
 from noukai_server.api.auth import api_key, authorize, services
 from noukai_server.api.body import openapi_body, read_model
-from noukai_server.api.responses import json_response
+from noukai_server.api.params import (
+    ExecutionId,
+    IdempotencyHeader,
+    Org,
+    Project,
+    SessionHeader,
+    Slug,
+    Version,
+    idempotency_key_of,
+)
+from noukai_server.api.responses import (
+    FLOW_ADDRESS,
+    JSON_BODY,
+    KEYED,
+    RUN_INPUTS,
+    TENANT,
+    answers,
+    fails,
+    json_response,
+)
 from noukai_server.api.services import Services
 from noukai_server.runtime import jobs as job_runtime
 from noukai_server.runtime import parse_version_segment
@@ -24,8 +44,10 @@ router = APIRouter(tags=["jobs"])
 
 Svc = Annotated[Services, Depends(services)]
 Key = Annotated[ApiKeyRecord, Depends(api_key)]
-SessionHeader = Annotated[str | None, Header(alias="X-Session-Id")]
-IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+_SUBMIT = {
+    **answers(JobAccepted, "The run is queued (or already started): poll it by its execution id", 202),
+    **fails(KEYED, TENANT, JSON_BODY, FLOW_ADDRESS, RUN_INPUTS, (ErrorCode.TOOLS_REQUIRE_SYNC_EXECUTE,)),
+}
 
 
 async def _submit(
@@ -43,16 +65,21 @@ async def _submit(
     target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
     body = await read_model(request, ExecuteRequest)
     answer = await job_runtime.submit_job(
-        svc.runs, target, body, session_id=session_id, idempotency_key=idempotency_key
+        svc.runs, target, body, session_id=session_id, idempotency_key=idempotency_key_of(idempotency_key)
     )
     return json_response(answer, status_code=202)
 
 
-@router.post("/seq/{org}/{project}/{slug}/jobs", status_code=202, openapi_extra=openapi_body(ExecuteRequest))
+@router.post(
+    "/seq/{org}/{project}/{slug}/jobs",
+    status_code=202,
+    responses=_SUBMIT,
+    openapi_extra=openapi_body(ExecuteRequest),
+)
 async def submit_job(
-    org: str,
-    project: str,
-    slug: str,
+    org: Org,
+    project: Project,
+    slug: Slug,
     request: Request,
     svc: Svc,
     key: Key,
@@ -64,13 +91,16 @@ async def submit_job(
 
 
 @router.post(
-    "/seq/{org}/{project}/{slug}/{version}/jobs", status_code=202, openapi_extra=openapi_body(ExecuteRequest)
+    "/seq/{org}/{project}/{slug}/{version}/jobs",
+    status_code=202,
+    responses=_SUBMIT,
+    openapi_extra=openapi_body(ExecuteRequest),
 )
 async def submit_job_version(
-    org: str,
-    project: str,
-    slug: str,
-    version: str,
+    org: Org,
+    project: Project,
+    slug: Slug,
+    version: Version,
     request: Request,
     svc: Svc,
     key: Key,
@@ -81,8 +111,13 @@ async def submit_job_version(
     return await _submit(svc, key, org, project, slug, version, request, x_session_id, idempotency_key)
 
 
-@router.get("/seq/{org}/{project}/{slug}/jobs/{execution_id}")
-async def poll_job(org: str, project: str, slug: str, execution_id: str, svc: Svc, key: Key) -> Response:
+@router.get(
+    "/seq/{org}/{project}/{slug}/jobs/{execution_id}",
+    responses={**answers(JobStatus, "The job"), **fails(KEYED, TENANT, (ErrorCode.RUN_NOT_FOUND,))},
+)
+async def poll_job(
+    org: Org, project: Project, slug: Slug, execution_id: ExecutionId, svc: Svc, key: Key
+) -> Response:
     """A job's state: pending, running, completed (with its result) or failed (with its error)."""
     authorize(key, org, project)
     return json_response(await job_runtime.poll_job(svc.runs, execution_id, org=org, project=key.project_id))

@@ -8,15 +8,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
+from noukai.types.errors import ErrorCode
+from noukai.types.wire import SessionResponse
 from noukai_server.api.auth import api_key, services
-from noukai_server.api.responses import json_response
+from noukai_server.api.responses import KEYED, answers, fails, json_response
 from noukai_server.api.services import Services
 from noukai_server.store import ApiKeyRecord
 
 router = APIRouter(tags=["sessions"])
 
 
-@router.get("/seq/sessions/{session_id}")
+@router.get(
+    "/seq/sessions/{session_id}",
+    responses={
+        **answers(SessionResponse, "The session's executions, in start order"),
+        **fails(KEYED, (ErrorCode.FORBIDDEN, ErrorCode.SESSION_NOT_FOUND, ErrorCode.SESSION_EXPIRED)),
+    },
+)
 async def get_session(
     session_id: str,
     svc: Annotated[Services, Depends(services)],
