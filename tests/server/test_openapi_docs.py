@@ -13,11 +13,14 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import jsonschema_rs
 import pytest
 from pydantic import TypeAdapter
 
+from noukai.types.events import EVENT_PAYLOADS
 from noukai.types.wire import ExecuteResponse, PausedResult
 from tests.conftest import ServerProcess
+from tests.server.test_streams import events_only, read_stream, start_run
 from tests.server.test_tools_api import pause
 
 DOC_PAGES = ["/docs", "/redoc"]
@@ -226,3 +229,50 @@ def test_a_real_paused_answer_validates_against_the_document(server: ServerProce
     """The union is not decoration: the server's paused body is what the schema says."""
     paused = TypeAdapter(ExecuteResponse).validate_python(pause(server))
     assert isinstance(paused, PausedResult)
+
+
+def _event_validator(spec: dict[str, Any], path: str) -> jsonschema_rs.Validator:
+    answer = spec["paths"][path]["get"]["responses"]["200"]
+    data = _schema_of(answer, "text/event-stream")["properties"]["data"]["contentSchema"]
+    # The refs point into the document's components: validate against the document's root.
+    return jsonschema_rs.Draft202012Validator({**data, "components": spec["components"]})
+
+
+def test_stream_events_are_described_by_their_payload_schemas(server: ServerProcess) -> None:
+    spec = _spec(server)
+    answer = spec["paths"]["/api/v1/runs/{execution_id}/events"]["get"]["responses"]["200"]
+    data = _schema_of(answer, "text/event-stream")["properties"]["data"]["contentSchema"]
+    assert data["discriminator"]["propertyName"] == "eventType"
+    assert set(data["discriminator"]["mapping"]) == set(EVENT_PAYLOADS)
+    schemas = spec["components"]["schemas"]
+    for payload in EVENT_PAYLOADS.values():
+        assert payload.__name__ in schemas
+    # Field descriptions come from the TypedDicts' docstrings, inherited keys included.
+    step_output = schemas["StepOutputPayload"]["properties"]
+    assert step_output["stepId"]["description"] and step_output["outputData"]["description"]
+
+
+def test_real_stream_events_validate_against_the_document(server: ServerProcess) -> None:
+    spec = _spec(server)
+    validator = _event_validator(spec, "/api/v1/runs/{execution_id}/events")
+    seen: set[str] = set()
+    for slug, params in (
+        ("three-steps", {}),
+        ("shout-all", {"items": ["a", "b"]}),
+        ("broken", {"config": {}}),
+    ):
+        run_id = start_run(server, slug, runRemaining=True, parameters=params)
+        for frame in events_only(read_stream(server, run_id)):
+            errors = [e.message for e in validator.iter_errors(frame.json)]
+            assert errors == [], (frame.event, frame.json)
+            seen.add(str(frame.event))
+    assert {
+        "run_started",
+        "step_output",
+        "step_progress",
+        "step_completed",
+        "step_error",
+        "run_failed",
+    } <= seen
+    assert not validator.is_valid({"eventType": "step_output", "seq": 3, "stepId": "s", "outputData": 7})
+    assert not validator.is_valid({"eventType": "no_such_event", "seq": 3})

@@ -18,6 +18,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
+from noukai_server.api.event_schemas import event_components
+
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
 
@@ -38,7 +40,8 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = errors_as_json(without_fastapi_validation_errors(generate()))
+            document = errors_as_json(without_fastapi_validation_errors(generate()))
+            app.openapi_schema = with_event_payloads(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -54,6 +57,16 @@ def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any
     schemas = document.get("components", {}).get("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
+    return document
+
+
+def with_event_payloads(document: dict[str, Any]) -> dict[str, Any]:
+    """Add the stream events' payload schemas, which the streams' `data` refers to."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in event_components().items():
+        if name in schemas and schemas[name] != schema:
+            raise RuntimeError(f"two different schemas are named {name} in the OpenAPI document")
+        schemas[name] = schema
     return document
 
 

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from noukai.types.errors import ErrorCode, status_for_code
 from noukai.types.wire import ErrorEnvelope
+from noukai_server.api.event_schemas import event_data_schema
 
 Responses = dict[int | str, dict[str, Any]]
 """FastAPI's `responses=` argument: status -> `{"model": ..., "description": ...}` or `content`."""
@@ -48,15 +49,7 @@ SSE_EVENT_SCHEMA: Final = {
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "contentSchema": {
-                "type": "object",
-                "required": ["eventType", "seq"],
-                "properties": {
-                    "eventType": {"type": "string"},
-                    "seq": {"type": "integer", "minimum": 1},
-                },
-                "additionalProperties": True,
-            },
+            "contentSchema": event_data_schema(),
         },
         "retry": {"type": "integer", "minimum": 0},
     },
