@@ -29,6 +29,9 @@ class ExecuteResult(wire.ExecuteResult):
 
     session_id: str | None = None
     """The session id the SDK tagged the call with (client side; None outside a session)."""
+    error: dict[str, Any] | None = None
+    """`{"code", "message", "stepId"?}` when `status` is "failed" (the answer of a run that failed
+    while `/execute` kept its connection alive); None otherwise."""
 
     @property
     def output(self) -> Any:
@@ -102,16 +105,21 @@ class JobStatus(_Model):
 class RunSummary(_Model):
     id: str
     flow_id: str
+    flow_version: int | None = None
     status: str
     trigger_type: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
     duration_ms: int | None = None
     step_count: int | None = None
+    error: dict[str, Any] | None = None
+    """`{"code", "message", "stepId"?}` on a failed run."""
 
 
 class StepTrace(_Model):
     step_id: str
+    step_index: int | None = None
+    name: str | None = None
     attempt: int = 1
     status: str
     """"running", "completed", "failed" or "skipped"."""
@@ -128,6 +136,10 @@ class StepTrace(_Model):
     input_size_bytes: int | None = None
     output_size_bytes: int | None = None
     truncated: bool = False
+    backoff_ms: int | None = None
+    """How long the step waited before its next attempt (after a failed attempt that is retried)."""
+    iterations: int | None = None
+    """How many `foreach` iterations the attempt ran."""
 
 
 class StepAttempts(_Model):

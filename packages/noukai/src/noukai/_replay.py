@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, ParamSpec, TypeVar
 from urllib.parse import quote
 
@@ -69,6 +70,8 @@ class SessionStep(_Model):
     attempt: int = 1
     loop_index: int | None = None
     status: str = "completed"
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
     duration_ms: int | None = None
     input_snapshot: dict[str, Any] | None = None
     output_snapshot: Any = None
@@ -82,6 +85,8 @@ class SessionExecution(_Model):
     slug: str | None = None
     trigger_type: str | None = None
     status: str
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
     trace_capture_mode: str | None = None
     snapshots_available: bool
     steps: list[SessionStep] = Field(default_factory=list)
