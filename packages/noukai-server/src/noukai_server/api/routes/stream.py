@@ -73,7 +73,8 @@ _STEP_ERRORS = fails(
     TENANT,
     JSON_BODY,
     FLOW_ADDRESS,
-    RUN_INPUTS,
+    # `/step` takes no `messages`, so their role check (MESSAGES_ROLE_INVALID) never answers here.
+    tuple(code for code in RUN_INPUTS if code != ErrorCode.MESSAGES_ROLE_INVALID),
     TOOL_RESUME,
     (ErrorCode.INVALID_FIRST_CALL, ErrorCode.RUN_NOT_FOUND, ErrorCode.RUN_NOT_RESUMABLE),
 )
