@@ -7,9 +7,11 @@ from tests.public_api import assert_reexported
 
 EXPECTED = {
     "AgentStep",
+    "FlowInput",
     "FlowIssue",
     "FlowSpec",
     "FlowValidationError",
+    "InputError",
     "LlmStep",
     "OverrideError",
     "PythonStep",
@@ -20,6 +22,7 @@ EXPECTED = {
     "TemplateStep",
     "TraceCaptureMode",
     "apply_block_overrides",
+    "bind_parameters",
     "build_context",
     "load_flow",
     "load_flow_file",

@@ -2,10 +2,12 @@
 
 from noukai_server.flows._context import build_context
 from noukai_server.flows._errors import FlowIssue, FlowValidationError, OverrideError, TemplateError
+from noukai_server.flows._inputs import InputError, bind_parameters
 from noukai_server.flows._loader import load_flow, load_flow_file
 from noukai_server.flows._overrides import apply_block_overrides
 from noukai_server.flows._spec import (
     AgentStep,
+    FlowInput,
     FlowSpec,
     LlmStep,
     PythonStep,
@@ -18,9 +20,11 @@ from noukai_server.flows._templates import TemplateEngine
 
 __all__ = [
     "AgentStep",
+    "FlowInput",
     "FlowIssue",
     "FlowSpec",
     "FlowValidationError",
+    "InputError",
     "LlmStep",
     "OverrideError",
     "PythonStep",
@@ -31,6 +35,7 @@ __all__ = [
     "TemplateStep",
     "TraceCaptureMode",
     "apply_block_overrides",
+    "bind_parameters",
     "build_context",
     "load_flow",
     "load_flow_file",

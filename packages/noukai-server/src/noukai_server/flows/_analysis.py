@@ -19,6 +19,9 @@ class TemplateInfo:
     names: frozenset[str]
     # Step ids read as `steps.<id>` or `steps["<id>"]`, in order of appearance.
     step_refs: tuple[str, ...]
+    # Parameter names read as `parameters.<name>` or `parameters["<name>"]`, in order of appearance;
+    # a call such as `parameters.items()` is a method call, not a read of a parameter.
+    parameter_refs: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -29,18 +32,23 @@ def inspect_template(source: str) -> TemplateInfo:
     """
     tree = _ENV.parse(source)
     names = frozenset(meta.find_undeclared_variables(tree))
-    refs = _step_refs(tree) if "steps" in names else ()
-    return TemplateInfo(names, refs)
+    refs = _refs(tree, "steps") if "steps" in names else ()
+    parameter_refs = _refs(tree, "parameters") if "parameters" in names else ()
+    return TemplateInfo(names, refs, parameter_refs)
 
 
-def _step_refs(tree: nodes.Template) -> tuple[str, ...]:
+def _refs(tree: nodes.Template, name: str) -> tuple[str, ...]:
+    """Keys read from the context value `name` with a constant key: `name.key` or `name["key"]`."""
+    called = {id(node.node) for node in tree.find_all(nodes.Call)}
     refs: list[str] = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         assert isinstance(node, nodes.Getattr | nodes.Getitem)
         target = node.node
-        if not (isinstance(target, nodes.Name) and target.name == "steps" and target.ctx == "load"):
+        if not (isinstance(target, nodes.Name) and target.name == name and target.ctx == "load"):
             continue
         if isinstance(node, nodes.Getattr):
+            if id(node) in called:
+                continue
             refs.append(node.attr)
         elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             refs.append(node.arg.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Iterator, Mapping
 
 from jinja2 import TemplateSyntaxError
@@ -14,6 +15,7 @@ from noukai_server.flows._spec import AgentStep, PythonStep, StepSpec
 
 CONTEXT_NAMES: tuple[str, ...] = ("message", "messages", "parameters", "attachments", "steps", "run")
 LOOP_NAMES: tuple[str, ...] = ("item", "loop")
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def duplicate_ids(ids: Mapping[int, str]) -> Iterator[Problem]:
@@ -27,10 +29,13 @@ def duplicate_ids(ids: Mapping[int, str]) -> Iterator[Problem]:
             first.setdefault(step_id, index)
 
 
-def template_problems(index: int, step: StepSpec, order: Mapping[str, int]) -> Iterator[Problem]:
+def template_problems(
+    index: int, step: StepSpec, order: Mapping[str, int], inputs: Collection[str] | None = None
+) -> Iterator[Problem]:
     """Syntax, unknown names and references to this or later steps, for every template of the step.
 
-    `order` maps each step id to the index of its first step.
+    `order` maps each step id to the index of its first step. `inputs` names the flow's declared
+    inputs when it declares any: then `parameters.<name>` must read one of them.
     """
     for field, source in step.templates():
         path: Path = ("steps", index, *field)
@@ -50,6 +55,10 @@ def template_problems(index: int, step: StepSpec, order: Mapping[str, int]) -> I
             text = _reference_problem(ref, index, order)
             if text:
                 yield Problem(path, text)
+        if inputs:
+            for name in info.parameter_refs:
+                if name not in inputs:
+                    yield Problem(path, _undeclared_input(name, inputs))
 
 
 def _name_problem(name: str, *, in_loop: bool, before_loop: bool) -> str | None:
@@ -76,6 +85,14 @@ def _reference_problem(ref: str, index: int, order: Mapping[str, int]) -> str | 
     if target > index:
         return f"{where} is a later step (steps[{target}]); a step can only read the outputs of earlier steps"
     return None
+
+
+def _undeclared_input(name: str, inputs: Collection[str]) -> str:
+    where = f"parameters.{name}" if _PLAIN_NAME.match(name) else f"parameters[{name!r}]"
+    return (
+        f"{where} is not a declared input{_did_you_mean(name, inputs)}; "
+        f"declared inputs: {', '.join(inputs)} (declare it under 'inputs')"
+    )
 
 
 def registry_problems(

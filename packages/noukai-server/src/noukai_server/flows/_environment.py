@@ -74,6 +74,16 @@ class _StrictUndefined(StrictUndefined):
         return f"{owner} has no element {self._undefined_name!r}"
 
 
+class _MissingKey(_StrictUndefined):
+    """A key a mapping does not have, read with attribute syntax (`parameters.keys`).
+
+    Undefined like any missing key; only a call (`parameters.keys()`) reaches the mapping's method,
+    and then only a method the immutable sandbox allows.
+    """
+
+    __slots__ = ()
+
+
 class FlowEnvironment(ImmutableSandboxedEnvironment):
     """Sandboxed (no Python internals, no mutation), strict (undefined raises), no autoescape."""
 
@@ -92,10 +102,40 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         self.filters["fromjson"] = from_json
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        # Flow data is JSON: `parameters.items` must mean the key "items", not the dict method.
-        if isinstance(obj, Mapping) and attribute in obj:
-            return obj[attribute]
+        # Flow data is JSON: `parameters.items` means the key "items", never the dict method, so a
+        # missing key is undefined (`default` applies, `when` fails) rather than a truthy method.
+        if isinstance(obj, Mapping):
+            if attribute in obj:
+                return obj[attribute]
+            if attribute.startswith("_"):
+                # Never a key a flow author meant: say the sandbox refuses it, as for any object.
+                return self.unsafe_undefined(obj, attribute)
+            return _MissingKey(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        # Item syntax on a mapping reads data only: no fallback to its attributes at all.
+        if isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(__obj, _MissingKey):
+            # `parameters.items()`: the call of a read-only mapping method, vetted by the sandbox.
+            __obj = __self._mapping_method(__obj)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def _mapping_method(self, missing: _MissingKey) -> Any:
+        mapping, name = missing._undefined_obj, missing._undefined_name
+        if not isinstance(name, str) or not callable(method := getattr(mapping, name, None)):
+            # Raises the undefined error: `'parameters' has no attribute 'nope'`.
+            missing._fail_with_undefined_error()
+        if not self.is_safe_attribute(mapping, name, method):
+            raise SecurityError(f"access to {name!r} is not allowed")
+        return method
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         return self.undefined(

@@ -95,9 +95,10 @@ def validate_document(
     order: dict[str, int] = {}
     for index, step_id in ids.items():
         order.setdefault(step_id, index)
+    inputs = _declared_inputs(spec, data)
     # Steps whose shape is wrong were reported above; the others are still checked, so one run shows all.
     for index, step in _valid_steps(spec, raw_steps):
-        problems.extend(template_problems(index, step, order))
+        problems.extend(template_problems(index, step, order, inputs))
         problems.extend(registry_problems(index, step, known_functions, known_tools))
 
     if problems or spec is None:
@@ -115,3 +116,11 @@ def _valid_steps(spec: FlowSpec | None, raw_steps: list[Any]) -> list[tuple[int,
         except ValidationError:
             continue
     return valid
+
+
+def _declared_inputs(spec: FlowSpec | None, data: dict[str, Any]) -> list[str]:
+    """Names of the declared inputs; from the raw document when the flow is invalid elsewhere."""
+    if spec is not None:
+        return list(spec.inputs)
+    raw = data.get("inputs")
+    return [name for name in raw if isinstance(name, str)] if isinstance(raw, dict) else []

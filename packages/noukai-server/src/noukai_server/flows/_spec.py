@@ -63,6 +63,70 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
+InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
+INPUT_TYPES: tuple[str, ...] = ("string", "integer", "number", "boolean", "array", "object")
+# An input is read as `parameters.<name>`, so its name is an identifier (letters, digits, '_').
+INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+def input_type_matches(kind: str, value: Any) -> bool:
+    """Whether a (JSON) value is of an input type; booleans are not numbers, and vice versa."""
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "object":
+        return isinstance(value, dict)
+    return False
+
+
+class FlowInput(_Model):
+    """One declared input of a flow: a parameter the flow reads as `parameters.<name>`.
+
+    `required` defaults to true without a `default` and to false with one. A missing optional input
+    takes its `default`, or null when it has none; a missing required one refuses the request.
+    """
+
+    type: InputType
+    description: str | None = None
+    default: JsonData = None
+    required: bool | None = None
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> FlowInput:
+        if not self.has_default:
+            return self
+        if self.required:
+            raise ValueError("an input with a default is optional; remove 'required: true' or the default")
+        if self.default is not None and not input_type_matches(self.type, self.default):
+            raise ValueError(f"default must be of type {self.type!r}, got {json_type_name(self.default)}")
+        return self
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else not self.has_default
+
+
+def json_type_name(value: Any) -> str:
+    """The JSON name of a value's type, as a flow author or API caller would say it."""
+    if value is None:
+        return "null"
+    for kind in ("boolean", "integer", "number", "string", "array", "object"):
+        if input_type_matches(kind, value):
+            return kind
+    return type(value).__name__
+
+
 MAX_ATTEMPTS_LIMIT = 20
 MAX_BACKOFF_LIMIT_SECONDS = 300.0
 REDACT_FIELD_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -207,6 +271,11 @@ class FlowSpec(_Model):
     redact_fields: list[Annotated[str, Field(pattern=REDACT_FIELD_PATTERN)]] = []
     """Keys whose values traces and sessions show as `[redacted]` (any depth, any case), in
     `redacted` capture mode; secret-looking keys and values are masked there anyway."""
+    inputs: dict[Annotated[str, Field(pattern=INPUT_NAME_PATTERN)], FlowInput] = {}
+    """The parameters the flow reads, by name. Empty (no `inputs:`): any parameters are accepted
+    and nothing is checked. Declared: runs are refused a missing required input or a value of the
+    wrong type, missing optional ones take their default, and templates may read only
+    declared names under `parameters` (undeclared extra parameters are still accepted)."""
     retry: RetryPolicy | None = None
     steps: list[StepSpec] = Field(min_length=1)
 
@@ -251,7 +320,13 @@ def _without_defaults(model: BaseModel) -> dict[str, Any]:
         if name == "steps":
             continue
         value = getattr(model, name)
-        if isinstance(value, RetryPolicy):
+        if name == "inputs":
+            if value:
+                # As written: a `default: null` the author set is not the same as no default.
+                document[name] = {
+                    key: item.model_dump(mode="json", exclude_unset=True) for key, item in value.items()
+                }
+        elif isinstance(value, RetryPolicy):
             # Only the fields the author set: an unset field inherits (from the flow's policy), so
             # writing the defaults out would change what the document means.
             document[name] = value.model_dump(mode="json", exclude_unset=True)

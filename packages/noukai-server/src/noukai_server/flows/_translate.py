@@ -10,7 +10,7 @@ from pydantic_core import ErrorDetails
 
 from noukai_server.flows._issues import Problem
 from noukai_server.flows._paths import Path
-from noukai_server.flows._spec import STEP_MODELS, STEP_TYPES, FlowSpec, RetryPolicy
+from noukai_server.flows._spec import INPUT_TYPES, STEP_MODELS, STEP_TYPES, FlowInput, FlowSpec, RetryPolicy
 
 _PATTERN_HELP = {
     "slug": "a slug is 1-64 lowercase letters, digits, '_' or '-', starting with a letter or digit",
@@ -20,6 +20,10 @@ _PATTERN_HELP = {
     "redact_fields": "a field name is 1-128 letters, digits, '_', '.' or '-'",
 }
 _EXPECTED_TYPES = ", ".join(STEP_TYPES)
+_INPUT_NAME_HELP = (
+    "an input name is 1-64 letters, digits or '_', not starting with a digit, so that templates "
+    "can read it as parameters.<name>"
+)
 
 
 def problems_from(error: ValidationError, data: dict[str, Any]) -> list[Problem]:
@@ -31,6 +35,9 @@ def _document_path(loc: tuple[int | str, ...]) -> Path:
     # pydantic puts the union tag into the location (`steps.0.llm.prompt`); the document has no such level.
     if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in STEP_TYPES:
         return (*loc[:2], *loc[3:])
+    # ... and `[key]` after a mapping key that failed its own validation (an input's name).
+    if loc and loc[-1] == "[key]":
+        return tuple(loc[:-1])
     return tuple(loc)
 
 
@@ -52,6 +59,14 @@ def _problem(details: ErrorDetails, data: dict[str, Any]) -> Problem:
         return Problem(path, "required field is missing")
     if kind == "extra_forbidden":
         return Problem(path, _unknown_field(path, data))
+    if len(path) == 2 and path[0] == "inputs" and kind in ("model_type", "model_attributes_type"):
+        return Problem(path, f"an input must be a mapping such as {{type: string}}, got {_type_name(value)}")
+    if path == ("inputs",) and kind == "dict_type":
+        return Problem(path, f"inputs must map each input name to its declaration, got {_type_name(value)}")
+    if kind == "string_pattern_mismatch" and len(path) == 2 and path[0] == "inputs":
+        return Problem(path, f"invalid input name {_short(value)}: {_INPUT_NAME_HELP}")
+    if kind == "literal_error" and len(path) == 3 and path[0] == "inputs" and path[2] == "type":
+        return Problem(path, f"unknown input type {_short(value)}; expected one of: {', '.join(INPUT_TYPES)}")
     if kind == "string_pattern_mismatch" and path:
         field = path[-2] if isinstance(path[-1], int) and len(path) > 1 else path[-1]
         if field in _PATTERN_HELP:
@@ -76,6 +91,8 @@ def _model_at(path: Path, data: dict[str, Any]) -> type[BaseModel] | None:
         return RetryPolicy
     if len(path) == 1:
         return FlowSpec
+    if len(path) == 3 and path[0] == "inputs":
+        return FlowInput
     if len(path) == 3 and path[0] == "steps" and isinstance(path[1], int):
         steps = data.get("steps")
         if isinstance(steps, list) and path[1] < len(steps) and isinstance(steps[path[1]], dict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -22,7 +22,14 @@ from noukai_server.engine import RunInputs
 from noukai_server.engine.agent import normalise_tool_results
 from noukai_server.engine.state import AgentState, agent_state, awaits_tool_results
 from noukai_server.engine.tools import TOOL_NAME
-from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
+from noukai_server.flows import (
+    FlowSpec,
+    FlowValidationError,
+    InputError,
+    OverrideError,
+    apply_block_overrides,
+    bind_parameters,
+)
 from noukai_server.runtime.errors import RequestRejected
 from noukai_server.runtime.flow_cache import FlowCache
 from noukai_server.store import EventRow, FlowHead, NewRun, RunRecord, Store
@@ -213,6 +220,7 @@ class RunService:
         run_id: str | None = None,
     ) -> RunRecord:
         session_id = session_id_of(session_id)
+        inputs = bind_inputs(target, inputs)
         new = NewRun(
             id=run_id or str(uuid.uuid4()),
             org_id=target.flow.org_id,
@@ -409,6 +417,21 @@ class RunService:
                 if not await subscription.wait(remaining):
                     break
                 settled = any(event.type in SETTLING_EVENTS for event in subscription.take_nowait())
+
+
+def bind_inputs(target: FlowTarget, inputs: RunInputs) -> RunInputs:
+    """The inputs with their parameters bound to the flow's declared `inputs` (defaults filled in);
+    refused when a required input is missing or a value has the wrong type. Every way of starting
+    a run (execute, the first /step call, jobs) goes through `start`, and so through here."""
+    if not target.spec.inputs:
+        return inputs  # a flow that declares no inputs takes any parameters, as they are
+    try:
+        parameters = bind_parameters(target.spec, inputs.parameters)
+    except InputError as exc:
+        raise RequestRejected(
+            ErrorCode.VALIDATION_ERROR, f"flow '{target.spec.slug}': {exc.message}"
+        ) from exc
+    return replace(inputs, parameters=parameters)
 
 
 SETTLING_EVENTS = frozenset({*ev.TERMINAL_EVENTS, ev.STEP_PAUSED_FOR_TOOL_CALLS})
