@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
+import re
+import select
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -22,6 +28,7 @@ from noukai_server.cli.run import (
     UsageError,
     api_root,
     follow,
+    make_view,
     parse_param_value,
     parse_params,
     parse_target,
@@ -57,16 +64,11 @@ def json_lines(stdout: str) -> list[dict[str, Any]]:
     return events
 
 
-def test_human_output_shows_deltas_steps_table_and_totals(server: ServerProcess) -> None:
+def test_piped_output_is_the_result_alone_with_progress_on_stderr(server: ServerProcess) -> None:
     result = noukai_run(server, "dev/main/three-steps", "-m", "hi there")
     assert result.returncode == 0, result.stderr
-    # The deltas of each step, each step's text ending its line, then the result.
-    assert result.stdout.splitlines() == [
-        "one: hi there",
-        "two: one: hi there",
-        "three: two: one: hi there",
-        "three: two: one: hi there",
-    ]
+    # stdout is a pipe here: the result alone, no deltas before it.
+    assert result.stdout == "three: two: one: hi there\n"
     err = result.stderr
     for step, tokens in (("one", "6 (3+3)"), ("two", "8 (4+4)"), ("three", "10 (5+5)")):
         assert f"▶ step {step} (llm)" in err
@@ -189,7 +191,7 @@ def test_version_runs_that_published_version(server: ServerProcess) -> None:
             publish=True,
         )
     one = noukai_run(server, f"dev/main/{slug}", "-m", "go", "--version", "1")
-    assert (one.returncode, one.stdout) == (0, "first go\n")
+    assert (one.returncode, one.stdout) == (0, "first go\n")  # piped: the result alone
     latest = noukai_run(server, f"dev/main/{slug}", "-m", "go")
     assert (latest.returncode, latest.stdout) == (0, "second go\n")
 
@@ -206,7 +208,7 @@ def test_url_may_be_the_api_root_and_the_key_a_flag(server: ServerProcess) -> No
         url=server.api_url + "/",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == "flagged"
+    assert result.stdout == "flagged\n"
 
 
 def test_bad_key_exits_1_with_unauthenticated(server: ServerProcess) -> None:
@@ -245,6 +247,10 @@ def test_unreachable_server_exits_1(server: ServerProcess) -> None:
     assert url in result.stderr
     as_json = noukai_run(server, "dev/main/echo", "-m", "x", "--json", url=url)
     assert (as_json.returncode, as_json.stdout) == (1, "")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+"""Terminal escape sequences (colours, cursor), removed before reading what a terminal showed."""
 
 
 # --- command-line values -----------------------------------------------------------------------
@@ -399,12 +405,8 @@ def test_a_dropped_stream_is_resumed_with_every_event_once(server: ServerProcess
         shown = noukai_run(server, "dev/main/three-steps", "-m", "hi there", url=proxy.url)
         assert proxy.cuts_made == 1
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines() == [
-        "one: hi there",
-        "two: one: hi there",
-        "three: two: one: hi there",
-        "three: two: one: hi there",
-    ]
+    assert shown.stdout == "three: two: one: hi there\n"
+    assert shown.stderr.count("✓ one") == 1  # every step shown once, resumed or not
 
 
 def test_wire_payload_is_the_event_as_sent() -> None:
@@ -421,3 +423,237 @@ def test_wire_payload_is_the_event_as_sent() -> None:
     assert wire_payload(sse(step)) == step
     future = {"eventType": "from_the_future", "seq": 9, "x": 1}
     assert wire_payload(sse(future)) == future
+
+
+# --- terminal, pipes and --result-only ---------------------------------------------------------
+
+
+def noukai_run_in_terminal(server: ServerProcess, *args: str, answer: bytes | None = None) -> tuple[int, str]:
+    """`noukai run ARGS` with stdin and stdout on a pseudo-terminal (as typed in a shell);
+    the exit code and everything the terminal showed (stdout and stderr)."""
+    env = dict(server.env, NOUKAI_BASE_URL=server.base_url, NOUKAI_API_KEY=server.dev_key, COLUMNS="200")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noukai_server", "run", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    os.close(slave)
+    shown = _read_terminal(master, proc)
+    return proc.returncode, shown
+
+
+def _read_terminal(master: int, proc: subprocess.Popen[bytes]) -> str:
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other side closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=10)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_a_terminal_shows_the_deltas_then_the_result(server: ServerProcess) -> None:
+    code, shown = noukai_run_in_terminal(server, "dev/main/three-steps", "-m", "hi there")
+    assert code == 0, shown
+    text = ANSI.sub("", shown)
+    lines = text.splitlines()
+    for delta in ("one: hi there", "two: one: hi there"):
+        assert delta in lines
+    assert lines.count("three: two: one: hi there") == 2  # the last step's deltas, then the result
+    assert "▶ step one (llm)" in text and "total: 24 tokens" in text
+
+
+def test_result_only_prints_the_result_and_nothing_else(server: ServerProcess) -> None:
+    result = noukai_run(server, "dev/main/greet", "--result-only", "-p", "name=Ann", "-p", "count=3")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"greeting": "Hello, Ann!", "shout": "HELLO, ANN!", "count": 3}
+    assert result.stderr == ""
+    failed = noukai_run(server, "dev/main/broken", "-m", "x", "--result-only", "-p", "config={}")
+    assert failed.returncode == 1
+    assert failed.stdout == ""
+    assert failed.stderr.startswith("error: TEMPLATE_ERROR: ")
+
+
+def test_the_message_is_optional(server: ServerProcess) -> None:
+    """`greet` reads parameters only; `echo` reads the message, and the server says it is missing."""
+    result = noukai_run(server, "dev/main/greet", "-p", "name=Ann", "-p", "count=1", "--result-only")
+    assert result.returncode == 0, result.stderr
+    missing = noukai_run(server, "dev/main/echo")
+    assert missing.returncode == 1
+    assert "error: MISSING_MESSAGE" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("dev/main/echo", "-m", "x", "--json", "--result-only"),
+        ("--attach", "e1", "dev/main/echo"),
+        ("--attach", "e1", "-m", "x"),
+        ("--attach", " "),
+        ("-m", "x"),
+    ],
+)
+def test_bad_flag_combinations_exit_2(server: ServerProcess, args: tuple[str, ...]) -> None:
+    result = noukai_run(server, *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ")
+
+
+def test_tool_calls_are_shown_with_their_timing() -> None:
+    view, out, err = human()
+    events = [
+        {"eventType": "step_started", "seq": 1, "stepId": "ask", "type": "agent"},
+        {
+            "eventType": "tool_call_started",
+            "seq": 2,
+            "stepId": "ask",
+            "toolCallId": "c1",
+            "name": "lookup",
+            "side": "server",
+            "arguments": {"city": "Oslo"},
+        },
+        {
+            "eventType": "tool_call_completed",
+            "seq": 3,
+            "stepId": "ask",
+            "toolCallId": "c1",
+            "name": "lookup",
+            "side": "server",
+            "result": "4 °C",
+            "durationMs": 12,
+        },
+        {
+            "eventType": "tool_call_completed",
+            "seq": 4,
+            "stepId": "ask",
+            "toolCallId": "c2",
+            "name": "broken",
+            "error": {"code": "TOOL_ERROR", "message": "no"},
+            "durationMs": 1500,
+        },
+        {"eventType": "step_completed", "seq": 5, "stepId": "ask", "durationMs": 2000},
+        {"eventType": "flow_completed", "seq": 6, "executionId": "r", "result": "done"},
+    ]
+    assert follow(map(sse, events), view) == 0
+    text = err.getvalue()
+    assert '→ tool lookup({"city": "Oslo"})' in text
+    assert "← tool lookup  12 ms  4 °C" in text
+    assert "← tool broken  1.50 s  failed: TOOL_ERROR: no" in text
+    assert out.getvalue() == "done\n"
+
+
+def test_views_for_flags_and_stdout() -> None:
+    assert isinstance(make_view(json_output=True, result_only=False, terminal=True), JsonView)
+    for terminal, result_only in ((True, False), (False, False), (True, True)):
+        view = make_view(json_output=False, result_only=result_only, terminal=terminal)
+        assert isinstance(view, HumanView)
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------
+
+
+def _sleepy_flow(server: ServerProcess, seconds: float) -> str:
+    slug = f"cli-sleepy-{uuid.uuid4().hex[:6]}"
+    server.put_flow(
+        server.dev_key,
+        "dev",
+        "main",
+        {
+            "slug": slug,
+            "steps": [
+                {
+                    "id": "nap",
+                    "type": "python",
+                    "function": "time.sleep",
+                    "args": {"seconds": seconds, "value": "rested"},
+                },
+                {"id": "done", "type": "template", "template": "{{ steps.nap.output }} well"},
+            ],
+        },
+    )
+    return slug
+
+
+def test_ctrl_c_in_a_pipe_leaves_the_run_going_and_says_how_to_reattach(server: ServerProcess) -> None:
+    slug = _sleepy_flow(server, 1.5)
+    env = dict(server.env, NOUKAI_BASE_URL=server.base_url, NOUKAI_API_KEY=server.dev_key)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noukai_server", "run", f"dev/main/{slug}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO_ROOT,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # "run <id> (2 steps)": the run exists
+    assert first.startswith("run "), first
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    execution_id = first.split()[1]
+    assert f"Reattach with: noukai run --attach {execution_id}" in err
+
+    attached = noukai_run(server, "--attach", execution_id, "--json")
+    assert attached.returncode == 0, attached.stderr
+    events = json_lines(attached.stdout)
+    assert events[0]["seq"] == 1 and events[0]["eventType"] == "run_started"
+    assert events[-1]["eventType"] == "flow_completed" and events[-1]["result"] == "rested well"
+
+
+def _read_until(master: int, marker: bytes, timeout: float = 30) -> bytes:
+    """What the terminal shows until `marker` appears (or the program ends, or time is up)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:  # the program ended and closed the terminal
+                break
+    return seen
+
+
+def test_ctrl_c_on_a_terminal_offers_to_cancel_the_run(server: ServerProcess) -> None:
+    slug = _sleepy_flow(server, 5)
+    env = dict(server.env, NOUKAI_BASE_URL=server.base_url, NOUKAI_API_KEY=server.dev_key, COLUMNS="200")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noukai_server", "run", f"dev/main/{slug}"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    os.close(slave)
+    seen = _read_until(master, b"nap")  # the step started (its line is coloured: match the id only)
+    proc.send_signal(signal.SIGINT)
+    seen += _read_until(master, b"Cancel the run")
+    os.write(master, b"y\n")
+    shown = ANSI.sub("", seen.decode(errors="replace") + _read_terminal(master, proc))
+    assert proc.returncode == 130, shown
+    execution_id = re.search(r"run ([0-9a-f-]{36})", shown)
+    assert execution_id is not None, shown
+    assert "cancel requested" in shown
+    run_url = f"{server.api_url}/runs/{execution_id.group(1)}"
+    auth = {"Authorization": f"Bearer {server.dev_key}"}
+    deadline = time.monotonic() + 15  # the cancel lands at the run's next safe point
+    while (status := httpx.get(run_url, headers=auth).json()["status"]) != "cancelled":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)

@@ -1,14 +1,25 @@
-"""`noukai run ORG/PROJECT/SLUG -m TEXT`: run a flow on a server and follow its events.
+"""`noukai run ORG/PROJECT/SLUG [-m TEXT]`: run a flow on a server and follow its events.
 
 The command is a client of the `noukai` SDK: it starts the run with `Flow.events(run_remaining=True)`
 (the step protocol, whose answer is an SSE stream of the run's events) and shows the SDK's typed
 events. A dropped connection is resumed from the run's log by the SDK, so every event is shown
-once, in order. By default the run is shown as it happens: text deltas on stdout, progress and the
-closing summary table on stderr, and the flow's result on stdout at the end. `--json` prints each
-event's wire payload as one compact JSON object per line, and nothing else on stdout.
+once, in order. `noukai run --attach EXECUTION_ID` follows a run already started, from the start
+of its log.
+
+What goes where:
+* on a terminal, the run as it happens: text deltas on stdout, progress (steps, tool calls,
+  retries) and the closing summary table on stderr, and the flow's result on stdout at the end;
+* when stdout is not a terminal (a pipe, a file), stdout gets the result alone, so
+  `noukai run ... > out.txt` or `| jq` reads one clean value; progress stays on stderr;
+* `--result-only`: the result on stdout and nothing on stderr but errors;
+* `--json`: each event's wire payload as one compact JSON object per line, nothing else on stdout.
+
+Ctrl-C stops following, never the run by itself: on a terminal the command asks whether to cancel
+the run on the server; otherwise (or when declined) it prints the command that reattaches.
 
 Exit codes: 0 when the flow completed, 1 when the run failed (or was cancelled, paused or cut
-short) or the server could not be reached or refused the request, 2 for a bad command line.
+short) or the server could not be reached or refused the request, 2 for a bad command line, 130
+after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, NoReturn, Protocol, TextIO
@@ -44,7 +55,9 @@ from noukai import (
     StepRetrying,
     StepStarted,
     StreamEvent,
+    ToolCallCompleted,
     ToolCallsRequired,
+    ToolCallStarted,
     UnknownEvent,
 )
 from noukai.types import API_PREFIX
@@ -189,6 +202,8 @@ class View(Protocol):
 
     def error(self, text: str) -> None: ...
 
+    def note(self, text: str) -> None: ...
+
     def finish(self, event: StreamEvent | None) -> None: ...
 
 
@@ -207,15 +222,23 @@ class JsonView:
         self._err.write(f"error: {text}\n")
         self._err.flush()
 
+    def note(self, text: str) -> None:
+        self._err.write(text + "\n")
+        self._err.flush()
+
     def finish(self, event: StreamEvent | None) -> None:
         pass
 
 
 class HumanView:
-    """Deltas and the result on stdout; progress, the summary table and errors on stderr."""
+    """Deltas and the result on stdout; progress, the summary table and errors on stderr.
 
-    def __init__(self, out: TextIO, err: Console) -> None:
+    `deltas=False`: stdout gets the result alone (for pipes); `progress=False`: stderr gets errors
+    alone (`--result-only`)."""
+
+    def __init__(self, out: TextIO, err: Console, *, deltas: bool = True, progress: bool = True) -> None:
         self._out, self._err = out, err
+        self._deltas, self._progress = deltas, progress
         self._rows: dict[str, StepRow] = {}
         self._execution_id: str | None = None
         self._summary: dict[str, Any] | None = None
@@ -224,7 +247,9 @@ class HumanView:
         self._started = time.monotonic()
 
     # Deltas leave lines open on one stream; end them before writing on the other.
-    def _line(self, renderable: Text | Table) -> None:
+    def _line(self, renderable: Text | Table, *, always: bool = False) -> None:
+        if not (self._progress or always):
+            return
         if self._out_open:
             self._out.write("\n")
             self._out.flush()
@@ -243,7 +268,11 @@ class HumanView:
         return row
 
     def error(self, text: str) -> None:
-        self._line(Text(f"error: {text}", style="bold red"))
+        self._line(Text(f"error: {text}", style="bold red"), always=True)
+
+    def note(self, text: str) -> None:
+        """A line for the user that is not an error (shown even with `--result-only`)."""
+        self._line(Text(text), always=True)
 
     def event(self, event: StreamEvent) -> None:
         match event:
@@ -265,6 +294,10 @@ class HumanView:
                 self._step_failed(event)
             case StepRetrying():
                 self._step_retrying(event)
+            case ToolCallStarted():
+                self._tool_started(event)
+            case ToolCallCompleted():
+                self._tool_completed(event)
             case FlowCompleted():
                 self._execution_id = event.execution_id or self._execution_id
                 self._summary = event.summary
@@ -289,7 +322,29 @@ class HumanView:
             label.append(f" attempt {event.attempt}", style="yellow")
         self._line(label)
 
+    def _tool_started(self, event: ToolCallStarted) -> None:
+        line = Text("  → tool ", style="magenta")
+        line.append(event.name or "?", style="bold")
+        line.append(f"({_short(event.arguments, 80) if event.arguments is not None else ''})")
+        if event.side == "client":
+            line.append("  your tool: the run waits for its result", style="dim")
+        self._line(line)
+
+    def _tool_completed(self, event: ToolCallCompleted) -> None:
+        failed = event.error is not None
+        line = Text("  ← tool ", style="red" if failed else "magenta")
+        line.append(event.name or "?", style="bold")
+        if event.duration_ms is not None:
+            line.append(f"  {_duration(event.duration_ms)}", style="dim")
+        if failed:
+            line.append(f"  failed: {_error_text(event.error)}", style="red")
+        else:
+            line.append(f"  {_short(event.result, 80)}", style="dim")
+        self._line(line)
+
     def _step_output(self, event: StepOutput) -> None:
+        if not self._deltas:
+            return
         delta = event.output_data
         if not isinstance(delta, str):
             delta = "" if delta is None else json.dumps(delta, ensure_ascii=False)
@@ -303,7 +358,7 @@ class HumanView:
         self._out_open = not delta.endswith("\n")
 
     def _step_reasoning(self, event: StepReasoning) -> None:
-        if not event.delta:
+        if not event.delta or not (self._deltas and self._progress):
             return
         if self._out_open:
             self._out.write("\n")
@@ -475,13 +530,38 @@ class RunRequest:
     org: str
     project: str
     slug: str
-    message: str
+    message: str | None
     parameters: dict[str, Any]
     version: int | None = None
 
 
-def execute(url: str, api_key: str, request: RunRequest, view: View) -> int:
-    """Start the run through the SDK and show it on `view`; the exit code."""
+Interrupted = Callable[[Noukai, str | None, View], int]
+"""What to do on Ctrl-C: given the client, the run's id (None before it was known) and the view,
+the exit code."""
+
+
+def on_interrupt(client: Noukai, execution_id: str | None, view: View) -> int:
+    """Ctrl-C: on a terminal, ask whether to cancel the run; otherwise say how to reattach."""
+    if execution_id is None:
+        view.error("interrupted before the run started")
+        return 130
+    if sys.stdin.isatty() and typer.confirm("\nCancel the run on the server?", default=False, err=True):
+        answer = client.runs.cancel(execution_id)
+        view.note(f"cancel requested: the run is {answer.status} (execution {execution_id})")
+        return 130
+    view.note(f"interrupted; the run goes on. Reattach with: noukai run --attach {execution_id}")
+    return 130
+
+
+def execute(
+    url: str,
+    api_key: str,
+    request: RunRequest | str,
+    view: View,
+    interrupted: Interrupted = on_interrupt,
+) -> int:
+    """Start the run through the SDK (or, given an execution id, follow that run from the start
+    of its log) and show it on `view`; the exit code."""
     root = api_root(url)
     seen: list[StreamEvent] = []
 
@@ -494,14 +574,22 @@ def execute(url: str, api_key: str, request: RunRequest, view: View) -> int:
         with Noukai(
             api_key=api_key, base_url=root, timeout=REQUEST_TIMEOUT, max_retries=MAX_RETRIES
         ) as client:
-            flow = client.flow(org=request.org, project=request.project, slug=request.slug)
-            with flow.events(
-                message=request.message,
-                parameters=request.parameters,
-                version=request.version,
-                run_remaining=True,
-            ) as stream:
-                return follow(recorded(stream), view)
+            if isinstance(request, str):
+                stream = client.runs.events(request)
+            else:
+                flow = client.flow(org=request.org, project=request.project, slug=request.slug)
+                stream = flow.events(
+                    message=request.message,
+                    parameters=request.parameters,
+                    version=request.version,
+                    run_remaining=True,
+                )
+            with stream:
+                try:
+                    return follow(recorded(stream), view)
+                except KeyboardInterrupt:
+                    running = request if isinstance(request, str) else stream.execution_id
+                    return interrupted(client, running, view)
     except ValueError as exc:  # the SDK refuses a base URL that is not http(s)
         raise UsageError(f"bad server URL {url!r}: {exc}") from exc
     except NoukaiError as exc:
@@ -516,8 +604,16 @@ def _exit(text: str, code: int) -> NoReturn:
 
 
 def run(
-    target: Annotated[str, typer.Argument(metavar="ORG/PROJECT/SLUG", help="The flow to run.")],
-    message: Annotated[str, typer.Option("--message", "-m", help="The message the run starts with.")],
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ORG/PROJECT/SLUG", help="The flow to run (not with --attach).", show_default=False
+        ),
+    ] = None,
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="The message the run starts with (if the flow reads one)."),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -536,6 +632,18 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print every event as one JSON object per line on stdout.")
     ] = False,
+    result_only: Annotated[
+        bool,
+        typer.Option("--result-only", help="Print the flow's result alone (errors still go to stderr)."),
+    ] = False,
+    attach: Annotated[
+        str | None,
+        typer.Option(
+            "--attach",
+            metavar="EXECUTION_ID",
+            help="Follow a run already started (from the start of its log) instead of starting one.",
+        ),
+    ] = None,
     url: Annotated[
         str,
         typer.Option("--url", envvar="NOUKAI_BASE_URL", help="The server's root URL (or its /api/v1 URL)."),
@@ -547,21 +655,28 @@ def run(
 ) -> None:
     """Run a flow on a server and follow it live, resuming dropped streams (exit 1 if the run
     fails)."""
+    request: RunRequest | str
     try:
-        org, project, slug = parse_target(target)
-        parameters = parse_params(param or [])
+        if json_output and result_only:
+            raise UsageError("--json and --result-only exclude each other")
+        if attach is not None:
+            if target is not None or message is not None or param or version is not None:
+                raise UsageError("--attach follows a run already started: give no flow, -m, -p or --version")
+            if not attach.strip():
+                raise UsageError("--attach needs an execution id")
+            request = attach.strip()
+        else:
+            if target is None:
+                raise UsageError("which flow? give ORG/PROJECT/SLUG (or --attach EXECUTION_ID)")
+            org, project, slug = parse_target(target)
+            request = RunRequest(org, project, slug, message, parse_params(param or []), version)
         if not (api_key or "").strip():
             raise UsageError("no API key: pass --api-key or set NOUKAI_API_KEY")
         api_root(url)
     except UsageError as exc:
         _exit(str(exc), 2)
     assert api_key is not None
-    view: View
-    if json_output:
-        view = JsonView(sys.stdout, sys.stderr)
-    else:
-        view = HumanView(sys.stdout, Console(stderr=True, highlight=False))
-    request = RunRequest(org, project, slug, message, parameters, version)
+    view = make_view(json_output=json_output, result_only=result_only, terminal=sys.stdout.isatty())
     try:
         code = execute(url, api_key.strip(), request, view)
     except UsageError as exc:
@@ -570,9 +685,17 @@ def run(
         view.error(str(exc))
         code = 1
     except KeyboardInterrupt:
-        view.error("interrupted (the run may go on on the server)")
+        view.error("interrupted")
         code = 130
     raise typer.Exit(code)
+
+
+def make_view(*, json_output: bool, result_only: bool, terminal: bool) -> View:
+    """The view for these flags and this stdout (see the module docstring)."""
+    if json_output:
+        return JsonView(sys.stdout, sys.stderr)
+    err = Console(stderr=True, highlight=False)
+    return HumanView(sys.stdout, err, deltas=terminal and not result_only, progress=not result_only)
 
 
 __all__ = [
@@ -584,6 +707,8 @@ __all__ = [
     "api_root",
     "execute",
     "follow",
+    "make_view",
+    "on_interrupt",
     "parse_params",
     "parse_target",
     "run",
