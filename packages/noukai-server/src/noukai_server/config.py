@@ -11,6 +11,21 @@ from pathlib import Path
 from noukai_server.defaults import DEFAULT_DATA_DIR, DEV_ORG, DEV_PROJECT
 from noukai_server.providers import ProviderSettings
 
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
+
+
+class ConfigError(ValueError):
+    """A setting with a value the server cannot use; the message names the setting."""
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    normalized = value.strip().lower()
+    if normalized not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return normalized
+
+
 _NUMERIC_ENV: tuple[tuple[str, str, type[float] | type[int]], ...] = (
     ("NOUKAI_HEARTBEAT_SECONDS", "heartbeat_seconds", float),
     ("NOUKAI_STREAM_LIFETIME_SECONDS", "stream_lifetime_seconds", float),
@@ -45,6 +60,14 @@ class ServerConfig:
     providers: ProviderSettings = field(default_factory=ProviderSettings.from_env)
     dev_org: str = DEV_ORG
     dev_project: str = DEV_PROJECT
+    log_level: str = "info"
+    """debug, info, warning or error (`--log-level`, `NOUKAI_LOG_LEVEL`)."""
+    log_format: str = "text"
+    """text or json: one JSON object per line (`--log-format`, `NOUKAI_LOG_FORMAT`)."""
+
+    def __post_init__(self) -> None:
+        _choice("log level", self.log_level, LOG_LEVELS)
+        _choice("log format", self.log_format, LOG_FORMATS)
 
     @property
     def resolved_database_url(self) -> str:
@@ -63,6 +86,10 @@ class ServerConfig:
         for name, key, kind in _NUMERIC_ENV:
             if name in environ:
                 values[key] = kind(environ[name])
+        if "NOUKAI_LOG_LEVEL" in environ:
+            values["log_level"] = _choice("NOUKAI_LOG_LEVEL", environ["NOUKAI_LOG_LEVEL"], LOG_LEVELS)
+        if "NOUKAI_LOG_FORMAT" in environ:
+            values["log_format"] = _choice("NOUKAI_LOG_FORMAT", environ["NOUKAI_LOG_FORMAT"], LOG_FORMATS)
         if "NOUKAI_WORKER_CONCURRENCY" in environ:
             values["worker_concurrency"] = int(environ["NOUKAI_WORKER_CONCURRENCY"])
         values["providers"] = ProviderSettings.from_env(environ)

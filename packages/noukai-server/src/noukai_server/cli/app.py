@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +20,7 @@ import typer
 from noukai.types import API_PREFIX
 from noukai_server import __version__
 from noukai_server.cli.run import run as run_command
+from noukai_server.config import LOG_FORMATS, LOG_LEVELS, ConfigError
 from noukai_server.defaults import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
@@ -54,6 +57,36 @@ DatabaseUrl = Annotated[
 ]
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
 DEV_KEY_FILE = "dev-api-key"
+
+logger = logging.getLogger("noukai_server.cli")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as distribution_version
+
+        try:
+            sdk = distribution_version("noukai")
+        except PackageNotFoundError:
+            sdk = "not installed"
+        typer.echo(f"noukai-server {__version__}\nnoukai (SDK) {sdk}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the server's and the SDK's versions and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run LLM flows and stream every step."""
 
 
 def _config(data_dir: Path, database_url: str | None, **overrides: object) -> ServerConfig:
@@ -117,46 +150,117 @@ def serve(
             help="Runs executed at once by the embedded workers (default 64).",
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            callback=lambda value: _one_of(value, LOG_LEVELS),
+            metavar="[" + "|".join(LOG_LEVELS) + "]",
+            help="What the log (stderr) shows; or NOUKAI_LOG_LEVEL (default info).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            callback=lambda value: _one_of(value, LOG_FORMATS),
+            metavar="[" + "|".join(LOG_FORMATS) + "]",
+            help="text, or json: one object per line; or NOUKAI_LOG_FORMAT (default text).",
+        ),
+    ] = None,
 ) -> None:
     """Start the server with its embedded workers."""
     import uvicorn
 
+    from noukai_server import logs
     from noukai_server.api.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The provider SDKs' HTTP client logs every request at INFO: too loud for a server log.
-    for noisy in ("httpx2", "httpx", "alembic.runtime.migration"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = _config(
-        data_dir, database_url, host=host, port=port, flows_dir=flows, worker_concurrency=concurrency
-    )
+    try:
+        config = _config(
+            data_dir,
+            database_url,
+            host=host,
+            port=port,
+            flows_dir=flows,
+            worker_concurrency=concurrency,
+            log_level=log_level,
+            log_format=log_format,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    logs.configure(config.log_level, config.log_format)
+    # The port first: a server that cannot listen must say so before it prints a key to use.
+    listener = _listen(host, port)
+    config = replace(config, port=int(listener.getsockname()[1]))
     want_key = dev_key if dev_key is not None else database_url is None
-    key = asyncio.run(_prepare(config, want_key))
-    _print_banner(config, key)
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=5,
-        access_log=False,
-        log_level="warning",
+    try:
+        prepared = asyncio.run(_prepare(config, want_key))
+    except BaseException:
+        listener.close()
+        raise
+    _print_banner(config, prepared.key, prepared.skipped)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            loop="uvloop",
+            http="httptools",
+            timeout_graceful_shutdown=5,
+            access_log=False,  # the request-id middleware writes the access log
+            log_config=None,  # keep the handlers `logs.configure` set up
+        )
     )
+    server.run(sockets=[listener])
+    if not server.started:  # the app's startup failed; uvicorn has logged why
+        raise typer.Exit(code=3)
 
 
-async def _prepare(config: ServerConfig, want_key: bool) -> str | None:
+def _one_of(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    if value is None or value.lower() in allowed:
+        return value.lower() if value else None
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port (port 0: any free one), or exit 1 with one line saying why."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise _fail(f"cannot listen on {_hostport(host, port)}: {reason.lower()}") from exc
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class _Prepared:
+    key: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    """`file: reason` for each flow file of `--flows` that could not be loaded."""
+
+
+async def _prepare(config: ServerConfig, want_key: bool) -> _Prepared:
     store = await _open_store(config)
     try:
+        prepared = _Prepared()
         if config.flows_dir is not None:
-            await _load_flow_dir(store, config)
-        return await _dev_key(store, config) if want_key else None
+            prepared.skipped = await _load_flow_dir(store, config)
+        if want_key:
+            prepared.key = await _dev_key(store, config)
+        return prepared
     finally:
         await store.close()
 
 
-def _parse_flow_file(path: Path) -> FlowSpec:
-    """Validate a flow file against the functions every server offers; exit 1 with the message."""
+class _BadFlowFile(Exception):
+    pass
+
+
+def _read_flow_file(path: Path) -> FlowSpec:
+    """Validate a flow file against the functions every server offers; `_BadFlowFile` says why
+    it is not a flow."""
     from noukai_server.engine import default_functions, default_tools
     from noukai_server.flows import FlowValidationError
     from noukai_server.runtime.flow_admin import parse_flow_document
@@ -164,28 +268,48 @@ def _parse_flow_file(path: Path) -> FlowSpec:
     known = set(default_functions().names())
     tools = set(default_tools().names())
     try:
-        return parse_flow_document(
-            path.read_text(), filename=path.name, known_functions=known, known_tools=tools
-        )
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _BadFlowFile(f"cannot be read: {exc}") from exc
+    try:
+        return parse_flow_document(text, filename=path.name, known_functions=known, known_tools=tools)
     except FlowValidationError as exc:
-        raise _fail(f"{path}: {exc.message}") from exc
+        raise _BadFlowFile(exc.message.removeprefix(f"{path.name}: ")) from exc
 
 
-async def _load_flow_dir(store: Store, config: ServerConfig) -> None:
+def _parse_flow_file(path: Path) -> FlowSpec:
+    """`_read_flow_file`, or exit 1 with the message."""
+    try:
+        return _read_flow_file(path)
+    except _BadFlowFile as exc:
+        raise _fail(f"{path}: {exc}") from exc
+
+
+async def _load_flow_dir(store: Store, config: ServerConfig) -> list[str]:
+    """Save each flow file of the folder as a draft of the dev project. A file that is not a valid
+    flow is skipped (logged as a warning) and the others still load; returns `name: reason` for
+    each skipped file."""
     from noukai_server.runtime.flow_admin import save_flow
 
     assert config.flows_dir is not None
     if not config.flows_dir.is_dir():
         raise _fail(f"--flows {config.flows_dir} is not a folder")
+    skipped: list[str] = []
     for path in sorted(config.flows_dir.iterdir()):
         if path.suffix not in FLOW_SUFFIXES:
             continue
-        spec = _parse_flow_file(path)
+        try:
+            spec = _read_flow_file(path)
+        except _BadFlowFile as exc:
+            logger.warning("skipped flow file %s: %s", path, exc, extra={"file": str(path)})
+            skipped.append(f"{path.name}: {exc}")
+            continue
         current = await store.get_flow(config.dev_org, config.dev_project, spec.slug)
         if current is not None and current.draft == spec.to_document():
             continue  # unchanged: keep the draft revision, so running runs never look stale
         await save_flow(store, config.dev_org, config.dev_project, spec)
-        typer.echo(f"loaded {path.name} as {config.dev_org}/{config.dev_project}/{spec.slug}", err=True)
+        logger.info("loaded %s as %s/%s/%s", path.name, config.dev_org, config.dev_project, spec.slug)
+    return skipped
 
 
 async def _dev_key(store: Store, config: ServerConfig) -> str:
@@ -203,9 +327,12 @@ async def _dev_key(store: Store, config: ServerConfig) -> str:
     return key
 
 
-def _print_banner(config: ServerConfig, key: str | None) -> None:
-    base = f"http://{config.host}:{config.port}"
+def _print_banner(config: ServerConfig, key: str | None, skipped: list[str] | None = None) -> None:
+    base = f"http://{_hostport(config.host, config.port)}"
     lines = [f"Noukai {__version__} serving on {base}  (API docs: {base}/docs)"]
+    if skipped:
+        lines += [f"skipped {len(skipped)} flow file(s) of {config.flows_dir} that are not valid flows:"]
+        lines += [f"  {entry}" for entry in skipped]
     if key is not None:
         flow = f"{config.dev_org}/{config.dev_project}/echo"
         lines += [
