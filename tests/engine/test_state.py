@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -40,21 +41,34 @@ STORED: dict[str, Any] = {
         },
     },
 }
-"""A run's `state` column as the server wrote it before the pause was typed."""
+"""A run's `state` column as the server wrote it before the pause was typed (and before costs
+were kept exactly: `costMicroUsd`, whole millionths of a dollar)."""
+
+
+def _exact_cost(stored: dict[str, Any]) -> dict[str, Any]:
+    """`stored` as written now: its `costMicroUsd` becomes an exact `costUsd`, in its place."""
+    return {
+        ("costUsd" if k == "costMicroUsd" else k): (str(v) if k == "costMicroUsd" else v)
+        for k, v in stored.items()
+    }
 
 
 def test_a_stored_state_loads_and_is_written_back_unchanged() -> None:
     state = RunState.from_json(orjson.loads(orjson.dumps(STORED)))
     assert state.agent is not None and state.agent["pause"]["pending"][0]["id"] == CALL["id"]
-    assert orjson.dumps(state.to_json()) == orjson.dumps(STORED)  # same keys, same order
+    # The pause is kept as stored (its loop writes it anew when it pauses again).
+    written = _exact_cost(STORED)
+    assert orjson.dumps(state.to_json()) == orjson.dumps(written)  # same keys, same order
     loop = AgentLoopState.from_json(state.agent["pause"])
-    assert orjson.dumps(loop.to_json()) == orjson.dumps(STORED["agent"]["pause"])
+    assert orjson.dumps(loop.to_json()) == orjson.dumps(_exact_cost(STORED["agent"]["pause"]))
+    again = RunState.from_json(orjson.loads(orjson.dumps(state.to_json())))
+    assert orjson.dumps(again.to_json()) == orjson.dumps(written)
 
 
 def test_a_pause_without_its_totals_still_loads() -> None:
     pause = {k: v for k, v in STORED["agent"]["pause"].items() if k in ("messages", "pending", "iterations")}
     loop = AgentLoopState.from_json(pause)  # type: ignore[arg-type]
-    assert (loop.iterations, loop.prompt_tokens, loop.cost_micro_usd, loop.paused_at) == (1, 0, 0, None)
+    assert (loop.iterations, loop.prompt_tokens, loop.cost_usd, loop.paused_at) == (1, 0, Decimal(0), None)
 
 
 def test_the_accessors() -> None:

@@ -8,11 +8,13 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import orjson
 import pytest
 
-from noukai.types.events import StepOutputFields, StepStartedFields
+from noukai.types.events import StepOutputFields, StepProgressFields, StepStartedFields
 from noukai_server.bus import MemoryBus
 from noukai_server.engine import RunState
+from noukai_server.engine.sink import UnstorableValue
 from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.store import EventRow, RunUpdate, Store
 from tests.store.conftest import make_run
@@ -132,3 +134,65 @@ async def test_an_entry_is_the_envelope_then_the_fields_in_their_order(store: St
         '{"eventType":"step_started","seq":1,"stepId":"a","name":null,"stepIndex":0,"type":"llm","attempt":1}',
         '{"eventType":"step_output","seq":2,"stepId":"a","stepIndex":0,"attempt":1,"loopIndex":2,"outputData":"x"}',
     ]
+
+
+def _completed(output: object) -> StepProgressFields:
+    return {
+        "stepId": "a",
+        "stepIndex": 0,
+        "attempt": 1,
+        "loopIndex": 2,
+        "output": output,
+        "durationMs": 0,
+        "tokens": {"prompt": 0, "completion": 0, "total": 0},
+        "costUsd": "0.000000",
+    }
+
+
+@pytest.mark.parametrize(
+    ("output", "where", "problem"),
+    [
+        (2**64, "output", "an integer of 65 bits"),
+        ({"rows": [1, {"id": -(2**63) - 1}]}, "output.rows[1].id", "an integer of 64 bits"),
+        ([{1, 2}], "output[0]", "a value of type set"),
+        ({"k": {(1, 2): "v"}}, "output.k", "a key of type tuple"),
+    ],
+)
+async def test_an_unstorable_payload_is_refused_without_taking_a_seq(
+    store: Store, output: object, where: str, problem: str
+) -> None:
+    """Found by issue 12: the seq was taken before serialising, so a refused event left a gap and
+    every later write of the run was refused by the store (the run stayed `running`)."""
+    writer, recording, bus, run_id = await _writer(store)
+    await writer.emit("step_started", STARTED)
+    with pytest.raises(UnstorableValue) as caught:
+        await writer.emit("step_progress", _completed(output))
+    refused = caught.value
+    assert (refused.event_type, refused.where, refused.loop_index) == ("step_progress", where, 2)
+    assert refused.problem.startswith(problem)
+    assert writer.last_seq == 1
+    await writer.emit("step_output", delta(0))
+    await writer.flush(RunUpdate(cursor=1))
+    stored = await store.read_events(run_id)
+    assert [(e.seq, e.type) for e in stored] == [(1, "step_started"), (2, "step_output")]
+
+
+async def test_the_widest_storable_integers_are_stored(store: Store) -> None:
+    writer, _, _, run_id = await _writer(store)
+    await writer.emit("step_progress", _completed([2**64 - 1, -(2**63)]))
+    await writer.flush()
+    [event] = await store.read_events(run_id)
+    assert orjson.loads(event.data)["output"] == [2**64 - 1, -(2**63)]
+
+
+async def test_settle_waits_for_the_write_in_flight(store: Store) -> None:
+    writer, recording, _, run_id = await _writer(store)
+    recording.hold = asyncio.Event()
+    await writer.emit("step_started", STARTED)
+    settled = asyncio.create_task(writer.settle())
+    await asyncio.sleep(0.05)
+    assert not settled.done()
+    recording.hold.set()
+    await settled
+    run = await store.get_run(run_id)
+    assert run is not None and run.last_seq == 1

@@ -56,14 +56,18 @@ def test_execute_answers_the_contracts_result(server: ServerProcess) -> None:
     assert response.headers["x-request-id"]
 
 
-def test_body_without_json_content_type_is_still_json(server: ServerProcess) -> None:
-    response = post(
+def test_a_json_body_sent_as_text_plain_is_read_and_a_form_type_is_refused(server: ServerProcess) -> None:
+    body = b'{"message": "plain"}'
+    as_text = post(server, "/seq/dev/main/echo/execute", content=body, headers={"Content-Type": "text/plain"})
+    assert as_text.json()["result"] == "plain"
+    as_form = post(
         server,
         "/seq/dev/main/echo/execute",
-        content=b'{"message": "plain"}',
+        content=body,
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert response.json()["result"] == "plain"
+    assert as_form.status_code == 415
+    assert as_form.json()["detail"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
 def test_block_overrides_change_a_step(server: ServerProcess) -> None:

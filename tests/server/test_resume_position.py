@@ -255,3 +255,29 @@ def test_the_stream_routes_parse_no_number_of_their_own() -> None:
     for module in (stream_routes, endpoints):
         source = inspect.getsource(module)
         assert "isdigit" not in source and not re.search(r"\bint\(", source), module
+
+
+def test_the_largest_seq_resumes_after_everything(any_server: ServerProcess, finished_run: str) -> None:
+    """`MAX_SEQ` itself is a position (past the end of any log): the stream of a finished run sends
+    nothing after it and ends, rather than cutting off or waiting."""
+    for query, extra in [(f"since_id={MAX_SEQ}", None), ("", {"Last-Event-ID": str(MAX_SEQ).encode()})]:
+        assert _read(any_server, finished_run, query, extra) == [], (query, extra)
+
+
+def _trace_stream(server: ServerProcess, run_id: str, query: str, extra: dict[str, bytes]) -> list[Frame]:
+    url = f"{server.api_url}/seq/dev/main/three-steps/runs/{run_id}/trace/stream?{query}"
+    with httpx.stream("GET", url, headers=_raw_headers(server, extra), timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        return events_only(list(iter_frames(response)))
+
+
+@pytest.mark.parametrize("raw", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_the_live_trace_takes_no_position(any_server: ServerProcess, finished_run: str, raw: str) -> None:
+    """The live trace (`.../trace/stream`) always streams the whole log: it reads neither `since_id`
+    nor `Last-Event-ID`, so no value of them can cut it short or refuse it. The native stream is the
+    only route that takes a seq (`/step` resumes by `executionId` and `stepIndex`)."""
+    full = _read(any_server, finished_run)
+    extra = {"Last-Event-ID": raw.encode("latin-1")}
+    frames = _trace_stream(any_server, finished_run, f"since_id={raw}", extra)
+    assert [(f.id, f.event, f.data) for f in frames] == [(f.id, f.event, f.data) for f in full]
+    assert frames[-1].event == "flow_completed"

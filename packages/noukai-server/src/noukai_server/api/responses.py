@@ -70,6 +70,7 @@ _TITLES: Final = {
     409: "Conflicts with the run's or flow's state",
     410: "Gone after the retention period",
     413: "Too large",
+    415: "The body is not sent as JSON (send Content-Type: application/json)",
     422: "Invalid request, or a run that failed on its input",
     429: "Rate limited",
     500: "The server (or the flow's own function) failed",
@@ -82,10 +83,16 @@ KEYED: Final = (ErrorCode.UNAUTHENTICATED, ErrorCode.INTERNAL_ERROR)
 """What every keyed route can answer: a missing or bad key, and an unexpected failure."""
 TENANT: Final = (ErrorCode.FORBIDDEN,)
 """Routes addressed by org and project: a key of another tenant."""
-JSON_BODY: Final = (ErrorCode.INVALID_JSON, ErrorCode.BODY_TOO_LARGE, ErrorCode.VALIDATION_ERROR)
+JSON_BODY: Final = (
+    ErrorCode.INVALID_JSON,
+    ErrorCode.BODY_TOO_LARGE,
+    ErrorCode.VALIDATION_ERROR,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+)
 """Routes that read a JSON body with `read_model`."""
 RUN_FAILURES: Final = (
     ErrorCode.TEMPLATE_ERROR,
+    ErrorCode.OUTPUT_NOT_SERIALIZABLE,
     ErrorCode.FUNCTION_ERROR,
     ErrorCode.MODEL_NOT_FOUND,
     ErrorCode.BYOK_KEY_REJECTED,

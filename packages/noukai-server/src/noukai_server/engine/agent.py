@@ -31,11 +31,9 @@ from noukai.types.events import (
 )
 from noukai_server.engine.outcome import StepFailure
 from noukai_server.engine.sink import EventSink
-from noukai_server.engine.state import AgentPause, ToolResult
+from noukai_server.engine.state import AgentPause, ToolResult, cost_from_json, cost_to_json
 from noukai_server.engine.tools import ToolError, ToolRegistry
 from noukai_server.providers import ChatMessage, ModelRequest, ModelResponse, ToolCall, ToolSpec
-
-_MICRO = Decimal(1_000_000)
 
 ModelCall = Callable[[ModelRequest], Awaitable[tuple[ModelResponse, Decimal]]]
 """Streams one model call through the sink and returns the answer and its cost."""
@@ -51,7 +49,8 @@ class AgentLoopState:
     iterations: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_micro_usd: int = 0
+    cost_usd: Decimal = field(default_factory=Decimal)
+    """Exact, unrounded: the step's cost is rounded once, when its `costUsd` is written."""
     paused_at: float | None = None
     """Wall-clock time of the pause: a client tool's duration is how long the caller took."""
 
@@ -63,7 +62,7 @@ class AgentLoopState:
             "iterations": self.iterations,
             "promptTokens": self.prompt_tokens,
             "completionTokens": self.completion_tokens,
-            "costMicroUsd": self.cost_micro_usd,
+            "costUsd": cost_to_json(self.cost_usd),
         }
 
     @classmethod
@@ -74,7 +73,7 @@ class AgentLoopState:
             iterations=int(data["iterations"]),
             prompt_tokens=int(data.get("promptTokens", 0)),
             completion_tokens=int(data.get("completionTokens", 0)),
-            cost_micro_usd=int(data.get("costMicroUsd", 0)),
+            cost_usd=cost_from_json(data),
             paused_at=data.get("pausedAt"),
         )
 
@@ -149,7 +148,7 @@ class AgentLoop:
             state.iterations += 1
             state.prompt_tokens += response.usage.prompt_tokens
             state.completion_tokens += response.usage.completion_tokens
-            state.cost_micro_usd += int(cost * _MICRO)
+            state.cost_usd += cost
             model_name = response.model or model_name
             if not response.tool_calls:
                 return AgentResult(
@@ -157,7 +156,7 @@ class AgentLoop:
                     state.iterations,
                     state.prompt_tokens,
                     state.completion_tokens,
-                    Decimal(state.cost_micro_usd) / _MICRO,
+                    state.cost_usd,
                     model_name,
                 )
             state.messages.append(

@@ -14,6 +14,7 @@ them again to outputs when they are read.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -52,8 +53,20 @@ def _redact(value: Any, names: frozenset[str]) -> Any:
 
 
 def json_size(value: Any) -> int:
-    """Bytes of `value` as compact JSON (how it travels and is stored)."""
-    return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    """Bytes of `value` as compact JSON (how it travels and is stored).
+
+    Never raises: a value orjson cannot write (an integer wider than 64 bits, a set) is measured
+    as the standard library writes it, its odd parts as their `str`. Whether the value may be
+    stored at all is for the log to decide, and only if the flow's capture mode keeps it."""
+    try:
+        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        text = json.dumps(value, default=str, skipkeys=True, ensure_ascii=False, separators=(",", ":"))
+    except ValueError:  # a circular reference, an integer of more digits than `str` writes
+        return 0
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def captured(value: Mapping[str, Any], mode: str, fields: Collection[str] = ()) -> dict[str, Any] | None:

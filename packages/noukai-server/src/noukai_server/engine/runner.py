@@ -39,15 +39,13 @@ from noukai_server.engine.outcome import (
     StepFailure,
 )
 from noukai_server.engine.retry import MIN_ATTEMPTS_AFTER_INTERRUPTION, backoff_seconds
-from noukai_server.engine.sink import EventSink
+from noukai_server.engine.sink import EventSink, UnstorableValue
 from noukai_server.engine.state import AgentPause, RunInputs, RunState, ToolResult
 from noukai_server.engine.steps import StepCall, StepExecutors, StepOutput
 from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import FlowSpec, StepSpec, TemplateEngine, TemplateError, build_context
 from noukai_server.providers import ModelRegistry, ToolSpec
 from noukai_server.providers.pricing import format_cost
-
-_MICRO = Decimal(1_000_000)
 
 
 class FlowEngine:
@@ -146,7 +144,10 @@ class FlowEngine:
         while True:
             started = time.perf_counter()
             try:
-                await self._attempt(flow, step, index, inputs, state, sink, run, attempt)
+                try:
+                    await self._attempt(flow, step, index, inputs, state, sink, run, attempt)
+                except UnstorableValue as refused:
+                    raise _unstorable_failure(step, refused) from refused
                 return None
             except AwaitingTools as waiting:
                 state.agent = {
@@ -234,12 +235,6 @@ class FlowEngine:
             await sink.emit(ev.STEP_COMPLETED, skipped)
             return
         result = await self._execute(flow, step, index, context, sink, attempt, tool_call)
-        state.agent = None
-        state.outputs[step.id] = result.output
-        state.result_step = step.id
-        state.prompt_tokens += result.prompt_tokens
-        state.completion_tokens += result.completion_tokens
-        state.cost_micro_usd += int(result.cost * _MICRO)
         total = result.prompt_tokens + result.completion_tokens
         completed: StepCompletedFields = {
             "stepId": step.id,
@@ -258,7 +253,15 @@ class FlowEngine:
         }
         if result.model is not None:
             completed["model"] = result.model
+        # Emitted before the state takes the output: an output the log refuses (UnstorableValue)
+        # fails the step and never reaches the run's stored state or result.
         await sink.emit(ev.STEP_COMPLETED, completed)
+        state.agent = None
+        state.outputs[step.id] = result.output
+        state.result_step = step.id
+        state.prompt_tokens += result.prompt_tokens
+        state.completion_tokens += result.completion_tokens
+        state.cost_usd += result.cost
 
     def _should_run(self, step: StepSpec, context: Mapping[str, Any]) -> bool:
         if step.when is None:
@@ -390,6 +393,19 @@ def client_tool_specs(tools: list[dict[str, Any]] | None) -> list[ToolSpec]:
 class _Attempt:
     number: int
     interrupted: bool
+
+
+def _unstorable_failure(step: StepSpec, refused: UnstorableValue) -> StepFailure:
+    """A step whose output (or input, progress, tool call) the log cannot store fails at once:
+    running it again would produce the same value."""
+    failure = StepFailure(
+        ErrorCode.OUTPUT_NOT_SERIALIZABLE,
+        f"step '{step.id}' produced a value the run's log cannot store as JSON "
+        f"({refused.event_type} at {refused.where}): {refused.problem}",
+        retryable=False,
+    )
+    failure.loop_index = refused.loop_index
+    return failure
 
 
 def _elapsed_ms(start: float) -> int:

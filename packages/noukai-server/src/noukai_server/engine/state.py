@@ -10,6 +10,7 @@ never by indexing the raw dict.
 # optional at run time only when their annotations are evaluated (Python 3.11).
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, NotRequired, TypedDict, cast
 
 from noukai.types.events import ConversationMessage, ToolCallRequest
@@ -31,8 +32,10 @@ class AgentPause(TypedDict):
     """Prompt tokens of those calls (0 when absent)."""
     completionTokens: NotRequired[int]
     """Completion tokens of those calls (0 when absent)."""
+    costUsd: NotRequired[str]
+    """Their exact cost in dollars, as a plain decimal string (`cost_from_json`)."""
     costMicroUsd: NotRequired[int]
-    """Their cost in millionths of a dollar (0 when absent)."""
+    """Their cost in whole millionths of a dollar, as rows written before `costUsd` keep it."""
 
 
 class ToolResult(TypedDict):
@@ -77,6 +80,20 @@ def paused_agent(run_state: Mapping[str, Any] | None) -> AgentState:
 def awaits_tool_results(agent: AgentState | None) -> bool:
     """An agent step is paused and the caller has not sent its tool results yet."""
     return agent is not None and agent.get("results") is None
+
+
+def cost_to_json(cost: Decimal) -> str:
+    """An exact cost as stored: a plain decimal string, never rounded (`"0.0000048"`)."""
+    return format(cost, "f")
+
+
+def cost_from_json(data: Mapping[str, Any]) -> Decimal:
+    """The exact cost stored in `data` (a run's state or an agent pause): its `costUsd`, or for a
+    row written before that key, its `costMicroUsd` (whole millionths); 0 when neither is there."""
+    exact = data.get("costUsd")
+    if isinstance(exact, str):
+        return Decimal(exact)
+    return Decimal(int(data.get("costMicroUsd", 0))) / 1_000_000
 
 
 @dataclass(slots=True)
@@ -126,8 +143,9 @@ class RunState:
     result_step: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_micro_usd: int = 0
-    """Cost in millionths of a dollar, summed as an integer so totals never drift."""
+    cost_usd: Decimal = field(default_factory=Decimal)
+    """Exact cost in dollars: step costs are summed unrounded, and only the wire's string
+    (`format_cost`) rounds, so a total is rounded once, by the same rule as each step's cost."""
     agent: AgentState | None = None
     """An agent step waiting for client tool results (see `AgentState`)."""
 
@@ -142,7 +160,7 @@ class RunState:
             "resultStep": self.result_step,
             "promptTokens": self.prompt_tokens,
             "completionTokens": self.completion_tokens,
-            "costMicroUsd": self.cost_micro_usd,
+            "costUsd": cost_to_json(self.cost_usd),
             "agent": self.agent,
         }
 
@@ -155,6 +173,6 @@ class RunState:
             result_step=data.get("resultStep"),
             prompt_tokens=int(data.get("promptTokens", 0)),
             completion_tokens=int(data.get("completionTokens", 0)),
-            cost_micro_usd=int(data.get("costMicroUsd", 0)),
+            cost_usd=cost_from_json(data),
             agent=agent_state(data),
         )

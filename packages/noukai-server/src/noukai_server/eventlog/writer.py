@@ -16,6 +16,7 @@ import orjson
 
 from noukai.types.events import EventFields
 from noukai_server.bus import Bus, LogEvent
+from noukai_server.engine.sink import UnstorableValue
 from noukai_server.engine.state import RunState
 from noukai_server.store import UNSET, EventRow, RunUpdate, Store
 
@@ -69,9 +70,15 @@ class RunLogWriter:
 
     def _append(self, event_type: str, payload: EventFields) -> None:
         self._raise_if_failed()
-        self._seq += 1
-        data = orjson.dumps({"eventType": event_type, "seq": self._seq, **payload})
-        event = LogEvent.create(self._run_id, self._seq, event_type, data)
+        seq = self._seq + 1
+        try:
+            data = orjson.dumps({"eventType": event_type, "seq": seq, **payload})
+        except orjson.JSONEncodeError as exc:
+            # Before the seq is taken: a refused event leaves no gap, and the engine can go on
+            # writing (it fails the step that produced the value; see `UnstorableValue`).
+            raise UnstorableValue.of(event_type, payload, exc) from exc
+        self._seq = seq
+        event = LogEvent.create(self._run_id, seq, event_type, data)
         self._pending.append((event, self._now()))
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
@@ -114,6 +121,12 @@ class RunLogWriter:
             await self._store.record(self._run_id, self._attempt, rows, update)
             if batch:
                 await self._bus.publish(self._run_id, [e for e, _ in batch])
+
+    async def settle(self) -> None:
+        """Wait until the background write in flight, if any, has ended, whether it failed or not:
+        afterwards the store holds every event this writer will ever write."""
+        if self._flusher is not None:
+            await asyncio.wait({self._flusher})
 
     def _now(self) -> datetime:
         """The emit time, read from the clock at most once per millisecond: a burst of tokens

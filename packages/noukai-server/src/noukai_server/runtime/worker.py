@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from decimal import Decimal
+from collections.abc import Coroutine, Mapping
+from typing import Any, Final, cast
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
 from noukai.types.events import (
+    EventFields,
     FlowCompletedFields,
     FlowCompletedSummary,
     RunCancelledFields,
@@ -39,6 +41,7 @@ from noukai_server.engine import (
 from noukai_server.engine.state import awaits_tool_results
 from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
+from noukai_server.logs import run_id_var
 from noukai_server.providers.pricing import format_cost
 from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
 from noukai_server.runtime.flow_cache import FlowCache
@@ -150,7 +153,15 @@ class Worker:
         self._active.pop(task.get_name().removeprefix("run-"), None)
 
     async def _process(self, run: RunRecord) -> None:
-        writer = RunLogWriter(self._store, self._bus, run.id, run.attempt, run.last_seq)
+        run_id_var.set(run.id)  # this task's own context: every line of the run carries its id
+        logger.info(
+            "run %s started (flow %s, attempt %s)",
+            run.id,
+            run.flow_id,
+            run.attempt,
+            extra={"flow": run.flow_id},
+        )
+        writer = _LoggedWriter(self._store, self._bus, run.id, run.attempt, run.last_seq)
         body = asyncio.create_task(self._drive(run, writer))
         stop_reason: list[str] = []
         self._bodies[run.id] = (body, stop_reason)
@@ -174,7 +185,7 @@ class Worker:
             logger.warning("run %s: lease lost at attempt %s; dropped", run.id, run.attempt)
         elif error is not None:
             logger.error("run %s failed inside the worker", run.id, exc_info=error)
-            await self._finish_internal_error(run)
+            await self._finish_internal_error(run, writer)
 
     async def _keep_lease(self, run: RunRecord, body: asyncio.Task[None], stop_reason: list[str]) -> None:
         interval = self._lease_seconds / 3
@@ -232,6 +243,7 @@ class Worker:
                 completed,
                 RunUpdate(status="completed", result=outcome.result, state=state.to_json()),
             )
+            logger.info("run %s completed", run.id, extra={"status": "completed"})
         elif isinstance(outcome, PausedBetweenSteps):
             paused: StepPausedFields = {
                 "runId": run.id,
@@ -244,6 +256,9 @@ class Worker:
                 ev.STEP_PAUSED,
                 paused,
                 RunUpdate(status="waiting", cursor=outcome.next_index, pause_after=None),
+            )
+            logger.info(
+                "run %s paused after step %s", run.id, outcome.completed_step_id, extra={"status": "waiting"}
             )
         elif isinstance(outcome, PausedForTools):
             pause = outcome.pause
@@ -263,6 +278,7 @@ class Worker:
                 waiting,
                 RunUpdate(status="waiting", cursor=outcome.step_index, state=state.to_json()),
             )
+            logger.info("run %s waiting for tool results", run.id, extra={"status": "waiting"})
         elif isinstance(outcome, Failed):
             error: RunErrorDetail = {
                 "code": outcome.code,
@@ -300,20 +316,26 @@ class Worker:
             update = RunUpdate(status="failed", error=error, state=state.to_json())
         failed: RunFailedFields = {"runId": run.id, "executionId": run.id, "error": error}
         await writer.emit_with_update(ev.RUN_FAILED, failed, update)
+        logger.info(
+            "run %s failed: %s: %s", run.id, error["code"], error["message"], extra={"status": "failed"}
+        )
 
     async def _finish_cancelled(self, run: RunRecord, writer: RunLogWriter) -> None:
         cancelled: RunCancelledFields = {"runId": run.id, "executionId": run.id}
         with contextlib.suppress(LeaseLost):
             await writer.emit_with_update(ev.RUN_CANCELLED, cancelled, RunUpdate(status="cancelled"))
+            logger.info("run %s cancelled", run.id, extra={"status": "cancelled"})
 
-    async def _finish_internal_error(self, run: RunRecord) -> None:
+    async def _finish_internal_error(self, run: RunRecord, writer: RunLogWriter) -> None:
         """Record an unexpected failure. The writer may be out of step with the store (its last
-        write is what failed), so a fresh one continues from what the store actually holds."""
+        write is what failed), so a fresh one continues from what the store actually holds, once
+        the writer's background write (still in flight when the engine raised) has ended."""
         error: RunErrorDetail = {
             "code": ErrorCode.INTERNAL_ERROR.value,
             "message": "the run failed inside the server",
         }
         try:
+            await writer.settle()
             current = await self._store.get_run(run.id)
             if current is None or current.terminal or current.attempt != run.attempt:
                 return
@@ -321,6 +343,39 @@ class Worker:
             await self._fail(run, fresh, error)
         except Exception:
             logger.exception("run %s: could not record the internal error", run.id)
+
+
+class _LoggedWriter(RunLogWriter):
+    """The run's writer, logging each provider failure the engine records (a step error or retry
+    whose code is PROVIDER_*) as a warning. Messages of provider errors are redacted at the source
+    (`providers/_errors.py`): they never hold a key."""
+
+    # A plain function handing back the writer's own coroutine: no extra coroutine frame per event
+    # on the token path, only a set lookup.
+    def emit(self, event_type: str, payload: EventFields) -> Coroutine[Any, Any, None]:
+        if event_type in _STEP_FAILURES:
+            _log_step_failure(event_type, cast(Mapping[str, Any], payload))
+        return super().emit(event_type, payload)
+
+
+_STEP_FAILURES: Final = frozenset({ev.STEP_ERROR, ev.STEP_RETRYING})
+
+
+def _log_step_failure(event_type: str, payload: Mapping[str, Any]) -> None:
+    error = payload.get("error")
+    if not isinstance(error, Mapping) or not str(error.get("code", "")).startswith("PROVIDER_"):
+        return
+    code = str(error["code"])
+    retry = f"; attempt {payload.get('nextAttempt')} next" if event_type == ev.STEP_RETRYING else ""
+    logger.warning(
+        "provider failure in step %s (attempt %s): %s: %s%s",
+        payload.get("stepId"),
+        payload.get("attempt"),
+        code,
+        error.get("message", ""),
+        retry,
+        extra={"step_id": payload.get("stepId"), "code": code},
+    )
 
 
 def _summary(state: RunState, step_count: int) -> FlowCompletedSummary:
@@ -332,5 +387,5 @@ def _summary(state: RunState, step_count: int) -> FlowCompletedSummary:
             "completion": state.completion_tokens,
             "total": state.prompt_tokens + state.completion_tokens,
         },
-        "costUsd": format_cost(Decimal(state.cost_micro_usd) / Decimal(1_000_000)),
+        "costUsd": format_cost(state.cost_usd),
     }

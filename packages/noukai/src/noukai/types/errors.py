@@ -34,6 +34,8 @@ class ErrorCode(StrEnum):
     MESSAGES_ROLE_INVALID = "MESSAGES_ROLE_INVALID"
     MESSAGES_TOO_LARGE = "MESSAGES_TOO_LARGE"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    """A request body sent with a Content-Type that is not JSON (a form, say); see `api/body.py`."""
     INVALID_OVERRIDE = "INVALID_OVERRIDE"
     # Step protocol
     INVALID_STEP_INDEX = "INVALID_STEP_INDEX"
@@ -62,6 +64,9 @@ class ErrorCode(StrEnum):
     RUN_CANCELLED = "RUN_CANCELLED"
     STEP_INTERRUPTED = "STEP_INTERRUPTED"
     """A step attempt stopped because its worker was lost (crash, kill); the step runs again."""
+    OUTPUT_NOT_SERIALIZABLE = "OUTPUT_NOT_SERIALIZABLE"
+    """A step produced a value its run's log cannot store as JSON (an integer outside 64 bits, a
+    non-JSON type such as a set or an object): the step fails at once, without retries."""
     # Traces and sessions
     STEP_NOT_FOUND = "STEP_NOT_FOUND"
     ATTEMPT_NOT_FOUND = "ATTEMPT_NOT_FOUND"
@@ -91,6 +96,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.MESSAGES_ROLE_INVALID: 400,
     ErrorCode.MESSAGES_TOO_LARGE: 413,
     ErrorCode.BODY_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.INVALID_OVERRIDE: 400,
     ErrorCode.INVALID_STEP_INDEX: 400,
     ErrorCode.INVALID_FIRST_CALL: 400,
@@ -115,6 +121,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.PROVIDER_BAD_REQUEST: 502,
     ErrorCode.RUN_CANCELLED: 409,
     ErrorCode.STEP_INTERRUPTED: 503,
+    ErrorCode.OUTPUT_NOT_SERIALIZABLE: 422,
     ErrorCode.STEP_NOT_FOUND: 404,
     ErrorCode.ATTEMPT_NOT_FOUND: 404,
     ErrorCode.RATE_LIMIT: 429,
