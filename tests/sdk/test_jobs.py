@@ -23,6 +23,8 @@ class Queue:
         self.requests.append(request)
         if request.method == "POST":
             return json_response(202, ACCEPTED)
+        if request.url.path == "/api/v1/runs/job-1":  # a "failed" job's run: it did fail
+            return json_response(200, {"executionId": "job-1", "status": "failed"})
         status = self.statuses.pop(0)
         if isinstance(status, httpx2.Response):
             return status

@@ -1,14 +1,24 @@
-"""Jobs: runs submitted to the server's queue (`execute_async()`), polled for their result."""
+"""Jobs: runs submitted to the server's queue (`execute_async()`), polled for their result.
+
+The job answer (`GET .../jobs/{id}`) keeps the four statuses the published SDK accepts, so a
+cancelled run reads "failed" there, with a `RUN_CANCELLED: ...` error. A poll that reads "failed"
+therefore asks the run itself (`GET /runs/{id}`) and reports "cancelled" when the run was; when
+that answer cannot be had (an older server, a key without access), the error's code decides.
+"""
 
 from __future__ import annotations
 
 import time
 from urllib.parse import quote
 
+from pydantic import ValidationError
+
 from noukai._constants import JOB_NOT_FOUND_GRACE, JOB_POLL_INTERVAL, JOB_WAIT_TIMEOUT
-from noukai._errors import APITimeoutError, FlowNotFoundError
-from noukai._models import JobAccepted, JobStatus
+from noukai._errors import APITimeoutError, FlowNotFoundError, NoukaiError
+from noukai._models import JobAccepted, JobStatus, RunInfo
 from noukai._transport import AsyncTransport, Call, SyncTransport
+
+_CANCELLED_CODE = "RUN_CANCELLED"
 
 
 class _JobBase:
@@ -23,6 +33,16 @@ class _JobBase:
 
     def _call(self, timeout: float | None) -> Call:
         return Call("GET", self._path, timeout=timeout)
+
+    def _run_call(self, timeout: float | None) -> Call:
+        return Call("GET", f"/runs/{quote(self.execution_id, safe='')}", timeout=timeout)
+
+    @staticmethod
+    def _settle(status: JobStatus, run: RunInfo | None) -> JobStatus:
+        """A "failed" job whose run was cancelled (by the run's own status, else by the error's
+        code) becomes "cancelled"; anything else is returned as it is."""
+        cancelled = run.status == "cancelled" if run is not None else status.error_code == _CANCELLED_CODE
+        return status.model_copy(update={"status": "cancelled"}) if cancelled else status
 
     def _not_found(self, error: FlowNotFoundError) -> JobStatus:
         # The queue may not know a job it accepted a moment ago.
@@ -55,14 +75,24 @@ class Job(_JobBase):
         self._transport = transport
 
     def poll(self, *, timeout: float | None = None) -> JobStatus:
-        """The job's status now."""
+        """The job's status now: "pending", "running", "completed", "failed" or "cancelled"."""
         try:
-            return JobStatus.model_validate(self._transport.request(self._call(timeout)).body)
+            status = JobStatus.model_validate(self._transport.request(self._call(timeout)).body)
         except FlowNotFoundError as error:
             return self._not_found(error)
+        if status.status != "failed":
+            return status
+        try:
+            run: RunInfo | None = RunInfo.model_validate(
+                self._transport.request(self._run_call(timeout)).body
+            )
+        except (NoukaiError, ValidationError):
+            run = None
+        return self._settle(status, run)
 
     def wait(self, timeout: float = JOB_WAIT_TIMEOUT, poll_interval: float = JOB_POLL_INTERVAL) -> JobStatus:
-        """Poll until the job completed or failed; `APITimeoutError` after `timeout` seconds."""
+        """Poll until the job completed, failed or was cancelled, and return its status (a failed
+        or cancelled job is returned, not raised); `APITimeoutError` after `timeout` seconds."""
         deadline = self._check_wait(timeout, poll_interval)
         while not (status := self.poll()).done:
             self._transport.sleep(self._next_sleep(deadline, poll_interval, timeout))
@@ -79,16 +109,27 @@ class AsyncJob(_JobBase):
         self._transport = transport
 
     async def poll(self, *, timeout: float | None = None) -> JobStatus:
+        """See `Job.poll`."""
         try:
-            return JobStatus.model_validate((await self._transport.request(self._call(timeout))).body)
+            status = JobStatus.model_validate((await self._transport.request(self._call(timeout))).body)
         except FlowNotFoundError as error:
             return self._not_found(error)
+        if status.status != "failed":
+            return status
+        try:
+            run: RunInfo | None = RunInfo.model_validate(
+                (await self._transport.request(self._run_call(timeout))).body
+            )
+        except (NoukaiError, ValidationError):
+            run = None
+        return self._settle(status, run)
 
     async def wait(
         self,
         timeout: float = JOB_WAIT_TIMEOUT,
         poll_interval: float = JOB_POLL_INTERVAL,
     ) -> JobStatus:
+        """See `Job.wait`."""
         deadline = self._check_wait(timeout, poll_interval)
         while not (status := await self.poll()).done:
             await self._transport.sleep(self._next_sleep(deadline, poll_interval, timeout))

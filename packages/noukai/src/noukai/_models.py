@@ -6,6 +6,7 @@ can add fields freely.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -18,6 +19,9 @@ from noukai.types import wire
 TokenUsage = wire.TokenUsage
 
 TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+_ERROR_CODE = re.compile(r"([A-Z][A-Z0-9_]*):")
+"""The code that starts a job's `error` string (`"CODE: message"`)."""
 
 
 class _Model(BaseModel):
@@ -91,15 +95,31 @@ class JobAccepted(_Model):
 
 
 class JobStatus(_Model):
+    """A job's state (`job.poll()`, `job.wait()`)."""
+
     execution_id: str
     status: str
-    """"pending", "running", "completed" or "failed" (newer servers may add "cancelled")."""
+    """"pending", "running", "completed", "failed" or "cancelled". The server's job answer says
+    "failed" for a cancelled run too (the published SDK accepts only four statuses); `poll()`
+    tells the two apart by the run's own status (or, failing that, the `RUN_CANCELLED:` error)."""
     result: Any = None
     error: Any = None
+    """`"CODE: message"` once failed or cancelled, else None."""
 
     @property
     def done(self) -> bool:
         return self.status in TERMINAL_RUN_STATUSES
+
+    @property
+    def cancelled(self) -> bool:
+        """The run was cancelled (`POST /runs/{id}/cancel`) rather than failing."""
+        return self.status == "cancelled"
+
+    @property
+    def error_code(self) -> str | None:
+        """The code of `error` (`"RUN_CANCELLED"` for a cancelled job), or None."""
+        found = _ERROR_CODE.match(self.error) if isinstance(self.error, str) else None
+        return found.group(1) if found else None
 
 
 class RunSummary(_Model):
