@@ -51,7 +51,7 @@ def _venv(tmp_path: Path, name: str) -> Path:
     return venv
 
 
-def _install(venv: Path, *packages: Path) -> None:
+def _install(venv: Path, *packages: Path | str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     subprocess.run(
         [_uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *map(str, packages)],
@@ -104,3 +104,23 @@ def test_the_server_distribution_gives_the_noukai_command(tmp_path: Path) -> Non
         "version"
     ]
     assert out.stdout.strip() == version
+
+
+@pytest.mark.timeout(300)
+def test_both_install_from_a_git_url_as_the_readme_says(tmp_path: Path) -> None:
+    """The README's git-URL install, from this repository's committed HEAD (`git+file://`)."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: nothing to install from a git URL")
+    url = f"git+file://{REPO}"
+    venv = _venv(tmp_path, "git")
+    _install(
+        venv,
+        f"noukai @ {url}#subdirectory=packages/noukai",
+        f"noukai-server @ {url}#subdirectory=packages/noukai-server",
+    )
+    out = subprocess.run(
+        [str(venv / "bin" / "noukai"), "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("noukai-server ")
+    readme = (REPO / "README.md").read_text()
+    assert "#subdirectory=packages/noukai-server" in readme and '#subdirectory=packages/noukai"' in readme
