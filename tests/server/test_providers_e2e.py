@@ -98,8 +98,22 @@ def test_a_provider_without_a_key_says_which_variable_to_set(make_server: Any) -
     assert "OPENAI_API_KEY" in detail["message"]
 
 
-def test_an_unknown_provider_is_model_not_found(server: ServerProcess) -> None:
-    assert_error(run_flow(server, "nosuch:model", "hi"), 422, "MODEL_NOT_FOUND")
+def test_an_unknown_provider_is_refused_at_push_and_model_not_found_at_run(server: ServerProcess) -> None:
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    url = f"{server.api_url}/flows/dev/main/{slug}"
+    headers = {"Authorization": f"Bearer {server.dev_key}"}
+    step = {"id": "ask", "type": "llm", "model": "nosuch:model", "prompt": "{{ message }}"}
+    detail = assert_error(httpx.put(url, json={"steps": [step]}, headers=headers), 400, "INVALID_TREE")
+    assert "unknown provider 'nosuch'" in detail["message"]
+    # A model given per request (a block override) is only known at run.
+    httpx.put(url, json={"steps": [{**step, "model": "builtin:echo"}]}, headers=headers).raise_for_status()
+    response = httpx.post(
+        f"{server.api_url}/seq/dev/main/{slug}/execute",
+        json={"message": "hi", "blockOverrides": {"ask": {"model": "nosuch:model"}}},
+        headers=headers,
+        timeout=30,
+    )
+    assert_error(response, 422, "MODEL_NOT_FOUND")
 
 
 def test_reasoning_deltas_are_their_own_events(make_server: Any, provider: FakeProvider) -> None:

@@ -89,7 +89,7 @@ class Services:
             retention,
             traces,
             sessions,
-            FlowAdmin(store, functions, tools),
+            FlowAdmin(store, functions, tools, models),
         )
 
     async def close(self) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio.to_thread
 
+from noukai_server.flows._checks import argument_faults, describe_call
+
 StepFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
 
 
@@ -33,8 +35,29 @@ class FunctionRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._functions
 
+    def signature(self, name: str) -> inspect.Signature | None:
+        """The signature of the function registered as `name`; None when Python cannot tell it."""
+        try:
+            return inspect.signature(self._functions[name])
+        except (TypeError, ValueError):
+            return None
+
+    def signatures(self) -> dict[str, inspect.Signature]:
+        """Each function's signature, by its public name (those without one are left out)."""
+        found = {name: self.signature(name) for name in self._functions}
+        return {name: signature for name, signature in found.items() if signature is not None}
+
     async def call(self, name: str, arguments: Mapping[str, Any]) -> Any:
+        """Call `name` with keyword `arguments`; arguments that do not fit its signature raise
+        TypeError naming the public name and the expected signature (never the private one)."""
         function = self._functions[name]
+        signature = self.signature(name)
+        if signature is not None:
+            try:
+                signature.bind(**arguments)
+            except TypeError as exc:
+                faults = "; ".join(argument_faults(signature, arguments)) or str(exc)
+                raise TypeError(f"{faults}; expected {describe_call(name, signature)}") from None
         if inspect.iscoroutinefunction(function):
             return await function(**arguments)
         # Sync functions run on a worker thread so a slow one cannot stall every other run.

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Collection, Iterator, Mapping
+from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
 from noukai_server.flows._analysis import inspect_template
 from noukai_server.flows._issues import Problem
 from noukai_server.flows._paths import Path, step_reference
-from noukai_server.flows._spec import AgentStep, PythonStep, StepSpec
+from noukai_server.flows._spec import AgentStep, LlmStep, PythonStep, StepSpec
 
 CONTEXT_NAMES: tuple[str, ...] = ("message", "messages", "parameters", "attachments", "steps", "run")
 LOOP_NAMES: tuple[str, ...] = ("item", "loop")
@@ -100,11 +102,30 @@ def registry_problems(
     step: StepSpec,
     known_functions: Collection[str] | None,
     known_tools: Collection[str] | None,
+    *,
+    known_providers: Collection[str] | None = None,
+    function_signatures: Mapping[str, inspect.Signature] | None = None,
 ) -> Iterator[Problem]:
-    """Python functions and agent tools the server does not have, when the caller says what it has."""
+    """Python functions and agent tools the server does not have, model providers it does not have
+    and python-step arguments the function does not take, when the caller says what it has."""
     if isinstance(step, PythonStep) and known_functions is not None and step.function not in known_functions:
         text = f"unknown function {step.function!r}{_did_you_mean(step.function, known_functions)}"
         yield Problem(("steps", index, "function"), f"{text}; {_registered(known_functions, 'functions')}")
+    elif isinstance(step, PythonStep) and function_signatures is not None:
+        signature = function_signatures.get(step.function)
+        if signature is not None:
+            for text in argument_problems(step.function, signature, step.args):
+                yield Problem(("steps", index, "args"), text)
+    if isinstance(step, LlmStep | AgentStep) and known_providers is not None:
+        provider = step.model.partition(":")[0]
+        if provider not in known_providers:
+            text = (
+                f"unknown provider {provider!r} in {step.model!r}{_did_you_mean(provider, known_providers)}"
+            )
+            yield Problem(
+                ("steps", index, "model"),
+                f"{text}; available providers: {', '.join(known_providers)} (write 'provider:model')",
+            )
     if isinstance(step, AgentStep) and known_tools is not None:
         for position, tool in enumerate(step.tools):
             if tool not in known_tools:
@@ -112,6 +133,61 @@ def registry_problems(
                 yield Problem(
                     ("steps", index, "tools", position), f"{text}; {_registered(known_tools, 'tools')}"
                 )
+
+
+def argument_problems(name: str, signature: inspect.Signature, args: Mapping[str, Any]) -> list[str]:
+    """What is wrong with calling function `name` (of `signature`) with keyword arguments `args`,
+    each naming the function and its expected signature."""
+    expected = describe_call(name, signature)
+    return [f"{name} {fault}; expected {expected}" for fault in argument_faults(signature, args)]
+
+
+def argument_faults(signature: inspect.Signature, args: Collection[str]) -> list[str]:
+    """Keyword names a function of `signature` does not take (unless it takes **kwargs) and
+    required parameters `args` leaves out, e.g. `takes no argument 'secs' (did you mean 'seconds'?)`."""
+    parameters = signature.parameters.values()
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    named = [p.name for p in parameters if p.kind in by_name]
+    faults: list[str] = []
+    if not takes_any:
+        for arg in args:
+            if arg not in named:
+                guess = _did_you_mean(arg, [n for n in named if n not in args])
+                faults.append(f"takes no argument {arg!r}{guess}")
+    for p in parameters:
+        if p.default is not inspect.Parameter.empty:
+            continue
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+            faults.append(f"needs {p.name!r}, which cannot be passed by name")
+        elif p.kind in by_name and p.name not in args:
+            faults.append(f"needs argument {p.name!r} (missing from 'args')")
+    return faults
+
+
+def describe_call(name: str, signature: inspect.Signature) -> str:
+    """`name(parameters)` as a flow author reads it, e.g. `time.sleep(seconds: float, value: Any = None)`:
+    string annotations (postponed evaluation) are shown as written, the return type is left out."""
+    parts: list[str] = []
+    keyword_only_marked = False
+    for p in signature.parameters.values():
+        text = p.name
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            text, keyword_only_marked = f"*{text}", True
+        elif p.kind is inspect.Parameter.VAR_KEYWORD:
+            text = f"**{text}"
+        elif p.kind is inspect.Parameter.KEYWORD_ONLY and not keyword_only_marked:
+            parts.append("*")
+            keyword_only_marked = True
+        if p.annotation is not inspect.Parameter.empty:
+            annotation = (
+                p.annotation if isinstance(p.annotation, str) else inspect.formatannotation(p.annotation)
+            )
+            text += f": {annotation}"
+        if p.default is not inspect.Parameter.empty:
+            text += f" = {p.default!r}"
+        parts.append(text)
+    return f"{name}({', '.join(parts)})"
 
 
 def _registered(names: Collection[str], what: str) -> str:

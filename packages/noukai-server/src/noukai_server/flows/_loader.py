@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path as FilePath
@@ -26,11 +27,15 @@ def load_flow(
     filename: str | None = None,
     known_functions: Collection[str] | None = None,
     known_tools: Collection[str] | None = None,
+    known_providers: Collection[str] | None = None,
+    function_signatures: Mapping[str, inspect.Signature] | None = None,
 ) -> FlowSpec:
     """Parse and validate a flow (YAML, JSON, or already-parsed data); FlowValidationError if invalid.
 
     YAML is the default (JSON is valid YAML); a `.json` filename selects the JSON parser. When
-    known_functions / known_tools are given, python steps and agent tools must name one of them.
+    known_functions / known_tools are given, python steps and agent tools must name one of them;
+    when known_providers is, models must name one of them; when function_signatures is, a python
+    step's `args` must fit its function's signature.
     """
     parsed = parse_source(source, filename=filename)
     return validate_document(
@@ -39,6 +44,8 @@ def load_flow(
         filename=filename,
         known_functions=known_functions,
         known_tools=known_tools,
+        known_providers=known_providers,
+        function_signatures=function_signatures,
     )
 
 
@@ -67,6 +74,8 @@ def validate_document(
     filename: str | None = None,
     known_functions: Collection[str] | None = None,
     known_tools: Collection[str] | None = None,
+    known_providers: Collection[str] | None = None,
+    function_signatures: Mapping[str, inspect.Signature] | None = None,
 ) -> FlowSpec:
     """Validate parsed data: schema first, then the static checks on every step that has a valid shape."""
     builder = IssueBuilder(data, lines)
@@ -99,7 +108,16 @@ def validate_document(
     # Steps whose shape is wrong were reported above; the others are still checked, so one run shows all.
     for index, step in _valid_steps(spec, raw_steps):
         problems.extend(template_problems(index, step, order, inputs))
-        problems.extend(registry_problems(index, step, known_functions, known_tools))
+        problems.extend(
+            registry_problems(
+                index,
+                step,
+                known_functions,
+                known_tools,
+                known_providers=known_providers,
+                function_signatures=function_signatures,
+            )
+        )
 
     if problems or spec is None:
         raise builder.error(problems, filename=filename)

@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from noukai_server.providers.base import (
     ModelClient,
@@ -31,7 +31,9 @@ _BUILTIN_MODELS: Mapping[str, Callable[[], ModelClient]] = {
     "test": TestModel,
     "flaky": FlakyModel,
 }
-_RESERVED_NAMES = frozenset({"builtin", "openai", "anthropic"})
+BUILT_IN_PROVIDERS: Final = ("builtin", "openai", "anthropic")
+"""The providers every server has (named providers come from its settings)."""
+_RESERVED_NAMES = frozenset(BUILT_IN_PROVIDERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,10 @@ class ModelRegistry:
         self.price_table = PriceTable(settings.prices)
         self._clients: dict[str, ModelClient] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def providers(self) -> list[str]:
+        """The providers a `model` reference may name here: the built-in ones, then the named."""
+        return [*BUILT_IN_PROVIDERS, *sorted(self.settings.named)]
 
     def _endpoint(self, provider: str) -> _Endpoint | None:
         s = self.settings

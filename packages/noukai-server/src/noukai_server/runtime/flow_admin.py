@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from noukai.types.errors import ErrorCode
 from noukai_server.engine import FunctionRegistry, ToolRegistry
 from noukai_server.flows import FlowIssue, FlowSpec, FlowValidationError, load_flow
+from noukai_server.providers import ModelRegistry
 from noukai_server.runtime.errors import RequestRejected
 from noukai_server.store import FlowRecord, FlowVersionRecord, Store
 
@@ -19,12 +21,22 @@ def parse_flow_document(
     filename: str | None = None,
     known_functions: Collection[str] | None = None,
     known_tools: Collection[str] | None = None,
+    known_providers: Collection[str] | None = None,
+    function_signatures: Mapping[str, inspect.Signature] | None = None,
 ) -> FlowSpec:
     """Validate a flow; a `slug` from the address fills in a document without one and must match
-    a document that has one."""
+    a document that has one. `known_providers` and `function_signatures`, when given, check each
+    model's provider and each python step's `args` (see `load_flow`)."""
     if isinstance(source, Mapping) and slug is not None and "slug" not in source:
         source = {**source, "slug": slug}
-    spec = load_flow(source, filename=filename, known_functions=known_functions, known_tools=known_tools)
+    spec = load_flow(
+        source,
+        filename=filename,
+        known_functions=known_functions,
+        known_tools=known_tools,
+        known_providers=known_providers,
+        function_signatures=function_signatures,
+    )
     if slug is not None and spec.slug != slug:
         message = f"field 'slug': the document says {spec.slug!r} but it is saved as {slug!r}"
         raise FlowValidationError(
@@ -40,6 +52,13 @@ async def save_flow(
     flow = await store.save_draft(org, project, spec.slug, spec.to_document(), spec.name)
     version = await store.publish(flow.id) if publish else None
     return flow, version
+
+
+def model_providers(models: ModelRegistry) -> list[str]:
+    """The providers a step's `model` may name on this server: the built-in ones, then the named
+    providers of the server config (the model part after the colon is never checked: providers
+    take new model names)."""
+    return models.providers()
 
 
 def _flow_json(flow: FlowRecord, org: str, latest: int | None) -> dict[str, Any]:
@@ -82,10 +101,17 @@ class FlowAdmin:
     """Flow management for the HTTP API: each method answers with the JSON body to send, and
     refuses with `RequestRejected`."""
 
-    def __init__(self, store: Store, functions: FunctionRegistry, tools: ToolRegistry) -> None:
+    def __init__(
+        self,
+        store: Store,
+        functions: FunctionRegistry,
+        tools: ToolRegistry,
+        models: ModelRegistry | None = None,
+    ) -> None:
         self._store = store
         self._functions = functions
         self._tools = tools
+        self._providers = model_providers(models) if models is not None else None
 
     async def _flow(self, org: str, project: str, slug: str) -> FlowRecord:
         flow = await self._store.get_flow(org, project, slug)
@@ -109,6 +135,8 @@ class FlowAdmin:
                 filename=filename,
                 known_functions=set(self._functions.names()),
                 known_tools=set(self._tools.names()),
+                known_providers=self._providers,
+                function_signatures=self._functions.signatures(),
             )
         except FlowValidationError as exc:
             raise _invalid(exc) from exc

@@ -1,15 +1,18 @@
 """Flow management: save drafts, publish immutable versions, read them back.
 
 `PUT /flows/{org}/{project}/{slug}` takes the flow as JSON, or as YAML text with a YAML content
-type; both are validated exactly like `noukai flows push`.
+type; both are validated exactly like `noukai flows push`. Unlike the JSON routes (`api/body.py`),
+this one also takes YAML media types (and `text/plain`, read as YAML, which JSON is a subset of);
+a body sent as JSON (or with another type) that is not JSON but reads as a YAML mapping is refused
+with a message naming the YAML content type to send, rather than as bare invalid JSON.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 import orjson
+import yaml
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -40,6 +43,26 @@ _FLOW_DOCUMENT: dict[str, Any] = {
     }
 }
 _NO_FLOW = (ErrorCode.FLOW_NOT_FOUND,)
+_YAML_HINT = (
+    "the body is not JSON; it looks like YAML: send it with Content-Type: application/yaml"
+    " (with curl: -H 'Content-Type: application/yaml' --data-binary @flow.yaml)"
+)
+
+
+def _looks_like_yaml(raw: bytes) -> bool:
+    """Whether `raw`, which is not JSON, reads as a YAML mapping written as YAML (a body that opens
+    like JSON, `{` or `[`, is broken JSON, and is told so)."""
+    if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return False
+    try:
+        data = yaml.safe_load(raw)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict)
+
+
+def _issue(message: str) -> dict[str, Any]:
+    return {"message": message, "stepId": None, "stepIndex": None, "field": None, "line": None}
 
 
 @router.put(
@@ -63,13 +86,16 @@ async def save_draft(
     raw = await request.body()
     if len(raw) > MAX_FLOW_BYTES:
         raise ApiError(ErrorCode.BODY_TOO_LARGE, "a flow document may be at most 1 MiB")
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     source: Any = raw
     filename = "flow.yaml" if content_type in _YAML_TYPES else "flow.json"
     if filename == "flow.json":
         # Parsed here so a document without a slug can take it from the path.
-        with contextlib.suppress(orjson.JSONDecodeError):
+        try:
             source = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if _looks_like_yaml(raw):
+                raise ApiError(ErrorCode.INVALID_TREE, _YAML_HINT, issues=[_issue(_YAML_HINT)]) from None
     return json_response(await svc.flow_admin.save_draft(org, project, slug, source, filename=filename))
 
 
