@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 
 import pytest
 
@@ -57,16 +57,26 @@ async def test_call_validates_and_serialises() -> None:
 
 async def test_errors_and_timeouts_become_tool_errors() -> None:
     registry = ToolRegistry()
+    hang_guard = 30.0  # only against a hang: each timeout below is 0.05 s
+    cancelled = False
+    release = threading.Event()
+    sync_returned = threading.Event()
 
     def boom() -> str:
         raise RuntimeError("kaput")
 
     async def slow() -> str:
-        await asyncio.sleep(5)
+        nonlocal cancelled
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         return "late"
 
     def slow_sync() -> str:
-        time.sleep(0.5)
+        release.wait(hang_guard)  # blocks until the test lets it go
+        sync_returned.set()
         return "late"
 
     registry.register(boom)
@@ -74,9 +84,14 @@ async def test_errors_and_timeouts_become_tool_errors() -> None:
     registry.register(slow_sync, timeout_seconds=0.05)
     with pytest.raises(ToolError, match="boom raised RuntimeError: kaput"):
         await registry.call("boom", "{}")
-    started = time.perf_counter()
+    # A timeout that did not cancel the call would sit out the 600 s sleep: the guard trips.
     with pytest.raises(ToolError, match="timed out"):
-        await registry.call("slow", "{}")
-    with pytest.raises(ToolError, match="timed out"):
-        await registry.call("slow_sync", "{}")
-    assert time.perf_counter() - started < 1.0
+        await asyncio.wait_for(registry.call("slow", "{}"), hang_guard)
+    assert cancelled
+    try:
+        with pytest.raises(ToolError, match="timed out"):
+            await asyncio.wait_for(registry.call("slow_sync", "{}"), hang_guard)
+        # The call gave up on the thread rather than waiting for it to return.
+        assert not sync_returned.is_set()
+    finally:
+        release.set()

@@ -1,5 +1,6 @@
 """The run-log follower over a real SQLite store and the in-process bus: bursts come out as one
-batch, in order, once each; waits and polls are timed as promised; the fast path makes no task."""
+batch, in order, once each; waits and polls are timed as promised (on a fake clock: no test
+measures the wall clock); the fast path makes no task."""
 
 from __future__ import annotations
 
@@ -66,6 +67,32 @@ async def store_events(
     return events
 
 
+HANG_GUARD = 30.0
+"""Seconds a test may wait for something that should come at once: a guard against hangs, far
+longer than a busy machine needs, never the measure being tested."""
+
+
+class FakeClock:
+    """The follower's notion of now, moved only by the test; nothing waits on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def polls_after(
+    reader: RunEventFollower, clock: FakeClock, counting: CountingStore, seconds: float
+) -> tuple[list[int], int]:
+    """Move the clock on by `seconds`, then take what is due without waiting: the seqs returned
+    and how many store polls that made."""
+    clock.now += seconds
+    polls = counting.get_run_calls
+    batch = await reader.next_batch(0)
+    return [e.seq for e in batch], counting.get_run_calls - polls
+
+
 def follower(store: Any, bus: MemoryBus, run_id: str, after: int = 0, **kwargs: Any) -> RunEventFollower:
     return RunEventFollower(store, bus, run_id, after, **kwargs)
 
@@ -115,31 +142,36 @@ async def test_next_and_next_batch_interleave_without_losing_or_repeating(store:
 async def test_next_batch_waits_at_most_max_wait(store: Store) -> None:
     run = await make_run(store)
     bus = MemoryBus()
+    counting = CountingStore(store)
     loop = asyncio.get_running_loop()
-    async with follower(store, bus, run.id, poll_interval=30) as reader:
+    async with follower(counting, bus, run.id, poll_interval=600) as reader:
         started = loop.time()
-        assert await reader.next_batch(0.2) == []
-        assert 0.19 <= loop.time() - started < 1.0
-        started = loop.time()
-        assert await reader.next_batch(0) == []
-        assert loop.time() - started < 0.1
+        # Waiting for the next poll instead (600 s) would trip the 30 s hang guard.
+        assert await asyncio.wait_for(reader.next_batch(0.2), HANG_GUARD) == []
+        assert loop.time() - started >= 0.19  # it did wait
+        assert counting.get_run_calls == 0  # the deadline ended the wait, not a poll
+        # With no time to wait it returns without ever suspending.
+        pending = reader.next_batch(0)
+        with pytest.raises(StopIteration) as returned:
+            pending.send(None)
+        assert returned.value.value == []
 
 
 async def test_next_batch_wakes_on_a_publish(store: Store) -> None:
     run = await make_run(store)
     bus = MemoryBus()
-    loop = asyncio.get_running_loop()
-    async with follower(store, bus, run.id, poll_interval=30) as reader:
+    counting = CountingStore(store)
+    async with follower(counting, bus, run.id, poll_interval=600) as reader:
 
         async def later() -> None:
             await asyncio.sleep(0.05)
             await bus.publish(run.id, await store_events(store, run.id, [1, 2]))
 
         publisher = asyncio.create_task(later())
-        started = loop.time()
-        batch = await reader.next_batch(10.0)
-        assert loop.time() - started < 5.0
+        # Not woken by the publish, it would sleep out its 600 s max_wait: the hang guard trips.
+        batch = await asyncio.wait_for(reader.next_batch(600), HANG_GUARD)
         assert [e.seq for e in batch] == [1, 2]
+        assert counting.get_run_calls == 0  # the bus woke it, not a poll of the store
         await publisher
 
 
@@ -175,50 +207,68 @@ async def test_queued_events_cost_no_task_and_no_store_read(store: Store) -> Non
 async def test_a_lost_publish_is_found_by_polling_the_store(store: Store) -> None:
     run = await make_run(store)
     bus = MemoryBus()
-    loop = asyncio.get_running_loop()
-    async with follower(store, bus, run.id, poll_interval=0.1) as reader:
+    async with follower(store, bus, run.id, poll_interval=0.05) as reader:
         await store_events(store, run.id, [1, 2, 3])  # stored, never published
-        started = loop.time()
-        batch = await reader.next_batch(5.0)
+        # Only a poll can find them: without one this returns [] after max_wait.
+        batch = await reader.next_batch(HANG_GUARD)
         assert [e.seq for e in batch] == [1, 2, 3]
-        assert loop.time() - started < 2.0
+
+
+async def test_a_poll_comes_exactly_poll_interval_after_the_last(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    clock = FakeClock()
+    counting = CountingStore(store)
+    async with follower(counting, bus, run.id, poll_interval=0.25, clock=clock) as reader:
+        await store_events(store, run.id, [1, 2, 3])  # stored, never published
+        assert await polls_after(reader, clock, counting, 0.125) == ([], 0)  # not due yet
+        assert await polls_after(reader, clock, counting, 0.125) == ([1, 2, 3], 1)
 
 
 async def test_polls_back_off_while_the_run_is_queued_and_not_while_running(store: Store) -> None:
     run = await make_run(store)
     bus = MemoryBus()
+    clock = FakeClock()
     counting = CountingStore(store)
-    async with follower(counting, bus, run.id, poll_interval=0.05, max_poll_interval=0.2) as reader:
-        assert await reader.next_batch(1.0) == []
-        # Fixed polling would be ~20 polls in a second; 0.05 + 0.1 + 0.2 + 0.2 + ... is ~6.
-        assert 3 <= counting.get_run_calls <= 9
+    async with follower(
+        counting, bus, run.id, poll_interval=0.25, max_poll_interval=1.0, clock=clock
+    ) as reader:
+        # Queued: the waits double from poll_interval up to the cap, 0.25, 0.5, 1, 1.
+        for interval in (0.25, 0.5, 1.0, 1.0):
+            assert await polls_after(reader, clock, counting, interval - 0.125) == ([], 0)
+            assert await polls_after(reader, clock, counting, 0.125) == ([], 1)
         # Still correct: an event that was stored but never published is found within the cap.
         await store_events(store, run.id, [1])
-        assert [e.seq for e in await reader.next_batch(1.0)] == [1]
+        assert await polls_after(reader, clock, counting, 1.0) == ([1], 1)
 
     claimed = await store.claim_next_run("worker-1", 30)
     assert claimed is not None and claimed.id == run.id
     counting = CountingStore(store)
-    async with follower(counting, bus, run.id, after=1, poll_interval=0.05, max_poll_interval=0.2) as reader:
-        assert await reader.next_batch(0.5) == []
-        assert counting.get_run_calls >= 5  # a running run is polled every poll_interval
+    async with follower(
+        counting, bus, run.id, after=1, poll_interval=0.25, max_poll_interval=1.0, clock=clock
+    ) as reader:
+        for _ in range(5):  # a running run is polled every poll_interval, with no backoff
+            assert await polls_after(reader, clock, counting, 0.125) == ([], 0)
+            assert await polls_after(reader, clock, counting, 0.125) == ([], 1)
 
 
 async def test_a_bus_event_resets_the_poll_backoff(store: Store) -> None:
     run = await make_run(store)
     bus = MemoryBus()
+    clock = FakeClock()
     counting = CountingStore(store)
-    async with follower(counting, bus, run.id, poll_interval=0.05, max_poll_interval=5) as reader:
-        assert await reader.next_batch(0.8) == []  # polls at 0.05, 0.15, 0.35, 0.75: backing off
+    async with follower(
+        counting, bus, run.id, poll_interval=0.25, max_poll_interval=1000, clock=clock
+    ) as reader:
+        for interval in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0):  # backing off: the next wait is 16 s
+            assert await polls_after(reader, clock, counting, interval) == ([], 1)
         await bus.publish(run.id, await store_events(store, run.id, [1]))
-        assert [e.seq for e in await reader.next_batch(1.0)] == [1]
-        polls = counting.get_run_calls
+        assert await polls_after(reader, clock, counting, 0) == ([1], 0)
         await store_events(store, run.id, [2])  # never published: the next poll finds it
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        assert [e.seq for e in await reader.next_batch(5.0)] == [2]
-        assert loop.time() - started < 0.5  # polled after poll_interval, not the backed-off 1.6 s
-        assert counting.get_run_calls == polls + 1
+        assert await polls_after(reader, clock, counting, 0) == ([], 0)  # the bus's silence starts
+        assert await polls_after(reader, clock, counting, 0.125) == ([], 0)
+        # Polled after poll_interval, not after the backed-off 16 s.
+        assert await polls_after(reader, clock, counting, 0.125) == ([2], 1)
 
 
 async def test_run_ended_after_the_whole_log_was_returned(store: Store) -> None:

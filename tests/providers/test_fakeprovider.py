@@ -149,7 +149,7 @@ def test_streams_are_server_sent_events(fake: FakeProvider) -> None:
 def test_a_keyless_fake_starts_and_stops_fast_even_mid_stream() -> None:
     started = time.monotonic()
     with FakeProvider(api_key=None) as fake:
-        fake.script(Reply(chunks=["x"] * 50, delay=1))
+        fake.script(Reply(chunks=["x"] * 50, delay=2))  # 100 s of streaming if waited for
         with httpx2.stream(
             "POST",
             fake.url + "/v1/messages",
@@ -157,6 +157,12 @@ def test_a_keyless_fake_starts_and_stops_fast_even_mid_stream() -> None:
             headers={"x-api-key": "anything"},
         ) as response:
             assert response.status_code == 200
+        thread = fake._thread
+        assert thread is not None
         fake.stop()
+        # stop() gives the server 10 s to go: without force_exit it would still be serving the
+        # scripted stream, and its thread would be alive here.
+        assert not thread.is_alive()
         fake.stop()  # idempotent
-    assert time.monotonic() - started < 3
+    # A hang guard only: waiting the stream out would take 100 s.
+    assert time.monotonic() - started < 30

@@ -52,7 +52,7 @@ async def test_the_stream_ends_when_the_client_goes_away() -> None:
     await asyncio.sleep(0.1)
     assert not call.done()
     gone.set()
-    await asyncio.wait_for(call, 1)  # returns normally: the client's leaving is not an error
+    await asyncio.wait_for(call, 30)  # returns normally: the client's leaving is not an error
     assert stream.closed
     assert sent[0]["type"] == "http.response.start"
     assert (b"content-type", b"text/event-stream; charset=utf-8") in sent[0]["headers"]

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from noukai.types import events as ev
 from tests.conftest import ServerProcess
 from tests.server.test_execute_api import assert_error
 from tests.sse_client import Frame, iter_frames
@@ -23,6 +24,10 @@ STEP_BODY = {
     "iterationsUsed": 0,
     "trace": False,
 }
+
+
+HANG_GUARD = 30.0
+"""Seconds to wait for what should come at once: a guard against hangs, not a measure."""
 
 
 def headers(server: ServerProcess) -> dict[str, str]:
@@ -219,15 +224,19 @@ def test_step_protocol_errors(server: ServerProcess) -> None:
     assert_error(step_call(server, "echo", {"executionId": done, "stepIndex": 0}), 409, "RUN_NOT_RESUMABLE")
 
 
-def test_cancel_mid_step_ends_within_a_second(server: ServerProcess) -> None:
-    slug = slow_flow(server, words=200, delay_ms=50, steps=1)  # about 10 s of streaming
+def test_cancel_mid_step_ends_the_stream_without_finishing_the_step(server: ServerProcess) -> None:
+    # One word at once, then a minute before each of the next: only an interrupted step can end
+    # the run before another word comes.
+    slug = slow_flow(server, words=5, delay_ms=60_000, steps=1)
     run_id = start_run(server, slug)
     frames: list[Frame] = []
     with httpx.stream(
-        "GET", f"{server.api_url}/runs/{run_id}/events", headers=headers(server), timeout=30
+        "GET", f"{server.api_url}/runs/{run_id}/events", headers=headers(server), timeout=90
     ) as response:
         cancelled_at = None
         for frame in iter_frames(response):
+            # A hang guard, far below the minute a step that was not interrupted would take.
+            assert cancelled_at is None or time.monotonic() - cancelled_at < HANG_GUARD, frames
             if frame.id is None:
                 continue
             frames.append(frame)
@@ -236,10 +245,11 @@ def test_cancel_mid_step_ends_within_a_second(server: ServerProcess) -> None:
                 answer = httpx.post(f"{server.api_url}/runs/{run_id}/cancel", headers=headers(server))
                 assert answer.status_code == 200
             if frame.event == "run_cancelled":
-                elapsed = time.monotonic() - (cancelled_at or 0)
                 break
-    assert frames[-1].event == "run_cancelled"
-    assert elapsed < 1.0, elapsed
+    names = [f.event for f in frames]
+    assert names[-1] == "run_cancelled", names
+    assert names.count("step_output") == 1, names  # the step was cut off mid-stream
+    assert "step_completed" not in names, names
     time.sleep(0.3)
     after = events_only(read_stream(server, run_id, since=frames[-1].id))
     assert after == []
@@ -279,19 +289,20 @@ def test_heartbeats_lifetime_and_execute_keepalive(make_server: Any) -> None:
                     "id": "nap",
                     "type": "python",
                     "function": "time.sleep",
-                    "args": {"seconds": 1.5, "value": "rested"},
+                    "args": {"seconds": 5, "value": "rested"},
                 }
             ],
         },
     )
     run_id = start_run(server, slug)
-    started = time.monotonic()
     first = read_stream(server, run_id)
-    assert time.monotonic() - started < 1.4  # the server closed it on purpose, run still going
+    # The server closed it on purpose after its 0.7 s lifetime: the run (5 s) is still going.
+    assert not any(f.event in ev.TERMINAL_EVENTS for f in first), [f.event for f in first]
+    assert httpx.get(f"{server.api_url}/runs/{run_id}", headers=headers(server)).json()["status"] == "running"
     assert any("ping" in c for f in first for c in f.comments)
     cursor: int | None = max(f.id for f in events_only(first) if f.id is not None)
     rest: list[Frame] = []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a hang guard
     # Each stream lives 0.7 s: keep resuming from the last seq seen (some reads bring nothing).
     while not rest or rest[-1].event != "flow_completed":
         assert time.monotonic() < deadline

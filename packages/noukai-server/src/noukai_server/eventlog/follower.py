@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 
 from noukai_server.bus import Bus, LogEvent, Subscription
@@ -41,6 +42,7 @@ class RunEventFollower:
         *,
         poll_interval: float = 1.0,
         max_poll_interval: float = MAX_POLL_INTERVAL,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -57,6 +59,9 @@ class RunEventFollower:
         self._backlog: deque[LogEvent] = deque()
         """Events queued to be returned, contiguous from `last_seq + 1`."""
         self._subscription: Subscription | None = None
+        self._clock = clock
+        """Where "now" is read for deadlines and poll times (tests pass a fake); the loop's clock
+        by default. Waits on the bus still take real time."""
 
     async def __aenter__(self) -> RunEventFollower:
         self._subscription = self._bus.subscribe(self._run_id)
@@ -65,7 +70,7 @@ class RunEventFollower:
         except BaseException:
             await self._subscription.aclose()
             raise
-        self._poll_at = asyncio.get_running_loop().time() + self._poll_interval
+        self._poll_at = self._now() + self._poll_interval
         return self
 
     async def __aexit__(
@@ -112,8 +117,7 @@ class RunEventFollower:
                     events = rest[1:]
             if self._backlog:
                 return True
-            loop = asyncio.get_running_loop()
-            now = loop.time()
+            now = self._now()
             if self._heard:  # the bus's silence starts now
                 self._heard = False
                 self._interval = self._poll_interval
@@ -126,6 +130,9 @@ class RunEventFollower:
             if now >= deadline:
                 return False
             await subscription.wait(min(deadline, self._poll_at) - now)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     def _absorb(self, events: list[LogEvent]) -> list[LogEvent] | None:
         """Queue the bus's events that follow the last queued one, dropping those already seen.
@@ -153,7 +160,7 @@ class RunEventFollower:
             self._interval = self._poll_interval
         else:  # queued or waiting: only a publish (or a lost one) changes anything
             self._interval = min(self._interval * 2, self._max_poll_interval)
-        self._poll_at = asyncio.get_running_loop().time() + self._interval
+        self._poll_at = self._now() + self._interval
 
     async def _read_store(self) -> bool:
         """Queue stored events after the last one seen; True if any were found."""
