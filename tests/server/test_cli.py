@@ -8,41 +8,55 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURE_FLOWS, REPO_ROOT
+from tests.conftest import FIXTURE_FLOWS, REPO_ROOT, _server_env
 
 
 def noukai(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The command in local mode (no NOUKAI_* variables, so no server URL) on `data_dir`."""
     return subprocess.run(
         [sys.executable, "-m", "noukai_server", *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         check=check,
         cwd=REPO_ROOT,
+        env=_server_env(),
     )
 
 
-def test_keys_create_prints_only_the_key(tmp_path: Path) -> None:
-    result = noukai(tmp_path, "keys", "create", "--org", "acme", "--project", "spelling")
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A data dir with a store in it (`keys` and `flows push` never create one)."""
+    noukai(tmp_path, "migrate")
+    return tmp_path
+
+
+def test_migrate_creates_the_store(tmp_path: Path) -> None:
+    noukai(tmp_path / "data", "migrate")
+    assert (tmp_path / "data" / "noukai.db").is_file()
+
+
+def test_keys_create_prints_only_the_key(store: Path) -> None:
+    result = noukai(store, "keys", "create", "--org", "acme", "--project", "spelling")
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("nk_")
-    listed = noukai(tmp_path, "keys", "list", "--org", "acme").stdout
+    listed = noukai(store, "keys", "list", "--org", "acme").stdout
     key_id = lines[0].split("_")[1]
     assert key_id in listed and "acme/spelling" in listed
     assert lines[0] not in listed  # the secret is never shown again
 
 
-def test_keys_revoke_unknown_fails(tmp_path: Path) -> None:
-    result = noukai(tmp_path, "keys", "revoke", "000000000000", check=False)
+def test_keys_revoke_unknown_fails(store: Path) -> None:
+    result = noukai(store, "keys", "revoke", "000000000000", check=False)
     assert result.returncode == 1
     assert "no active key" in result.stderr
 
 
-def test_flows_push_saves_and_publishes(tmp_path: Path) -> None:
+def test_flows_push_saves_and_publishes(store: Path) -> None:
     file = FIXTURE_FLOWS / "greet.yaml"
-    draft = noukai(tmp_path, "flows", "push", str(file), "--org", "acme", "--project", "p")
+    draft = noukai(store, "flows", "push", str(file), "--org", "acme", "--project", "p")
     assert "acme/p/greet: draft revision 1" in draft.stdout
-    published = noukai(tmp_path, "flows", "push", str(file), "--org", "acme", "--project", "p", "--publish")
+    published = noukai(store, "flows", "push", str(file), "--org", "acme", "--project", "p", "--publish")
     assert "draft revision 2, published as version 1" in published.stdout
 
 
@@ -55,15 +69,16 @@ def test_flows_push_saves_and_publishes(tmp_path: Path) -> None:
         (": : :\n", "YAML"),
     ],
 )
-def test_flows_push_refuses_invalid_files(tmp_path: Path, text: str, needle: str) -> None:
-    file = tmp_path / "bad.yaml"
+def test_flows_push_refuses_invalid_files(store: Path, text: str, needle: str) -> None:
+    file = store / "bad.yaml"
     file.write_text(text)
-    result = noukai(tmp_path, "flows", "push", str(file), "--org", "a", "--project", "b", check=False)
+    result = noukai(store, "flows", "push", str(file), "--org", "a", "--project", "b", check=False)
     assert result.returncode == 1
     assert needle in result.stderr
     assert str(file) in result.stderr
 
 
+# Without a store, in local mode, and the remote mode: tests/server/test_cli_remote.py
 # `serve` with a bad file in --flows skips it and serves the rest: tests/server/test_serve_startup.py
 
 

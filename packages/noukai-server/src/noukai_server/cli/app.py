@@ -2,6 +2,11 @@
 
 Every command takes `--data-dir` (or `NOUKAI_DATA_DIR`) and `--database-url` (or
 `NOUKAI_DATABASE_URL`); without a database URL the store is SQLite in the data dir.
+
+Only `serve` and `migrate` create a store. `keys` and `flows push` open an existing one (else exit
+1, nothing created), and only in local mode: when a server URL is configured (`--url` or
+`NOUKAI_BASE_URL`, unless `--local`), `flows push` goes through the server's HTTP API
+(`cli/remote.py`) and `keys` refuses (exit 2): the HTTP API has no key endpoints.
 """
 
 from __future__ import annotations
@@ -55,6 +60,24 @@ DatabaseUrl = Annotated[
         help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite).",
     ),
 ]
+ServerUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="NOUKAI_BASE_URL",
+        show_default=False,
+        help="A running server's URL: talk to it through its HTTP API (remote mode, the default "
+        "whenever a URL is set) instead of opening a local store.",
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="NOUKAI_API_KEY", show_default=False, help="The API key (remote mode)."),
+]
+Local = Annotated[
+    bool,
+    typer.Option("--local", help="Open the local store (--data-dir / --database-url) even if a URL is set."),
+]
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
 DEV_KEY_FILE = "dev-api-key"
 
@@ -102,9 +125,93 @@ async def _open_store(config: ServerConfig) -> Store:
     return await Store.connect(config.resolved_database_url)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=code)
+
+
+_REMOTE_HINT = "or push through a running server with --url URL (or NOUKAI_BASE_URL) and --api-key KEY"
+_KEYS_HINT = "key management is local: run this on the server host"
+
+
+async def _open_existing_store(data_dir: Path, database_url: str | None, hint: str) -> Store:
+    """Open the store the server uses, never creating one: exit 1 (nothing created) when the SQLite
+    file does not exist or the database has no Noukai schema yet. An existing store is brought up
+    to date like `serve` does."""
+    from noukai_server.store import Store
+    from noukai_server.store.db import Database, normalise_url
+    from noukai_server.store.errors import StoreError
+    from noukai_server.store.migrate import current_revision
+
+    try:
+        url = _config(data_dir, database_url).resolved_database_url
+        dialect, parsed = normalise_url(url)
+    except (ConfigError, StoreError) as exc:
+        raise _fail(str(exc)) from exc
+    todo = (
+        "`noukai serve` (or `noukai migrate`) creates it; point at the server's store with "
+        f"--data-dir DIR (or NOUKAI_DATA_DIR) or --database-url URL; {hint}"
+    )
+    missing = _missing_file(parsed.database or "") if dialect == "sqlite" else None
+    if missing is not None:
+        raise _fail(f"no Noukai store here: {missing} does not exist (nothing was created).\n  {todo}")
+    where = parsed.render_as_string(hide_password=True)
+    try:
+        db = await Database.open(url)
+    except Exception as exc:
+        raise _fail(f"cannot open the database {where}: {exc}") from exc
+    try:
+        async with db.read() as conn:
+            revision = await current_revision(conn)
+    finally:
+        await db.close()
+    if revision is None:
+        raise _fail(f"no Noukai store here: the database {where} has no Noukai schema.\n  {todo}")
+    return await Store.connect(url)
+
+
+def _missing_file(path: str) -> Path | None:
+    """The SQLite file's absolute path when it does not exist (opening it would create it)."""
+    file = Path(path).resolve()
+    return None if file.is_file() else file
+
+
+def _server_url(ctx: typer.Context, url: str | None, local: bool) -> str | None:
+    """The server URL in remote mode, None in local mode; exit 2 for a contradictory command line."""
+    given = {name for name in ("url", "data_dir", "database_url") if _on_command_line(ctx, name)}
+    if local:
+        if "url" in given:
+            raise _fail("--local and --url exclude each other", code=2)
+        return None
+    if not (url or "").strip():
+        return None
+    if given & {"data_dir", "database_url"}:
+        source = "--url" if "url" in given else f"NOUKAI_BASE_URL ({url})"
+        raise _fail(
+            f"{source} selects remote mode, where --data-dir and --database-url do not apply; "
+            "add --local to use the local store, or drop them to use the server",
+            code=2,
+        )
+    return url
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    # By name: typer ships its own copy of click, whose ParameterSource is not click's.
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _keys_are_local(ctx: typer.Context, url: str | None, local: bool, command: str) -> None:
+    """`keys` in remote mode: exit 2, as the HTTP API has no key endpoints (nothing is written)."""
+    server = _server_url(ctx, url, local)
+    if server is not None:
+        raise _fail(
+            f"a server URL is configured (--url or NOUKAI_BASE_URL: {server}), but key management is "
+            "local-only on this server version: its HTTP API has no key endpoints, so nothing was done.\n"
+            f"  Run `noukai keys {command} ... --local --data-dir DIR` (or --database-url URL) on the "
+            "server host, against the store `noukai serve` uses.",
+            code=2,
+        )
 
 
 @app.command()
@@ -357,16 +464,21 @@ def _print_banner(config: ServerConfig, key: str | None, skipped: list[str] | No
 
 @keys_app.command("create")
 def keys_create(
+    ctx: typer.Context,
     org: Annotated[str, typer.Option(help="The org the key belongs to.")],
     project: Annotated[str | None, typer.Option(help="Limit the key to one project.")] = None,
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
     database_url: DatabaseUrl = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    local: Local = False,
 ) -> None:
     """Create a key and print it (only the key, on stdout). It cannot be shown again."""
+    _keys_are_local(ctx, url, local, "create")
 
     async def run() -> str:
-        store = await _open_store(_config(data_dir, database_url))
+        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT)
         try:
             _, key = await store.create_api_key(org, project, name=name)
             return key
@@ -378,14 +490,19 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
+    ctx: typer.Context,
     org: Annotated[str, typer.Option(help="The org whose keys to list.")],
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
     database_url: DatabaseUrl = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    local: Local = False,
 ) -> None:
     """List an org's keys (ids and scopes, never the secrets)."""
+    _keys_are_local(ctx, url, local, "list")
 
     async def run() -> None:
-        store = await _open_store(_config(data_dir, database_url))
+        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT)
         try:
             for record in await store.list_api_keys(org):
                 state = "revoked" if record.revoked else "active"
@@ -399,14 +516,19 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(
+    ctx: typer.Context,
     key_id: Annotated[str, typer.Argument(help="The key id (the part after nk_ and before _).")],
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
     database_url: DatabaseUrl = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    local: Local = False,
 ) -> None:
     """Revoke a key at once."""
+    _keys_are_local(ctx, url, local, "revoke")
 
     async def run() -> bool:
-        store = await _open_store(_config(data_dir, database_url))
+        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT)
         try:
             return await store.revoke_api_key(key_id)
         finally:
@@ -418,6 +540,7 @@ def keys_revoke(
 
 @flows_app.command("push")
 def flows_push(
+    ctx: typer.Context,
     file: Annotated[
         Path, typer.Argument(help="A flow file (.yaml, .yml or .json).", exists=True, dir_okay=False)
     ],
@@ -428,14 +551,22 @@ def flows_push(
     ] = False,
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
     database_url: DatabaseUrl = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    local: Local = False,
 ) -> None:
-    """Validate a flow file and save it as the flow's draft (optionally publishing it)."""
+    """Validate a flow file and save it as the flow's draft (optionally publishing it): on the
+    server at --url / NOUKAI_BASE_URL when one is set, else in the local store."""
+    server = _server_url(ctx, url, local)
+    if server is not None:
+        _push_remote(server, api_key, file, org, project, publish)
+        return
     from noukai_server.runtime.flow_admin import save_flow
 
     spec = _parse_flow_file(file)
 
     async def run() -> str:
-        store = await _open_store(_config(data_dir, database_url))
+        store = await _open_existing_store(data_dir, database_url, _REMOTE_HINT)
         try:
             flow, version = await save_flow(store, org, project, spec, publish=publish)
         finally:
@@ -444,6 +575,20 @@ def flows_push(
         return text + (f", published as version {version.version}" if version else "")
 
     typer.echo(asyncio.run(run()))
+
+
+def _push_remote(url: str, api_key: str | None, file: Path, org: str, project: str, publish: bool) -> None:
+    from noukai_server.cli.remote import Remote, RemoteFailure, push_flow
+    from noukai_server.cli.run import UsageError
+
+    try:
+        remote = Remote.of(url, api_key)
+    except UsageError as exc:
+        raise _fail(str(exc), code=2) from exc
+    try:
+        typer.echo(push_flow(remote, file, org, project, publish=publish))
+    except RemoteFailure as exc:
+        raise _fail(str(exc)) from exc
 
 
 def main() -> None:
