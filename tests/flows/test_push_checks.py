@@ -12,7 +12,7 @@ from noukai_server.engine import default_functions
 from noukai_server.engine.functions import FunctionRegistry
 from noukai_server.flows import FlowIssue, FlowValidationError
 from noukai_server.providers import ModelRegistry, NamedProvider, ProviderSettings
-from noukai_server.runtime.flow_admin import model_providers, parse_flow_document
+from noukai_server.runtime.flow_admin import parse_flow_document
 
 FUNCTIONS = default_functions()
 PROVIDERS = ["builtin", "openai", "anthropic", "ollama"]
@@ -64,7 +64,7 @@ def test_models_of_known_providers_are_not_checked_against_a_list(model: str) ->
 
 def test_model_providers_lists_the_built_in_then_the_named_ones() -> None:
     settings = ProviderSettings(named={"zeta": NamedProvider("openai"), "alpha": NamedProvider("anthropic")})
-    assert model_providers(ModelRegistry(settings)) == ["builtin", "openai", "anthropic", "alpha", "zeta"]
+    assert ModelRegistry(settings).providers() == ["builtin", "openai", "anthropic", "alpha", "zeta"]
 
 
 def test_an_unknown_argument_names_the_step_function_and_signature() -> None:

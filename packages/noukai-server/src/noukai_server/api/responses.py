@@ -129,17 +129,18 @@ def fails(*groups: Iterable[ErrorCode]) -> Responses:
 
 FLOW_ADDRESS: Final = (ErrorCode.FLOW_NOT_FOUND, ErrorCode.INVALID_TREE, ErrorCode.NO_STEPS)
 """Resolving `{org}/{project}/{slug}[/vN]` to a runnable flow."""
-RUN_INPUTS: Final = (
+STEP_INPUTS: Final = (
     ErrorCode.VALIDATION_ERROR,
     ErrorCode.MISSING_MESSAGE,
     ErrorCode.INVALID_OVERRIDE,
     ErrorCode.TOOLS_INVALID,
     ErrorCode.TOOL_NAME_INVALID,
     ErrorCode.TOOLS_NOT_ENABLED,
-    ErrorCode.MESSAGES_ROLE_INVALID,
     ErrorCode.MESSAGES_TOO_LARGE,
 )
-"""A new run's inputs that the flow cannot run with (checked before the run exists)."""
+"""A new `/step` run's inputs that the flow cannot run with (checked before the run exists)."""
+RUN_INPUTS: Final = (*STEP_INPUTS, ErrorCode.MESSAGES_ROLE_INVALID)
+"""The same for `/execute` and `/jobs`, which also take `messages` (whose roles are checked)."""
 TOOL_RESUME: Final = (
     ErrorCode.EXECUTION_ID_INVALID,
     ErrorCode.PAUSED_STEP_INVALID,

@@ -54,13 +54,6 @@ async def save_flow(
     return flow, version
 
 
-def model_providers(models: ModelRegistry) -> list[str]:
-    """The providers a step's `model` may name on this server: the built-in ones, then the named
-    providers of the server config (the model part after the colon is never checked: providers
-    take new model names)."""
-    return models.providers()
-
-
 def _flow_json(flow: FlowRecord, org: str, latest: int | None) -> dict[str, Any]:
     return {
         "id": flow.id,
@@ -111,7 +104,7 @@ class FlowAdmin:
         self._store = store
         self._functions = functions
         self._tools = tools
-        self._providers = model_providers(models) if models is not None else None
+        self._providers = models.providers() if models is not None else None
 
     async def _flow(self, org: str, project: str, slug: str) -> FlowRecord:
         flow = await self._store.get_flow(org, project, slug)

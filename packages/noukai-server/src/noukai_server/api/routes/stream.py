@@ -31,7 +31,7 @@ from noukai_server.api.responses import (
     FLOW_ADDRESS,
     JSON_BODY,
     KEYED,
-    RUN_INPUTS,
+    STEP_INPUTS,
     TENANT,
     TOOL_RESUME,
     answers,
@@ -73,8 +73,7 @@ _STEP_ERRORS = fails(
     TENANT,
     JSON_BODY,
     FLOW_ADDRESS,
-    # `/step` takes no `messages`, so their role check (MESSAGES_ROLE_INVALID) never answers here.
-    tuple(code for code in RUN_INPUTS if code != ErrorCode.MESSAGES_ROLE_INVALID),
+    STEP_INPUTS,
     TOOL_RESUME,
     (ErrorCode.INVALID_FIRST_CALL, ErrorCode.RUN_NOT_FOUND, ErrorCode.RUN_NOT_RESUMABLE),
 )
