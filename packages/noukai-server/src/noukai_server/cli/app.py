@@ -454,7 +454,7 @@ def _print_banner(config: ServerConfig, key: str | None, skipped: list[str] | No
             "    'from noukai_sdk import Noukai; "
             f'print(Noukai().flow("{flow}").execute(message="hello").result)\'',
             "",
-            "  # with this project's SDK (pip install noukai), any host and port",
+            "  # with this project's SDK (in .venv; elsewhere pip install ./packages/noukai), any host",
             f"  NOUKAI_API_KEY={key} NOUKAI_BASE_URL={base} python -c \\",
             "    'from noukai import Noukai; "
             f'print(Noukai().flow("{flow}").execute(message="hello").result)\'',
