@@ -42,6 +42,8 @@ _NUMERIC_ENV: tuple[tuple[str, str, type[float] | type[int]], ...] = (
 class ServerConfig:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     database_url: str | None = None
+    redis_url: str | None = None
+    """The Redis bus (`--redis-url`, `NOUKAI_REDIS_URL`); None: in-process bus plus the store poll."""
     host: str = "127.0.0.1"
     port: int = 8080
     flows_dir: Path | None = None
@@ -83,6 +85,8 @@ class ServerConfig:
             values["data_dir"] = Path(environ["NOUKAI_DATA_DIR"])
         if "NOUKAI_DATABASE_URL" in environ:
             values["database_url"] = environ["NOUKAI_DATABASE_URL"]
+        if "NOUKAI_REDIS_URL" in environ:
+            values["redis_url"] = environ["NOUKAI_REDIS_URL"]
         for name, key, kind in _NUMERIC_ENV:
             if name in environ:
                 values[key] = kind(environ[name])

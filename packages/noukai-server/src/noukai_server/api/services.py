@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from noukai_server.bus import Bus, MemoryBus
+from noukai_server.bus import Bus
+from noukai_server.bus.factory import open_bus
 from noukai_server.config import ServerConfig
 from noukai_server.engine import (
     FlowEngine,
@@ -49,7 +50,7 @@ class Services:
     ) -> Services:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.connect(config.resolved_database_url)
-        bus = MemoryBus()
+        bus = await open_bus(config.redis_url)
         models = ModelRegistry(config.providers)
         functions = functions or default_functions()
         tools = tools or default_tools()
