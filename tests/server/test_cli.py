@@ -78,6 +78,29 @@ def test_flows_push_refuses_invalid_files(store: Path, text: str, needle: str) -
     assert str(file) in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        (
+            "slug: bad\nsteps:\n  - {id: a, type: llm, model: 'mistral:large', prompt: hi}\n",
+            ["'mistral'", "builtin", "openai"],
+        ),
+        (
+            "slug: bad\nsteps:\n  - {id: a, type: python, function: text.word_count, args: {txt: x}}\n",
+            ["txt", "text.word_count(text: str)"],
+        ),
+    ],
+)
+def test_a_local_push_makes_the_checks_the_server_makes(store: Path, text: str, needles: list[str]) -> None:
+    """Providers and python-step arguments are checked by `--local` as by the HTTP push."""
+    file = store / "bad.yaml"
+    file.write_text(text)
+    result = noukai(store, "flows", "push", str(file), "--org", "a", "--project", "b", "--local", check=False)
+    assert result.returncode == 1, result.stdout
+    for needle in needles:
+        assert needle in result.stderr
+
+
 # Without a store, in local mode, and the remote mode: tests/server/test_cli_remote.py
 # `serve` with a bad file in --flows skips it and serves the rest: tests/server/test_serve_startup.py
 

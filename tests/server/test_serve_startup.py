@@ -85,6 +85,9 @@ def test_a_bad_flow_file_is_reported_and_the_others_load(tmp_path: Path, served:
     shutil.copy(FIXTURE_FLOWS / "echo.yaml", flows / "echo.yaml")
     (flows / "bad.yaml").write_text("slug: bad\nsteps: []\n")
     (flows / "worse.json").write_bytes(b"\xff\xfe not text")
+    (flows / "unknown-provider.yaml").write_text(
+        "slug: up\nsteps:\n  - {id: a, type: llm, model: 'mistral:large', prompt: hi}\n"
+    )
     server = serve(tmp_path / "data", "--flows", str(flows))
     served.append(server)
     answer = httpx.post(
@@ -94,7 +97,8 @@ def test_a_bad_flow_file_is_reported_and_the_others_load(tmp_path: Path, served:
     )
     assert answer.json()["result"] == "still here"
     banner = server.banner()
-    assert "skipped 2 flow file(s)" in banner
+    assert "skipped 3 flow file(s)" in banner
+    assert "  unknown-provider.yaml: " in banner and "'mistral'" in banner
     assert "  bad.yaml: line 2: field 'steps': the flow has no steps" in banner
     assert "  worse.json: " in banner
     warnings = [line for line in server.log().splitlines() if " WARNING " in line]

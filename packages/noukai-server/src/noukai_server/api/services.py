@@ -18,7 +18,7 @@ from noukai_server.eventlog.retention import RetentionTask
 from noukai_server.flows import TemplateEngine
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime import FlowCache, RunService, Worker
-from noukai_server.runtime.flow_admin import FlowAdmin
+from noukai_server.runtime.flow_admin import FlowAdmin, FlowChecks
 from noukai_server.runtime.sessions import SessionService
 from noukai_server.runtime.traces import TraceService
 from noukai_server.store import Store
@@ -90,7 +90,7 @@ class Services:
             retention,
             traces,
             sessions,
-            FlowAdmin(store, functions, tools, models),
+            FlowAdmin(store, FlowChecks.of(functions, tools, models)),
         )
 
     async def close(self) -> None:

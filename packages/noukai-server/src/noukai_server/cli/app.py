@@ -31,6 +31,7 @@ from noukai_server.defaults import DEFAULT_DATA_DIR
 if TYPE_CHECKING:
     from noukai_server.config import ServerConfig
     from noukai_server.flows import FlowSpec
+    from noukai_server.runtime.flow_admin import FlowChecks
     from noukai_server.store import Store
 
 # The server, store and flow modules are imported inside the commands that need them: importing
@@ -365,29 +366,34 @@ class _BadFlowFile(Exception):
     pass
 
 
-def _read_flow_file(path: Path) -> FlowSpec:
-    """Validate a flow file against the functions every server offers; `_BadFlowFile` says why
-    it is not a flow."""
+def _flow_checks(config: ServerConfig) -> FlowChecks:
+    """The checks the server configured by `config` applies to a pushed flow: its functions with
+    their signatures, its tools and its model providers."""
     from noukai_server.engine import default_functions, default_tools
-    from noukai_server.flows import FlowValidationError
-    from noukai_server.runtime.flow_admin import parse_flow_document
+    from noukai_server.providers import ModelRegistry
+    from noukai_server.runtime.flow_admin import FlowChecks
 
-    known = set(default_functions().names())
-    tools = set(default_tools().names())
+    return FlowChecks.of(default_functions(), default_tools(), ModelRegistry(config.providers))
+
+
+def _read_flow_file(path: Path, checks: FlowChecks) -> FlowSpec:
+    """Validate a flow file as the server's push would; `_BadFlowFile` says why it is refused."""
+    from noukai_server.flows import FlowValidationError
+
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise _BadFlowFile(f"cannot be read: {exc}") from exc
     try:
-        return parse_flow_document(text, filename=path.name, known_functions=known, known_tools=tools)
+        return checks.parse(text, filename=path.name)
     except FlowValidationError as exc:
         raise _BadFlowFile(exc.message.removeprefix(f"{path.name}: ")) from exc
 
 
-def _parse_flow_file(path: Path) -> FlowSpec:
+def _parse_flow_file(path: Path, checks: FlowChecks) -> FlowSpec:
     """`_read_flow_file`, or exit 1 with the message."""
     try:
-        return _read_flow_file(path)
+        return _read_flow_file(path, checks)
     except _BadFlowFile as exc:
         raise _fail(f"{path}: {exc}") from exc
 
@@ -402,11 +408,12 @@ async def _load_flow_dir(store: Store, config: ServerConfig) -> list[str]:
     if not config.flows_dir.is_dir():
         raise _fail(f"--flows {config.flows_dir} is not a folder")
     skipped: list[str] = []
+    checks = _flow_checks(config)
     for path in sorted(config.flows_dir.iterdir()):
         if path.suffix not in FLOW_SUFFIXES:
             continue
         try:
-            spec = _read_flow_file(path)
+            spec = _read_flow_file(path, checks)
         except _BadFlowFile as exc:
             logger.warning("skipped flow file %s: %s", path, exc, extra={"file": str(path)})
             skipped.append(f"{path.name}: {exc}")
@@ -563,7 +570,7 @@ def flows_push(
         return
     from noukai_server.runtime.flow_admin import save_flow
 
-    spec = _parse_flow_file(file)
+    spec = _parse_flow_file(file, _flow_checks(_config(data_dir, database_url)))
 
     async def run() -> str:
         store = await _open_existing_store(data_dir, database_url, _REMOTE_HINT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from noukai.types.errors import ErrorCode
@@ -44,6 +45,45 @@ def parse_flow_document(
             [FlowIssue(message=message, step_id=None, step_index=None, field="slug", line=None)],
         )
     return spec
+
+
+@dataclass(frozen=True, slots=True)
+class FlowChecks:
+    """What a flow is checked against before it is saved: the functions (with their signatures),
+    tools and model providers of the server that will run it. The HTTP API and the CLI's local
+    push and `--flows` loading use the same checks, so a flow refused by one is refused by all."""
+
+    functions: frozenset[str]
+    tools: frozenset[str]
+    providers: tuple[str, ...]
+    signatures: Mapping[str, inspect.Signature]
+
+    @classmethod
+    def of(cls, functions: FunctionRegistry, tools: ToolRegistry, models: ModelRegistry) -> FlowChecks:
+        return cls(
+            frozenset(functions.names()),
+            frozenset(tools.names()),
+            tuple(models.providers()),
+            functions.signatures(),
+        )
+
+    def parse(
+        self,
+        source: str | bytes | Mapping[str, Any],
+        *,
+        slug: str | None = None,
+        filename: str | None = None,
+    ) -> FlowSpec:
+        """`parse_flow_document` with every check; raises `FlowValidationError`."""
+        return parse_flow_document(
+            source,
+            slug=slug,
+            filename=filename,
+            known_functions=self.functions,
+            known_tools=self.tools,
+            known_providers=self.providers,
+            function_signatures=self.signatures,
+        )
 
 
 async def save_flow(
@@ -97,14 +137,10 @@ class FlowAdmin:
     def __init__(
         self,
         store: Store,
-        functions: FunctionRegistry,
-        tools: ToolRegistry,
-        models: ModelRegistry | None = None,
+        checks: FlowChecks,
     ) -> None:
         self._store = store
-        self._functions = functions
-        self._tools = tools
-        self._providers = models.providers() if models is not None else None
+        self._checks = checks
 
     async def _flow(self, org: str, project: str, slug: str) -> FlowRecord:
         flow = await self._store.get_flow(org, project, slug)
@@ -122,15 +158,7 @@ class FlowAdmin:
         """Validate the document (parsed JSON, or JSON/YAML text) and make it the flow's draft,
         creating the flow if needed. Published versions are never changed."""
         try:
-            spec = parse_flow_document(
-                source,
-                slug=slug,
-                filename=filename,
-                known_functions=set(self._functions.names()),
-                known_tools=set(self._tools.names()),
-                known_providers=self._providers,
-                function_signatures=self._functions.signatures(),
-            )
+            spec = self._checks.parse(source, slug=slug, filename=filename)
         except FlowValidationError as exc:
             raise _invalid(exc) from exc
         flow, _ = await save_flow(self._store, org, project, spec)
