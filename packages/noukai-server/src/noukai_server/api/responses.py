@@ -103,6 +103,7 @@ RUN_FAILURES: Final = (
     ErrorCode.TOOL_ITERATION_LIMIT,
     ErrorCode.TOOLS_IN_NON_SEQUENTIAL_STEP,
     ErrorCode.STEP_INTERRUPTED,
+    ErrorCode.STEP_TIMEOUT,
     ErrorCode.RUN_CANCELLED,
     ErrorCode.INTERNAL_ERROR,
 )

@@ -61,7 +61,9 @@ class FunctionRegistry:
         if inspect.iscoroutinefunction(function):
             return await function(**arguments)
         # Sync functions run on a worker thread so a slow one cannot stall every other run.
-        return await anyio.to_thread.run_sync(lambda: function(**arguments))
+        # abandon_on_cancel: a step timeout or a cancel cannot interrupt the thread, so the step
+        # moves on and the thread is left to finish on its own.
+        return await anyio.to_thread.run_sync(lambda: function(**arguments), abandon_on_cancel=True)
 
 
 def _word_count(text: str) -> int:

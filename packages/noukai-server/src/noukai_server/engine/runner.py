@@ -234,7 +234,7 @@ class FlowEngine:
             }
             await sink.emit(ev.STEP_COMPLETED, skipped)
             return
-        result = await self._execute(flow, step, index, context, sink, attempt, tool_call)
+        result = await self._execute_within_timeout(flow, step, index, context, sink, attempt, tool_call)
         total = result.prompt_tokens + result.completion_tokens
         completed: StepCompletedFields = {
             "stepId": step.id,
@@ -274,6 +274,35 @@ class FlowEngine:
             raise StepFailure(
                 ErrorCode.TEMPLATE_ERROR, f"step '{step.id}', field 'when': {exc.message}"
             ) from exc
+
+    async def _execute_within_timeout(
+        self,
+        flow: FlowSpec,
+        step: StepSpec,
+        index: int,
+        context: dict[str, Any],
+        sink: EventSink,
+        attempt: int,
+        tool_call: _ToolCallFields,
+    ) -> StepOutput:
+        """`_execute`, stopped after the step's `timeout_seconds` (the whole attempt: every model
+        call, tool call and `foreach` iteration in it). An in-flight model stream is closed by
+        the cancellation; a sync python function's thread is abandoned (see FunctionRegistry)."""
+        if step.timeout_seconds is None:
+            return await self._execute(flow, step, index, context, sink, attempt, tool_call)
+        deadline = asyncio.timeout(step.timeout_seconds)
+        try:
+            async with deadline:
+                return await self._execute(flow, step, index, context, sink, attempt, tool_call)
+        except TimeoutError:
+            if not deadline.expired():  # a TimeoutError of the step's own making is its own error
+                raise
+            raise StepFailure(
+                ErrorCode.STEP_TIMEOUT,
+                f"step '{step.id}' attempt {attempt} ran past its timeout_seconds "
+                f"({step.timeout_seconds:g} s) and was stopped",
+                retryable=True,
+            ) from None
 
     async def _execute(
         self,

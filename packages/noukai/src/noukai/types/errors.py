@@ -64,6 +64,9 @@ class ErrorCode(StrEnum):
     RUN_CANCELLED = "RUN_CANCELLED"
     STEP_INTERRUPTED = "STEP_INTERRUPTED"
     """A step attempt stopped because its worker was lost (crash, kill); the step runs again."""
+    STEP_TIMEOUT = "STEP_TIMEOUT"
+    """A step attempt ran past the step's `timeout_seconds` and was stopped; retried like a
+    provider timeout while the step's retry policy allows."""
     OUTPUT_NOT_SERIALIZABLE = "OUTPUT_NOT_SERIALIZABLE"
     """A step produced a value its run's log cannot store as JSON (an integer outside 64 bits, a
     non-JSON type such as a set or an object): the step fails at once, without retries."""
@@ -118,6 +121,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.PROVIDER_ERROR: 502,
     ErrorCode.PROVIDER_RATE_LIMITED: 503,
     ErrorCode.PROVIDER_TIMEOUT: 504,
+    ErrorCode.STEP_TIMEOUT: 504,
     ErrorCode.PROVIDER_BAD_REQUEST: 502,
     ErrorCode.RUN_CANCELLED: 409,
     ErrorCode.STEP_INTERRUPTED: 503,
