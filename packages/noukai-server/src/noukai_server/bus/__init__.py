@@ -3,5 +3,6 @@ only makes it fast to hear about new entries."""
 
 from noukai_server.bus.base import Bus, LogEvent, Subscription
 from noukai_server.bus.memory import MemoryBus
+from noukai_server.bus.redis import RedisBus
 
-__all__ = ["Bus", "LogEvent", "MemoryBus", "Subscription"]
+__all__ = ["Bus", "LogEvent", "MemoryBus", "RedisBus", "Subscription"]

@@ -19,6 +19,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import Protocol, runtime_checkable
 
 from noukai_server.bus import Bus, LogEvent, Subscription
 from noukai_server.store import Store
@@ -66,6 +67,7 @@ class RunEventFollower:
     async def __aenter__(self) -> RunEventFollower:
         self._subscription = self._bus.subscribe(self._run_id)
         try:
+            await _subscribed(self._subscription)
             await self._read_store()
         except BaseException:
             await self._subscription.aclose()
@@ -175,3 +177,25 @@ class RunEventFollower:
             if len(rows) < PAGE_SIZE:
                 return found
             after = rows[-1].seq
+
+
+# --- Subscriptions that take effect later (the Redis bus) ----------------------------------------
+
+SUBSCRIBE_WAIT = 1.0
+"""How long a reader waits for a remote bus to confirm its subscription before reading the store."""
+
+
+@runtime_checkable
+class _Confirmable(Protocol):
+    async def ready(self, timeout: float) -> bool: ...
+
+
+async def _subscribed(subscription: Subscription) -> None:
+    """Wait until the subscription is in effect, for buses where it is not at once.
+
+    The Redis bus's SUBSCRIBE is sent in the background: an event published between the store read
+    and Redis taking the SUBSCRIBE would reach this reader only by the next poll. Waiting for the
+    confirmation (one round trip, and only for a run no local reader follows yet) closes that
+    window. If it does not come (Redis is away), the store poll covers, as for any lost publish."""
+    if isinstance(subscription, _Confirmable):
+        await subscription.ready(SUBSCRIBE_WAIT)
