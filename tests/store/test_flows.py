@@ -56,6 +56,10 @@ async def test_list_flows_is_per_project_sorted_by_slug(store: Store) -> None:
     await store.save_draft("acme", "api", "c", DOC, None)
     assert [f.slug for f in await store.list_flows("acme", "web")] == ["a", "b"]
     assert await store.list_flows("acme", "nope") == []
+    # An org-wide key's view: every project of the org, by project then slug.
+    await store.save_draft("globex", "web", "z", DOC, None)
+    everything = await store.list_flows("acme", None)
+    assert [(f.project_slug, f.slug) for f in everything] == [("api", "c"), ("web", "a"), ("web", "b")]
 
 
 async def test_tenant_isolation(store: Store) -> None:

@@ -17,6 +17,7 @@ EXPECTED = {
     "LeaseState",
     "NewRun",
     "NotFoundError",
+    "OrgCaps",
     "ProjectRecord",
     "RunBusy",
     "RunNotFound",
@@ -27,6 +28,15 @@ EXPECTED = {
     "Store",
     "StoreError",
     "TriggerType",
+    "HistoryWindow",
+    "Multitask",
+    "ThreadBusy",
+    "ThreadErasure",
+    "ThreadExpired",
+    "ThreadMessage",
+    "ThreadNotFound",
+    "ThreadRecord",
+    "ThreadTurn",
     "UnsupportedDatabase",
     "upgrade_database",
 }
@@ -42,6 +52,7 @@ def test_store_methods() -> None:
     methods = {
         "connect",
         "close",
+        "now",
         "dialect",
         "ensure_org",
         "ensure_project",
@@ -69,9 +80,19 @@ def test_store_methods() -> None:
         "request_cancel",
         "claim_next_run",
         "extend_lease",
+        "release_leases",
+        "cancels_for",
         "record",
         "append_events_unleased",
         "read_events",
+        "create_thread",
+        "get_thread",
+        "list_thread_messages",
+        "list_thread_runs",
+        "delete_thread",
+        "fork_thread",
+        "add_thread_tool_turns",
+        "erase_expired_threads",
     }
     public = {name for name in vars(Store) if not name.startswith("_")}
     assert public == methods
@@ -87,6 +108,7 @@ def test_records_are_frozen() -> None:
         "FlowVersionRecord",
         "LeaseState",
         "NewRun",
+        "OrgCaps",
         "ProjectRecord",
         "RunRecord",
         "RunUpdate",
@@ -101,4 +123,4 @@ def test_migrations_ship_inside_the_package() -> None:
 
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0001"
+    assert head_revision() == "0003"

@@ -165,6 +165,15 @@ class RetryPolicy(_Model):
         return RetryPolicy.model_construct(set(values), **values)
 
 
+class HistoryWindow(_Model):
+    """How much of a thread's history a run of this flow sees as `messages` (its newest messages
+    that fit both limits; the new turn is always added whole). Tokens are estimated: the message's
+    JSON text length / 4, plus 4 per message."""
+
+    max_messages: int | None = Field(default=None, ge=0, le=100_000)
+    max_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
+
+
 class _StepBase(_Model):
     id: str = Field(pattern=STEP_ID_PATTERN)
     name: str | None = None
@@ -277,6 +286,8 @@ class FlowSpec(_Model):
     wrong type, missing optional ones take their default, and templates may read only
     declared names under `parameters` (undeclared extra parameters are still accepted)."""
     retry: RetryPolicy | None = None
+    history: HistoryWindow | None = None
+    """The thread history window of a run started on a thread (`threadId`); all of it without."""
     steps: list[StepSpec] = Field(min_length=1)
 
     def to_document(self) -> dict[str, Any]:

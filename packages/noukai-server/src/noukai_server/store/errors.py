@@ -4,9 +4,12 @@
 StoreError
 ├── NotFoundError (LookupError)
 │   ├── FlowNotFound
-│   └── RunNotFound
+│   ├── RunNotFound
+│   └── ThreadNotFound
+├── ThreadExpired
 ├── LeaseLost
 ├── RunBusy
+├── ThreadBusy
 ├── EventSequenceError (ValueError)
 ├── InvalidIdentifier (ValueError)
 ├── UnsupportedDatabase (ValueError)
@@ -31,6 +34,23 @@ class FlowNotFound(NotFoundError):
 
 class RunNotFound(NotFoundError):
     """No run has this id."""
+
+
+class ThreadNotFound(NotFoundError):
+    """No thread has this id in the tenant that asked (another tenant's thread is not found)."""
+
+
+class ThreadExpired(StoreError):
+    """The thread outlived its TTL: it answers as gone until retention erases it."""
+
+
+class ThreadBusy(StoreError):
+    """The thread already has an active run, and the new turn asked not to wait (`reject`), or
+    the thread was to be deleted while a run is active."""
+
+    def __init__(self, message: str, active_run_id: str | None) -> None:
+        super().__init__(message)
+        self.active_run_id = active_run_id
 
 
 class LeaseLost(StoreError):

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import validate
 from .errors import EventSequenceError
 from .records import EventRow
-from .schema import run_events, runs
+from .schema import run_events, runs, threads
 
 
 def check_batch(events: Sequence[EventRow]) -> None:
@@ -96,7 +96,8 @@ async def prune_finished(
 ) -> int:
     """Delete the events of up to `max_runs` runs that ended before `finished_before` (before
     `session_finished_before` for runs recorded in a session, when given); returns how many runs
-    lost their events. Runs themselves are kept (their status and result stay readable)."""
+    lost their events. Runs themselves are kept (their status and result stay readable). Runs of
+    a thread that still exists are left alone."""
     terminal = ("completed", "failed", "cancelled")
     if session_finished_before is None:
         ended = runs.c.completed_at < finished_before
@@ -111,6 +112,9 @@ async def prune_finished(
             runs.c.status.in_(terminal),
             ended,
             sa.exists().where(run_events.c.run_id == runs.c.id),
+            # A live thread's runs keep their logs (its stream replays them) until the thread
+            # is erased, by DELETE or its TTL, which deletes them anyway.
+            ~sa.exists().where(threads.c.id == runs.c.thread_id),
         )
         .limit(max_runs)
     )

@@ -95,8 +95,13 @@ async def get_flow_by_id(conn: AsyncConnection, flow_id: str) -> FlowRecord | No
     return None if row is None else _flow(row)
 
 
-async def list_flows(conn: AsyncConnection, org: str, project: str) -> list[FlowRecord]:
-    stmt = _select().where(projects.c.org_id == org, projects.c.slug == project).order_by(flows.c.slug)
+async def list_flows(conn: AsyncConnection, org: str, project: str | None) -> list[FlowRecord]:
+    """The project's flows by slug; every project's (by project, then slug) when `project` is None."""
+    stmt = _select().where(projects.c.org_id == org)
+    if project is None:
+        stmt = stmt.order_by(projects.c.slug, flows.c.slug)
+    else:
+        stmt = stmt.where(projects.c.slug == project).order_by(flows.c.slug)
     return [_flow(row) for row in await conn.execute(stmt)]
 
 

@@ -11,7 +11,8 @@ was not yet claimed by anyone else still holds it (nothing else could have writt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,13 +20,72 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import events as event_log
-from . import validate
+from . import threads_repo, validate
 from .errors import EventSequenceError, LeaseLost, RunBusy, RunNotFound
-from .records import EventRow, LeaseState, RunRecord, RunUpdate
+from .records import TERMINAL_STATUSES, EventRow, LeaseState, RunRecord, RunUpdate
 from .runs_repo import run_record, update_values
 from .schema import runs
 
 _CLAIMABLE = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class OrgCaps:
+    """How many runs one org may have running at once (fair claiming).
+
+    A claim skips the runs of an org that already holds its cap of live leases (running with a
+    lease not yet expired: an expired one belongs to a dead worker and is claimable itself), so one
+    org's backlog cannot take every slot while another org's run waits.
+
+    `overrides` (org -> cap) count the org's runs across the whole deployment. `default` applies to
+    every other org (None: uncapped), counted across the deployment too, or, with
+    `default_per_worker`, on the claiming worker only: the out-of-the-box "half of a worker's
+    slots" has to scale with the number of workers, or a one-tenant deployment of ten workers would
+    run half of one worker's slots.
+
+    A deployment-wide cap is soft by a hair on PostgreSQL: two workers claiming for the same org at
+    the same instant both count the leases committed before them, so the org can briefly hold one
+    run more per concurrent claimer; on SQLite claims are serialised and it is exact."""
+
+    default: int | None
+    overrides: Mapping[str, int] = field(default_factory=dict)
+    default_per_worker: bool = False
+
+    def __post_init__(self) -> None:
+        caps: list[tuple[str, int | None]] = [("every org", self.default), *self.overrides.items()]
+        for org, cap in caps:
+            if cap is not None and cap < 1:
+                raise ValueError(f"the running-runs cap of {org} must be >= 1, got {cap}")
+
+    @property
+    def active(self) -> bool:
+        return self.default is not None or bool(self.overrides)
+
+    def cap(self, org: str) -> int | None:
+        """The org's cap; None: uncapped."""
+        return self.overrides.get(org, self.default)
+
+
+def capped_orgs(caps: OrgCaps, worker_id: str, now: datetime) -> sa.Select[tuple[str]]:
+    """The orgs at or above their cap of live leases. One range scan of the running rows whose
+    lease is live (the `(status, available_at)` index), so its cost is bounded by the number of runs
+    running in the whole deployment, whatever the size of the backlog."""
+    everywhere = sa.func.count()
+    here = sa.func.sum(sa.case((runs.c.lease_owner == worker_id, 1), else_=0))
+    default_count = here if caps.default_per_worker else everywhere
+    over_default = default_count >= sa.literal(caps.default, sa.Integer())
+    reached: sa.ColumnElement[bool] = over_default
+    if caps.overrides:
+        reached = sa.case(
+            *((runs.c.org_id == org, everywhere >= limit) for org, limit in sorted(caps.overrides.items())),
+            else_=over_default,
+        )
+    return (
+        sa.select(runs.c.org_id)
+        .where(runs.c.status == "running", runs.c.available_at > now)
+        .group_by(runs.c.org_id)
+        .having(reached)
+    )
 
 
 def _lease_expiry(now: datetime, lease_seconds: float) -> datetime:
@@ -35,11 +95,16 @@ def _lease_expiry(now: datetime, lease_seconds: float) -> datetime:
 
 
 async def claim_next_run(
-    conn: AsyncConnection, worker_id: str, lease_seconds: float, now: datetime
+    conn: AsyncConnection, worker_id: str, lease_seconds: float, now: datetime, caps: OrgCaps | None = None
 ) -> RunRecord | None:
     validate.token(worker_id, "worker id")
     expires = _lease_expiry(now, lease_seconds)
-    claimable = (runs.c.status.in_(_CLAIMABLE), runs.c.available_at <= now)
+    claimable: tuple[sa.ColumnElement[bool], ...] = (
+        runs.c.status.in_(_CLAIMABLE),
+        runs.c.available_at <= now,
+    )
+    if caps is not None and caps.active:
+        claimable = (*claimable, runs.c.org_id.not_in(capped_orgs(caps, worker_id, now)))
     # SKIP LOCKED: concurrent claimers on PostgreSQL pass over each other's candidates instead of
     # queueing on them (SQLite renders no FOR UPDATE; its single writer serialises claims).
     oldest = (
@@ -66,6 +131,38 @@ async def claim_next_run(
     )
     row = (await conn.execute(stmt)).first()
     return None if row is None else run_record(row)
+
+
+async def release_leases(
+    conn: AsyncConnection, worker_id: str, run_ids: Collection[str] | None, now: datetime
+) -> list[str]:
+    """Hand the worker's running runs (all of them, or those of `run_ids`) back to the queue at
+    once, instead of letting their leases expire: queued, lease cleared, claimable now. `attempt`
+    is kept, so the next claim bumps it and every later write of the old holder (which carries the
+    old attempt, and finds the run queued until then) is refused with `LeaseLost`. A run whose
+    lease this worker no longer holds is left alone. Returns the ids released."""
+    validate.token(worker_id, "worker id")
+    conditions = [runs.c.status == "running", runs.c.lease_owner == worker_id]
+    if run_ids is not None:
+        if not run_ids:
+            return []
+        conditions.append(runs.c.id.in_(sorted(run_ids)))
+    stmt = (
+        sa.update(runs)
+        .where(*conditions)
+        .values(status="queued", lease_owner=None, lease_expires_at=None, available_at=now, updated_at=now)
+        .returning(runs.c.id)
+    )
+    return sorted(str(run_id) for run_id in (await conn.execute(stmt)).scalars())
+
+
+async def cancels_for(conn: AsyncConnection, worker_id: str) -> list[str]:
+    """The runs this worker holds whose cancellation was asked for. One read over the running rows
+    (the `(status, available_at)` index), so a worker can ask often whatever it runs."""
+    stmt = sa.select(runs.c.id).where(
+        runs.c.status == "running", runs.c.lease_owner == worker_id, runs.c.cancel_requested.is_(True)
+    )
+    return sorted(str(run_id) for run_id in (await conn.execute(stmt)).scalars())
 
 
 def _holds(attempt: int, worker_id: str | None = None) -> tuple[sa.ColumnElement[bool], ...]:
@@ -126,11 +223,18 @@ async def record(
     events: Sequence[EventRow],
     update: RunUpdate | None,
     now: datetime,
-) -> None:
-    """The worker's fenced write: events and state change together, or `LeaseLost` and nothing."""
+) -> str | None:
+    """The worker's fenced write: events and state change together, or `LeaseLost` and nothing.
+    Returns the id of the thread run this write made claimable (the run ended its thread's turn
+    and the next turn was waiting), else None."""
     values = update_values(update, now, leased=True)
-    if await _write(conn, run_id, _holds(attempt), events, values, now) is not None:
-        return
+    if update is not None and update.status in TERMINAL_STATUSES:
+        await threads_repo.lock_thread_of(conn, run_id)  # lock order: thread, then run
+    row = await _write(conn, run_id, _holds(attempt), events, values, now)
+    if row is not None:
+        if row.thread_id is not None and update is not None and update.status in TERMINAL_STATUSES:
+            return await threads_repo.on_run_end(conn, run_record(row), now)  # same transaction
+        return None
     run = await _current(conn, run_id)
     raise refusal(run_id, attempt, events, run.attempt, run.status, run.lease_owner, run.last_seq)
 

@@ -141,6 +141,10 @@ class RunRecord:
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    thread_id: str | None = None
+    """The thread this run is a turn of (None: a run on its own)."""
+    thread_ordinal: int | None = None
+    """The run's position among its thread's runs (1, 2, 3 ...), in creation order."""
     created: bool = False
     """True only on the record returned by the `create_run` call that inserted the row."""
 
@@ -168,6 +172,8 @@ class NewRun:
     idempotency_key: str | None = None
     id: str | None = None
     """A UUID string chosen by the caller, or None to let the store pick one."""
+    thread: ThreadTurn | None = None
+    """Run as the next turn of a thread (see `ThreadTurn`); None: a run on its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +203,64 @@ class LeaseState:
 
     held: bool
     cancel_requested: bool
+
+
+Multitask: TypeAlias = Literal["reject", "enqueue"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWindow:
+    """How much of a thread's history a run sees: the newest messages that fit both limits
+    (None: no limit). Tokens are estimated (see `threads_repo.estimate_tokens`)."""
+
+    max_messages: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadTurn:
+    """A run that is the next turn of a thread: its new messages (appended to the thread with the
+    run's answer when it completes), the history window, and what to do when the thread is busy
+    (`reject`: `ThreadBusy`; `enqueue`: the run waits, and starts when the thread's active run
+    ends)."""
+
+    thread_id: str
+    messages: tuple[dict[str, Any], ...]
+    window: HistoryWindow = field(default_factory=HistoryWindow)
+    multitask: Multitask = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    id: str
+    org_id: str
+    project_id: str
+    metadata: dict[str, Any]
+    ttl_seconds: int
+    active_run_id: str | None
+    run_count: int
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadMessage:
+    position: int
+    """1, 2, 3 ... in the order the messages were appended."""
+    role: str
+    content: dict[str, Any]
+    """The whole message as the model sees it: `role`, `content`, and `tool_calls` or
+    `tool_call_id` for tool turns."""
+    run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadErasure:
+    """What `Store.delete_thread` erased."""
+
+    messages: int
+    runs: int
+    events: int

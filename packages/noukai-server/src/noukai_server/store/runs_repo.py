@@ -77,6 +77,8 @@ def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) ->
         "started_at": None,
         "completed_at": None,
         "updated_at": now,
+        "thread_id": None if new.thread is None else new.thread.thread_id,
+        "thread_ordinal": None,
     }
     if lease is not None:
         worker_id, lease_seconds = lease

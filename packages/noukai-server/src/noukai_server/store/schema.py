@@ -160,6 +160,10 @@ runs = sa.Table(
     _timestamp("started_at", nullable=True),
     _timestamp("completed_at", nullable=True),
     _timestamp("updated_at"),
+    # The thread the run is a turn of (no foreign key: a deleted thread leaves its erased runs),
+    # and the run's position in it (1, 2, 3 ...: the thread stream's cursor).
+    sa.Column("thread_id", sa.String(UUID_LENGTH), nullable=True, index=True),
+    sa.Column("thread_ordinal", sa.Integer(), nullable=True),
     sa.UniqueConstraint("org_id", "idempotency_key"),
     sa.Index(None, "status", "available_at"),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status_valid"),
@@ -180,4 +184,34 @@ run_events = sa.Table(
     sa.Column("data", sa.Text(), nullable=False),
     _timestamp("created_at"),
     sa.CheckConstraint("seq >= 1", name="seq_positive"),
+)
+
+threads = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), sa.ForeignKey("orgs.id"), nullable=False),
+    sa.Column("project_id", sa.String(UUID_LENGTH), sa.ForeignKey("projects.id"), nullable=False),
+    _json("metadata"),
+    sa.Column("ttl_seconds", sa.Integer(), nullable=False),
+    sa.Column("active_run_id", sa.String(UUID_LENGTH), nullable=True),
+    sa.Column("run_count", sa.Integer(), nullable=False),
+    sa.Column("message_count", sa.Integer(), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    _timestamp("expires_at"),
+    sa.Index(None, "expires_at"),
+    sa.CheckConstraint("ttl_seconds >= 1", name="ttl_positive"),
+)
+
+thread_messages = sa.Table(
+    "thread_messages",
+    metadata,
+    sa.Column("thread_id", sa.String(UUID_LENGTH), sa.ForeignKey("threads.id"), primary_key=True),
+    sa.Column("position", sa.Integer(), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    _json("content"),
+    sa.Column("run_id", sa.String(UUID_LENGTH), nullable=True),
+    _timestamp("created_at"),
+    sa.CheckConstraint("position >= 1", name="position_positive"),
 )

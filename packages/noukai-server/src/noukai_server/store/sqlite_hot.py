@@ -309,16 +309,22 @@ class SqliteHotPath:
 
         return await self._write(job)
 
-    async def claim_next_run(self, worker_id: str, lease_seconds: float, now: datetime) -> RunRecord | None:
+    async def claim_next_run(
+        self, worker_id: str, lease_seconds: float, now: datetime, caps: queue.OrgCaps | None = None
+    ) -> RunRecord | None:
         validate.token(worker_id, "worker id")
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         at = encode_time(now)
         expires = encode_time(now + timedelta(seconds=lease_seconds))
-        params = (worker_id, expires, expires, at, at, at, at)
+        sql = _CLAIM
+        params: tuple[Any, ...] = (worker_id, expires, expires, at, at, at, at)
+        if caps is not None and caps.active:
+            sql, cap_params = _capped_claim(caps, worker_id)
+            params = (worker_id, expires, expires, at, at, at, at, *cap_params, at)
 
         def job(conn: sqlite3.Connection) -> RunRecord | None:
-            rows = conn.execute(_CLAIM, params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
             return run_from_row(rows[0]) if rows else None
 
         return await self._write(job)
@@ -358,6 +364,15 @@ class SqliteHotPath:
             raise queue.refusal(run_id, attempt, events, *current)
 
         await self._write(job)
+
+    async def thread_of(self, run_id: str) -> str | None:
+        """The run's thread id (None: not a thread's run, or no such run)."""
+
+        def job(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT thread_id FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return None if row is None else row[0]
+
+        return await self._read(job)
 
     # -- the event log ---------------------------------------------------------------------------
 
@@ -433,6 +448,28 @@ _CLAIM = (
     "AND status IN ('queued', 'running') AND available_at <= ? "
     f"RETURNING {RUN_SELECT}"
 )
+
+
+def _capped_claim(caps: queue.OrgCaps, worker_id: str) -> tuple[str, list[Any]]:
+    """`_CLAIM` skipping the orgs that hold their cap of live leases (`queue.capped_orgs`), and
+    the parameters of its `HAVING` (they follow the time of the live-lease test)."""
+    overrides = sorted(caps.overrides.items())
+    default_count = "sum(lease_owner = ?)" if caps.default_per_worker else "count(*)"
+    reached = f"{default_count} >= ?"
+    if overrides:
+        reached = "CASE org_id " + "WHEN ? THEN count(*) >= ? " * len(overrides) + f"ELSE {reached} END"
+    sql = _CLAIM.replace(
+        "ORDER BY available_at",
+        "AND org_id NOT IN (SELECT org_id FROM runs WHERE status = 'running' AND available_at > ? "
+        f"GROUP BY org_id HAVING {reached}) ORDER BY available_at",
+    )
+    params: list[Any] = []
+    for org, cap in overrides:
+        params += [org, cap]
+    if caps.default_per_worker:
+        params.append(worker_id)
+    params.append(caps.default)
+    return sql, params
 
 
 def _run_batch(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:

@@ -12,12 +12,15 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import events as event_log
-from . import flows_repo, keys, queue, runs_repo, tenancy
+from . import flows_repo, keys, queue, runs_repo, tenancy, threads_repo
 from .db import Database, Dialect
 from .migrate import check_schema, upgrade
+from .queue import OrgCaps
+from .records import TERMINAL_STATUSES as _TERMINAL
 from .records import (
     ApiKeyRecord,
     EventRow,
@@ -30,6 +33,9 @@ from .records import (
     RunRecord,
     RunStatus,
     RunUpdate,
+    ThreadErasure,
+    ThreadMessage,
+    ThreadRecord,
 )
 from .schema import TOKEN_LENGTH
 from .sqlite_hot import SqliteHotPath
@@ -56,6 +62,11 @@ class Store:
         self._hot: SqliteHotPath | None = None
         if db.sqlite_path is not None and db.write_lock is not None:
             self._hot = SqliteHotPath(db.sqlite_path, db.write_lock)
+
+    def now(self) -> datetime:
+        """The store's clock: what expiries it records are measured against, so callers that
+        judge one (a thread past its TTL) read the same clock."""
+        return self._clock()
 
     @classmethod
     async def connect(cls, url: str, *, migrate: bool = True, clock: Clock = utc_now) -> Store:
@@ -174,7 +185,8 @@ class Store:
         async with self._db.read() as conn:
             return await flows_repo.get_flow_by_id(conn, flow_id)
 
-    async def list_flows(self, org: str, project: str) -> list[FlowRecord]:
+    async def list_flows(self, org: str, project: str | None) -> list[FlowRecord]:
+        """A project's flows; all of the org's when `project` is None."""
         async with self._db.read() as conn:
             return await flows_repo.list_flows(conn, org, project)
 
@@ -206,6 +218,10 @@ class Store:
         leased for `lease_seconds`), for a worker in this process to start at once instead of
         claiming it from the queue."""
         lease = None if lease_to is None else (lease_to, lease_seconds)
+        if new.thread is not None:  # a thread's turn: `threads_repo.create_thread_run`
+            return await self._db.write(
+                lambda conn: threads_repo.create_thread_run(conn, new, self._clock(), lease)
+            )
         if self._hot is not None:
             return await self._hot.create_run(new, self._clock(), lease)
         return await self._db.write(lambda conn: runs_repo.create_run(conn, new, self._clock(), lease))
@@ -269,7 +285,10 @@ class Store:
 
         async def work(conn: AsyncConnection) -> RunRecord | None:
             now = self._clock()
+            await threads_repo.lock_thread_of(conn, run_id)  # lock order: thread, then run
             run, cancelled_now = await runs_repo.request_cancel(conn, run_id, now)
+            if run is not None and cancelled_now and run.thread_id is not None:
+                await threads_repo.on_run_end(conn, run, now)
             if run is None or not cancelled_now or final_events is None:
                 return run
             return await queue.append_events_unleased(conn, run_id, final_events(run), None, now)
@@ -278,12 +297,23 @@ class Store:
 
     # -- the lease queue -------------------------------------------------------------------------
 
-    async def claim_next_run(self, worker_id: str, lease_seconds: float) -> RunRecord | None:
-        """Lease the oldest claimable run (queued, or running with an expired lease) to `worker_id`."""
+    async def claim_next_run(
+        self, worker_id: str, lease_seconds: float, caps: OrgCaps | None = None
+    ) -> RunRecord | None:
+        """Lease the oldest claimable run (queued, or running with an expired lease) to `worker_id`;
+        with `caps`, the oldest of an org that holds fewer live leases than its cap."""
         if self._hot is not None:
-            return await self._hot.claim_next_run(worker_id, lease_seconds, self._clock())
+            return await self._hot.claim_next_run(worker_id, lease_seconds, self._clock(), caps)
         return await self._db.write(
-            lambda conn: queue.claim_next_run(conn, worker_id, lease_seconds, self._clock())
+            lambda conn: queue.claim_next_run(conn, worker_id, lease_seconds, self._clock(), caps)
+        )
+
+    async def release_leases(self, worker_id: str, run_ids: Collection[str] | None = None) -> list[str]:
+        """Hand this worker's running runs (all, or those of `run_ids`) back to the queue now:
+        claimable at once, the next claim runs them as a new attempt, and any later write of this
+        worker to them is refused (`LeaseLost`). Returns the ids released."""
+        return await self._db.write(
+            lambda conn: queue.release_leases(conn, worker_id, run_ids, self._clock())
         )
 
     async def extend_lease(
@@ -294,19 +324,36 @@ class Store:
             lambda conn: queue.extend_lease(conn, run_id, attempt, worker_id, lease_seconds, self._clock())
         )
 
+    async def cancels_for(self, worker_id: str) -> list[str]:
+        """The ids of the runs `worker_id` holds whose cancellation was asked for: how a worker
+        hears of cancels when no bus carries the notice across processes."""
+        async with self._db.read() as conn:
+            return await queue.cancels_for(conn, worker_id)
+
     async def record(
         self, run_id: str, attempt: int, events: Sequence[EventRow], update: RunUpdate | None = None
-    ) -> None:
+    ) -> str | None:
         """The worker's write, fenced by `attempt`: append `events` (seqs contiguous from the run's
-        `last_seq + 1`) and apply `update`, in one transaction.
+        `last_seq + 1`) and apply `update`, in one transaction. Returns the id of a thread's waiting
+        run that this write (ending its thread's active run) made claimable, else None.
 
         Raises `LeaseLost` (the run was re-claimed, released or is no longer running),
         `EventSequenceError`, or `RunNotFound`; in every case nothing is written.
         """
-        if self._hot is not None:
+        # A thread run's end also writes its thread (`threads_repo.on_run_end`), which only the
+        # SQLAlchemy path does: its terminal write goes there (one per run; same write lock).
+        ends_thread_run = (
+            update is not None
+            and update.status in _TERMINAL
+            and self._hot is not None
+            and await self._hot.thread_of(run_id) is not None
+        )
+        if self._hot is not None and not ends_thread_run:
             await self._hot.record(run_id, attempt, events, update, self._clock())
-            return
-        await self._db.write(lambda conn: queue.record(conn, run_id, attempt, events, update, self._clock()))
+            return None
+        return await self._db.write(
+            lambda conn: queue.record(conn, run_id, attempt, events, update, self._clock())
+        )
 
     async def append_events_unleased(
         self, run_id: str, events: Sequence[EventRow], update: RunUpdate | None = None
@@ -364,3 +411,92 @@ class Store:
         return await self._db.write(
             lambda conn: event_log.prune_finished(conn, finished_before, max_runs, session_finished_before)
         )
+
+    # -- threads ---------------------------------------------------------------------------------
+
+    async def create_thread(
+        self,
+        org: str,
+        project: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        ttl_seconds: int,
+    ) -> ThreadRecord:
+        """A new, empty thread of `org`/`project` (the project is created if missing), expiring
+        `ttl_seconds` after its last activity."""
+        return await self._db.write(
+            lambda conn: threads_repo.create_thread(
+                conn, org, project, metadata or {}, ttl_seconds, self._clock()
+            )
+        )
+
+    async def ensure_thread(
+        self, org: str, project: str, thread_id: str, *, ttl_seconds: int
+    ) -> tuple[ThreadRecord, bool]:
+        """The tenant's thread `thread_id`, created empty under that id when missing (True when
+        it was). `ThreadNotFound` when another tenant holds the id. Two callers creating the same
+        id at once: one inserts, the other finds it on its retry."""
+        for retry in (False, True):
+            try:
+                return await self._db.write(
+                    lambda conn: threads_repo.ensure_thread(
+                        conn, org, project, thread_id, ttl_seconds, self._clock()
+                    )
+                )
+            except IntegrityError:
+                if retry:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        """The thread, expired or not (callers compare `expires_at`); None if there is none."""
+        async with self._db.read() as conn:
+            return await threads_repo.get_thread(conn, thread_id)
+
+    async def list_thread_messages(
+        self, thread_id: str, *, after_position: int = 0, limit: int | None = None
+    ) -> list[ThreadMessage]:
+        async with self._db.read() as conn:
+            return await threads_repo.list_messages(conn, thread_id, after_position, limit)
+
+    async def list_thread_runs(
+        self, thread_id: str, *, after_ordinal: int = 0, limit: int = 100
+    ) -> list[RunRecord]:
+        """The thread's runs after `after_ordinal`, in thread order (their `thread_ordinal`)."""
+        async with self._db.read() as conn:
+            return await threads_repo.list_thread_runs(conn, thread_id, after_ordinal, limit)
+
+    async def delete_thread(self, thread_id: str) -> ThreadErasure:
+        """Erase the thread: `ThreadNotFound`, or `ThreadBusy` while one of its runs is active."""
+        return await self._db.write(lambda conn: threads_repo.erase_thread(conn, thread_id))
+
+    async def fork_thread(
+        self,
+        thread_id: str,
+        position: int | None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        ttl_seconds: int | None = None,
+    ) -> ThreadRecord:
+        """A new thread with a copy of the messages up to `position` (all with None)."""
+        return await self._db.write(
+            lambda conn: threads_repo.fork_thread(
+                conn, thread_id, position, self._clock(), metadata=metadata, ttl_seconds=ttl_seconds
+            )
+        )
+
+    async def add_thread_tool_turns(self, run_id: str, turns: list[dict[str, Any]]) -> None:
+        """Keep a thread run's tool turns, to append them to its thread with its answer."""
+        await self._db.write(lambda conn: threads_repo.add_tool_turns(conn, run_id, turns))
+
+    async def erase_expired_threads(self, *, max_threads: int = 50) -> int:
+        """Erase up to `max_threads` threads past their TTL (none with an active run), each as
+        `delete_thread` does. Returns how many were erased."""
+
+        async def work(conn: AsyncConnection) -> int:
+            expired = await threads_repo.expired_threads(conn, self._clock(), max_threads)
+            for thread_id in expired:
+                await threads_repo.erase_thread(conn, thread_id)
+            return len(expired)
+
+        return await self._db.write(work)
