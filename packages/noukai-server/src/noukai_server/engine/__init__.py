@@ -8,6 +8,7 @@ from noukai_server.engine.outcome import (
     PausedBetweenSteps,
     PausedForTools,
     StepFailure,
+    Yielded,
 )
 from noukai_server.engine.runner import FlowEngine
 from noukai_server.engine.sink import EventSink
@@ -27,6 +28,7 @@ __all__ = [
     "RunState",
     "StepFailure",
     "ToolRegistry",
+    "Yielded",
     "default_functions",
     "default_tools",
 ]

@@ -32,7 +32,8 @@ from noukai.types.events import (
 from noukai_server.engine.outcome import StepFailure
 from noukai_server.engine.sink import EventSink
 from noukai_server.engine.state import AgentPause, ToolResult, cost_from_json, cost_to_json
-from noukai_server.engine.tools import ToolError, ToolRegistry
+from noukai_server.engine.tool_source import BoundTool, ToolSource, ToolUnavailable, UnknownTool, resolve_all
+from noukai_server.engine.tools import ToolError
 from noukai_server.providers import ChatMessage, ModelRequest, ModelResponse, ToolCall, ToolSpec
 
 ModelCall = Callable[[ModelRequest], Awaitable[tuple[ModelResponse, Decimal]]]
@@ -96,6 +97,7 @@ class AgentCall:
     system: str | None
     prompt: str
     server_tools: Sequence[str]
+    """The step's `tools:` references (`add`, `mcp:files`), resolved through the loop's source."""
     client_tools: Sequence[ToolSpec]
     tool_choice: Any
     max_iterations: int
@@ -105,7 +107,7 @@ class AgentCall:
 
 
 class AgentLoop:
-    def __init__(self, tools: ToolRegistry) -> None:
+    def __init__(self, tools: ToolSource) -> None:
         self._tools = tools
 
     async def run(
@@ -117,6 +119,8 @@ class AgentLoop:
         resume: AgentLoopState | None = None,
         results: Sequence[Mapping[str, Any]] = (),
     ) -> AgentResult | AgentLoopState:
+        # Resolved on every run and resume: an MCP server may have restarted in between.
+        server_tools = await self._resolve(call)
         if resume is None:
             state = AgentLoopState(
                 messages=[{"role": "user", "content": call.prompt}], pending=[], iterations=0
@@ -124,7 +128,7 @@ class AgentLoop:
         else:
             state = resume
             await self._accept_results(call, state, results, sink)
-        specs = [self._tools.get(n).spec for n in call.server_tools] + list(call.client_tools)
+        specs = [tool.spec for tool in server_tools.values()] + list(call.client_tools)
         client_names = {tool.name for tool in call.client_tools}
         model_name = None
         while True:
@@ -179,14 +183,30 @@ class AgentLoop:
             pending = [c for c in response.tool_calls if c.name in client_names]
             for tool_call in response.tool_calls:
                 if tool_call.name not in client_names:
-                    await self._run_server_tool(call, tool_call, state, sink)
+                    await self._run_server_tool(call, server_tools, tool_call, state, sink)
             if pending:
                 state.pending = [_openai_call(c) for c in pending]
                 state.paused_at = time.time()
                 return state
 
+    async def _resolve(self, call: AgentCall) -> dict[str, BoundTool]:
+        try:
+            return await resolve_all(self._tools, call.server_tools)
+        except UnknownTool as exc:
+            raise StepFailure(ErrorCode.INVALID_TREE, f"step '{call.step_id}': {exc}") from exc
+        except ToolUnavailable as exc:
+            # The flow is fine; what serves its tools is not (an MCP server that does not start).
+            raise StepFailure(
+                ErrorCode.INTERNAL_ERROR, f"step '{call.step_id}': {exc}", retryable=True
+            ) from exc
+
     async def _run_server_tool(
-        self, call: AgentCall, tool_call: ToolCall, state: AgentLoopState, sink: EventSink
+        self,
+        call: AgentCall,
+        server_tools: Mapping[str, BoundTool],
+        tool_call: ToolCall,
+        state: AgentLoopState,
+        sink: EventSink,
     ) -> None:
         started = time.perf_counter()
         payload: ToolCallCompletedFields = {
@@ -196,12 +216,13 @@ class AgentLoop:
             "name": tool_call.name,
             "side": "server",
         }
-        if tool_call.name not in call.server_tools:
+        tool = server_tools.get(tool_call.name)
+        if tool is None:
             content = f"error: there is no tool named {tool_call.name!r}"
             payload["error"] = content
         else:
             try:
-                content = await self._tools.call(tool_call.name, tool_call.arguments)
+                content = await tool.call(tool_call.arguments)
                 payload["result"] = content
             except ToolError as exc:
                 content = f"error: {exc}"

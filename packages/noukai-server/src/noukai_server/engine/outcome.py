@@ -41,7 +41,15 @@ class PausedForTools:
     """The conversation so far and the pending tool calls."""
 
 
-Outcome = Completed | PausedBetweenSteps | Failed | PausedForTools
+@dataclass(frozen=True, slots=True)
+class Yielded:
+    """The caller asked the run to stop at the next step boundary (its worker is draining): the
+    step before `next_index` is done and checkpointed, and any worker can continue from there."""
+
+    next_index: int
+
+
+Outcome = Completed | PausedBetweenSteps | Failed | PausedForTools | Yielded
 
 
 class AwaitingTools(Exception):

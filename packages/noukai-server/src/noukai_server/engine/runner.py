@@ -37,11 +37,13 @@ from noukai_server.engine.outcome import (
     PausedBetweenSteps,
     PausedForTools,
     StepFailure,
+    Yielded,
 )
 from noukai_server.engine.retry import MIN_ATTEMPTS_AFTER_INTERRUPTION, backoff_seconds
 from noukai_server.engine.sink import EventSink, UnstorableValue
 from noukai_server.engine.state import AgentPause, RunInputs, RunState, ToolResult
 from noukai_server.engine.steps import StepCall, StepExecutors, StepOutput
+from noukai_server.engine.tool_source import ToolSource
 from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import FlowSpec, StepSpec, TemplateEngine, TemplateError, build_context
 from noukai_server.providers import ModelRegistry, ToolSpec
@@ -57,12 +59,12 @@ class FlowEngine:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
-        tools: ToolRegistry | None = None,
+        tools: ToolSource | None = None,
     ) -> None:
         self.models = models
         self.functions = functions
         self.templates = templates
-        self.tools = tools or ToolRegistry()
+        self.tools: ToolSource = tools or ToolRegistry()
         self._executors = StepExecutors(models, functions, templates, self.tools)
         self._sleep = sleep
         self._jitter = jitter
@@ -79,11 +81,14 @@ class FlowEngine:
         pause_after: int | None = None,
         attempt: int = 1,
         interrupted: bool = False,
+        stop_between_steps: Callable[[], bool] | None = None,
     ) -> Outcome:
         """Run steps from `start_index`; with `pause_after`, stop once that step index is done.
 
         The step at `start_index` runs as attempt `attempt`; `interrupted` says the attempt before
         it never finished (it is reported as such, and counts against the step's attempts).
+        `stop_between_steps` is asked after each step's checkpoint is stored: True ends the call
+        with `Yielded` (a draining worker hands the run on at a clean point).
         """
         steps = flow.steps
         for index in range(start_index, len(steps)):
@@ -95,6 +100,8 @@ class FlowEngine:
             await sink.checkpoint(index + 1, state)
             if pause_after is not None and index >= pause_after and index + 1 < len(steps):
                 return PausedBetweenSteps(step.id, index, index + 1)
+            if stop_between_steps is not None and index + 1 < len(steps) and stop_between_steps():
+                return Yielded(index + 1)
         return Completed(state.result)
 
     async def _run_step(

@@ -20,6 +20,7 @@ from noukai_server.engine.functions import FunctionRegistry
 from noukai_server.engine.outcome import AwaitingTools, StepFailure
 from noukai_server.engine.sink import EventSink
 from noukai_server.engine.state import AgentPause, ToolResult
+from noukai_server.engine.tool_source import ToolSource
 from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import (
     AgentStep,
@@ -78,12 +79,12 @@ class StepExecutors:
         models: ModelRegistry,
         functions: FunctionRegistry,
         templates: TemplateEngine,
-        tools: ToolRegistry | None = None,
+        tools: ToolSource | None = None,
     ) -> None:
         self._models = models
         self._functions = functions
         self._templates = templates
-        self._tools = tools or ToolRegistry()
+        self._tools: ToolSource = tools or ToolRegistry()
         self._agents = AgentLoop(self._tools)
 
     async def execute(self, call: StepCall, sink: EventSink) -> StepOutput:

@@ -9,9 +9,10 @@ and try again, which is how tool loops recover from bad arguments.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_type_hints
@@ -20,6 +21,7 @@ import anyio.to_thread
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from noukai_server.engine.tool_source import BoundTool, UnknownTool
 from noukai_server.providers import ToolSpec
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -90,6 +92,13 @@ class ToolRegistry:
 
     def get(self, name: str) -> ServerTool:
         return self._tools[name]
+
+    async def resolve(self, reference: str) -> Sequence[BoundTool]:
+        """A `ToolSource`: a registered tool's name stands for that one tool."""
+        tool = self._tools.get(reference)
+        if tool is None:
+            raise UnknownTool(f"there is no server-side tool {reference!r}")
+        return [BoundTool(tool.name, tool.spec, functools.partial(self.call, tool.name))]
 
     async def call(self, name: str, arguments_json: str) -> str:
         """Run a tool and return its result as text for the model; raises `ToolError`."""

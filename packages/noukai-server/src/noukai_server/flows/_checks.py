@@ -127,12 +127,40 @@ def registry_problems(
                 f"{text}; available providers: {', '.join(known_providers)} (write 'provider:model')",
             )
     if isinstance(step, AgentStep) and known_tools is not None:
+        plain_tools = [t for t in known_tools if not t.startswith(_MCP)]
+        mcp_servers = [t.removeprefix(_MCP) for t in known_tools if t.startswith(_MCP)]
         for position, tool in enumerate(step.tools):
-            if tool not in known_tools:
-                text = f"unknown tool {tool!r}{_did_you_mean(tool, known_tools)}"
-                yield Problem(
-                    ("steps", index, "tools", position), f"{text}; {_registered(known_tools, 'tools')}"
-                )
+            where = ("steps", index, "tools", position)
+            if tool.startswith(_MCP):
+                problem = _mcp_problem(tool, mcp_servers)
+                if problem is not None:
+                    yield Problem(where, problem)
+            elif tool not in known_tools:
+                text = f"unknown tool {tool!r}{_did_you_mean(tool, plain_tools)}"
+                yield Problem(where, f"{text}; {_registered(plain_tools, 'tools')}")
+
+
+_MCP = "mcp:"
+"""`mcp:SERVER` / `mcp:SERVER/tool` name MCP tools; `known_tools` lists each server as `mcp:SERVER`."""
+
+
+def _mcp_problem(reference: str, servers: Collection[str]) -> str | None:
+    """What is wrong with an `mcp:` reference, short of starting the server: its tools are only
+    known at run time, so a tool name is checked then."""
+    server, slash, tool = reference.removeprefix(_MCP).partition("/")
+    if not server or (slash and not tool):
+        return f"{reference!r} is not an MCP tool reference (write 'mcp:SERVER' or 'mcp:SERVER/tool')"
+    if server in servers:
+        return None
+    configured = (
+        f"configured MCP servers: {', '.join(sorted(servers))}"
+        if servers
+        else "no MCP servers are configured"
+    )
+    return (
+        f"unknown MCP server {server!r} in {reference!r}{_did_you_mean(server, servers)}; "
+        f"{configured} (add one under [mcp.servers.NAME] in noukai.toml)"
+    )
 
 
 def argument_problems(name: str, signature: inspect.Signature, args: Mapping[str, Any]) -> list[str]:

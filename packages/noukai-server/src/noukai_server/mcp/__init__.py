@@ -1,0 +1,1 @@
+"""MCP servers as tool sources for agent steps: configuration, sessions, tool naming."""
