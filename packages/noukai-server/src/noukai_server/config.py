@@ -1,15 +1,21 @@
-"""Server configuration: explicit arguments first, then `NOUKAI_*` environment variables, then the
-embedded defaults (SQLite in the data dir, in-process bus and workers)."""
+"""Server configuration: the flat, frozen object the server reads. Command-line options win over
+`NOUKAI_*` environment variables, which win over noukai.toml, which wins over the defaults below
+(SQLite in the data dir, in-process bus and workers); `noukai_server.settings` does the reading
+and the validation."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from noukai_server.defaults import DEFAULT_DATA_DIR, DEV_ORG, DEV_PROJECT
 from noukai_server.providers import ProviderSettings
+
+if TYPE_CHECKING:  # noukai_server.mcp.config imports ConfigError from here
+    from noukai_server.mcp.config import McpServerConfig
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
@@ -26,16 +32,16 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return normalized
 
 
-_NUMERIC_ENV: tuple[tuple[str, str, type[float] | type[int]], ...] = (
-    ("NOUKAI_HEARTBEAT_SECONDS", "heartbeat_seconds", float),
-    ("NOUKAI_STREAM_LIFETIME_SECONDS", "stream_lifetime_seconds", float),
-    ("NOUKAI_RETRY_MS", "retry_ms", int),
-    ("NOUKAI_LEASE_SECONDS", "lease_seconds", float),
-    ("NOUKAI_EVENT_RETENTION_SECONDS", "event_retention_seconds", float),
-    ("NOUKAI_RETENTION_INTERVAL_SECONDS", "retention_interval_seconds", float),
-    ("NOUKAI_SESSION_RETENTION_SECONDS", "session_retention_seconds", float),
-    ("NOUKAI_TRACE_CONTEXT_MAX_BYTES", "trace_context_max_bytes", int),
-)
+@dataclass(frozen=True, slots=True)
+class OperatorCallable:
+    """A function or tool named in noukai.toml: its public name, the import path it came from, and
+    the imported callable (`settings.extensions` imports it; the server registers it)."""
+
+    name: str
+    path: str
+    function: Callable[..., Any]
+    description: str | None = None
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +52,21 @@ class ServerConfig:
     """The Redis bus (`--redis-url`, `NOUKAI_REDIS_URL`); None: in-process bus plus the store poll."""
     host: str = "127.0.0.1"
     port: int = 8080
-    flows_dir: Path | None = None
+    flows_dirs: tuple[Path, ...] = ()
+    """Folders loaded at start as drafts of the dev project (`[flows] dirs`, `--flows`)."""
     embedded_workers: bool = True
     worker_concurrency: int = 64
     lease_seconds: float = 30.0
+    org_max_running: int | None = None
+    """Fair claiming: the most runs one org may have running at once, counted across the whole
+    deployment by every worker's claim. None: half of each worker's concurrency (at least 1),
+    counted per worker, so one org's backlog never holds every slot of a shared server and the
+    default grows with the number of workers."""
+    org_max_running_overrides: Mapping[str, int] = field(default_factory=dict)
+    """Per-org caps (org id -> runs, across the deployment) replacing `org_max_running`."""
+    worker_grace_seconds: float = 30.0
+    """On SIGTERM a `noukai worker` lets runs finish their current step this long, then hands
+    every run it still holds back to the queue (`--grace-seconds`)."""
     heartbeat_seconds: float = 15.0
     stream_lifetime_seconds: float = 300.0
     retry_ms: int = 1000
@@ -57,6 +74,9 @@ class ServerConfig:
     retention_interval_seconds: float = 3600.0
     session_retention_seconds: float = 30 * 24 * 3600.0
     """How long a replay session stays fetchable (410 after); its runs' logs are kept as long."""
+    thread_ttl_seconds: float = 30 * 24 * 3600.0
+    """A thread's default TTL, counted from its last activity (410 THREAD_EXPIRED after, then
+    erased by the retention sweep); `POST /threads` may set its own (`ttlSeconds`)."""
     trace_context_max_bytes: int = 64 * 1024
     """Cap on each input/output/error context of a step trace (`truncated: true` when cut)."""
     providers: ProviderSettings = field(default_factory=ProviderSettings.from_env)
@@ -66,6 +86,14 @@ class ServerConfig:
     """debug, info, warning or error (`--log-level`, `NOUKAI_LOG_LEVEL`)."""
     log_format: str = "text"
     """text or json: one JSON object per line (`--log-format`, `NOUKAI_LOG_FORMAT`)."""
+    functions: Mapping[str, OperatorCallable] = field(default_factory=dict)
+    """`[functions]` of noukai.toml, imported: `python` steps may call them beside the built-ins."""
+    tools: Mapping[str, OperatorCallable] = field(default_factory=dict)
+    """`[tools]` of noukai.toml, imported: `agent` steps may call them beside the built-ins."""
+    config_file: Path | None = None
+    """The noukai.toml these settings were read from, if any."""
+    mcp_servers: Mapping[str, McpServerConfig] = field(default_factory=dict)
+    """`[mcp.servers.NAME]` of noukai.toml: MCP servers whose tools agent steps may use."""
 
     def __post_init__(self) -> None:
         _choice("log level", self.log_level, LOG_LEVELS)
@@ -79,23 +107,10 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ServerConfig:
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        if "NOUKAI_DATA_DIR" in environ:
-            values["data_dir"] = Path(environ["NOUKAI_DATA_DIR"])
-        if "NOUKAI_DATABASE_URL" in environ:
-            values["database_url"] = environ["NOUKAI_DATABASE_URL"]
-        if "NOUKAI_REDIS_URL" in environ:
-            values["redis_url"] = environ["NOUKAI_REDIS_URL"]
-        for name, key, kind in _NUMERIC_ENV:
-            if name in environ:
-                values[key] = kind(environ[name])
-        if "NOUKAI_LOG_LEVEL" in environ:
-            values["log_level"] = _choice("NOUKAI_LOG_LEVEL", environ["NOUKAI_LOG_LEVEL"], LOG_LEVELS)
-        if "NOUKAI_LOG_FORMAT" in environ:
-            values["log_format"] = _choice("NOUKAI_LOG_FORMAT", environ["NOUKAI_LOG_FORMAT"], LOG_FORMATS)
-        if "NOUKAI_WORKER_CONCURRENCY" in environ:
-            values["worker_concurrency"] = int(environ["NOUKAI_WORKER_CONCURRENCY"])
-        values["providers"] = ProviderSettings.from_env(environ)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        """Settings from `NOUKAI_*` variables (validated; `ConfigError` names the variable), then
+        `overrides` (None: not given). No config file is read: see `settings.load_server_config`."""
+        # The one upward import of this module: the settings table lives in `settings`, which
+        # reads this dataclass's fields; imported here, when called, so the two modules load apart.
+        from noukai_server.settings.loader import config_from_sources
+
+        return config_from_sources(None, os.environ if environ is None else environ, overrides)

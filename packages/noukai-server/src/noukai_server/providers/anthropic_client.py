@@ -242,13 +242,18 @@ class AnthropicMessagesClient:
         base_url: str | None = None,
         timeout: float = 120.0,
         provider: str = "anthropic",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url or DEFAULT_ANTHROPIC_BASE_URL
         self._api_key = api_key
         self._timeout = timeout
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=self.base_url, max_retries=0, timeout=timeout
+            api_key=api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout,
+            default_headers=dict(headers) if headers else None,
         )
 
     async def aclose(self) -> None:

@@ -8,7 +8,7 @@ made per step, and visible in the trace as attempts.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +141,7 @@ class OpenAIChatClient:
         base_url: str | None = None,
         timeout: float = 120.0,
         provider: str = "openai",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url or DEFAULT_OPENAI_BASE_URL
@@ -148,7 +149,11 @@ class OpenAIChatClient:
         self._timeout = timeout
         # An explicit base URL keeps the SDK from reading OPENAI_BASE_URL behind the settings' back.
         self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=self.base_url, max_retries=0, timeout=timeout
+            api_key=api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout,
+            default_headers=dict(headers) if headers else None,
         )
 
     async def aclose(self) -> None:

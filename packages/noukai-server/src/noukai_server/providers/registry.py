@@ -42,7 +42,13 @@ class NamedProvider:
 
     kind: Literal["openai", "anthropic"]
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a log line or a traceback
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry a token
+    """Extra HTTP headers sent with every request (e.g. a gateway's routing header)."""
+    timeout_seconds: float | None = None
+    """This endpoint's request timeout; None: `ProviderSettings.request_timeout`."""
+    key_hint: str | None = None
+    """Where the operator sets the key, for the missing-key message (the config file says)."""
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -53,9 +59,9 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
     openai_base_url: str | None = None
-    openai_api_key: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)  # keys never reach a repr
     anthropic_base_url: str | None = None
-    anthropic_api_key: str | None = None
+    anthropic_api_key: str | None = field(default=None, repr=False)
     named: Mapping[str, NamedProvider] = field(default_factory=dict)
     request_timeout: float = 120.0
     prices: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
@@ -102,6 +108,8 @@ class _Endpoint:
     api_key: str | None
     key_hint: str
     """Where the operator sets the key, for the missing-key message."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: float | None = None
 
 
 class ModelRegistry:
@@ -140,7 +148,9 @@ class ModelRegistry:
             named.kind,
             named.base_url,
             named.api_key,
-            f"api_key of provider {provider!r} in the server config",
+            named.key_hint or f"api_key of provider {provider!r} in the server config",
+            named.headers,
+            named.timeout_seconds,
         )
 
     def _make_client(self, provider: str, endpoint: _Endpoint) -> ModelClient:
@@ -148,20 +158,29 @@ class ModelRegistry:
             return _MissingKeyClient(
                 f"no API key is configured for provider {provider!r}: set {endpoint.key_hint}"
             )
-        timeout = self.settings.request_timeout
+        timeout = endpoint.timeout_seconds or self.settings.request_timeout
+        headers = dict(endpoint.headers)
         # Imported here so that a server running only builtin models never imports either SDK.
         if endpoint.kind == "openai":
             from noukai_server.providers.openai_client import OpenAIChatClient
 
             openai_client = OpenAIChatClient(
-                api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=timeout, provider=provider
+                api_key=endpoint.api_key,
+                base_url=endpoint.base_url,
+                timeout=timeout,
+                provider=provider,
+                headers=headers,
             )
             self._closers.append(openai_client.aclose)
             return openai_client
         from noukai_server.providers.anthropic_client import AnthropicMessagesClient
 
         anthropic_client = AnthropicMessagesClient(
-            api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=timeout, provider=provider
+            api_key=endpoint.api_key,
+            base_url=endpoint.base_url,
+            timeout=timeout,
+            provider=provider,
+            headers=headers,
         )
         self._closers.append(anthropic_client.aclose)
         return anthropic_client

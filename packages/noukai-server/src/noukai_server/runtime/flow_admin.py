@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from noukai.types.errors import ErrorCode
-from noukai_server.engine import FunctionRegistry, ToolRegistry
+from noukai_server.engine import FunctionRegistry
+from noukai_server.engine.tool_source import ToolSource
 from noukai_server.flows import FlowIssue, FlowSpec, FlowValidationError, load_flow
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime.errors import RequestRejected
@@ -59,7 +60,7 @@ class FlowChecks:
     signatures: Mapping[str, inspect.Signature]
 
     @classmethod
-    def of(cls, functions: FunctionRegistry, tools: ToolRegistry, models: ModelRegistry) -> FlowChecks:
+    def of(cls, functions: FunctionRegistry, tools: ToolSource, models: ModelRegistry) -> FlowChecks:
         return cls(
             frozenset(functions.names()),
             frozenset(tools.names()),
