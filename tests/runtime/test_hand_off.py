@@ -84,8 +84,8 @@ async def test_an_idempotent_repeat_is_not_started_twice(store: Store) -> None:
     assert repeat.id == first.id and not repeat.created
     assert await _settled(store, first.id) == "completed"
     # Every reservation was given back: the worker has all its room, and no more.
-    assert [worker.reserve() for _ in range(5)] == [True, True, True, True, False]
+    assert [worker.reserve("acme") for _ in range(5)] == [True, True, True, True, False]
     for _ in range(4):
-        worker.release()
+        worker.release("acme")
     run = await store.get_run(first.id)
     assert run is not None and run.attempt == 1

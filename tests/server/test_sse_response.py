@@ -92,3 +92,36 @@ async def test_a_cancelled_server_task_stays_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await call
     assert stream.closed
+
+
+async def test_a_shutdown_ends_the_stream_with_a_proper_end_of_the_response() -> None:
+    from noukai_server.api.sse import StreamDrain
+
+    stream = Stream(None)
+    sent: list[Message] = []
+    drain = StreamDrain()
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    call = asyncio.create_task(SseResponse(stream.frames(), drain)({"type": "http"}, receive, send))
+    await asyncio.sleep(0.1)
+    assert not call.done()
+    drain.close_all()
+    await asyncio.wait_for(call, 30)  # returns normally
+    assert stream.closed
+    bodies = [message for message in sent if message["type"] == "http.response.body"]
+    assert bodies[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert all(message["body"].endswith(b"\n\n") for message in bodies[:-1])  # whole frames only
+    # A stream that starts after the shutdown began ends at once.
+    late: list[Message] = []
+
+    async def send_late(message: Message) -> None:
+        late.append(message)
+
+    await asyncio.wait_for(SseResponse(Stream(None).frames(), drain)({"type": "http"}, receive, send_late), 5)
+    assert late[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from noukai_server.api.sse import StreamDrain
 from noukai_server.bus import Bus
-from noukai_server.bus.factory import open_bus
 from noukai_server.config import ServerConfig
-from noukai_server.engine import (
-    FlowEngine,
-    FunctionRegistry,
-    ToolRegistry,
-    default_functions,
-    default_tools,
-)
+from noukai_server.engine import FunctionRegistry, ToolRegistry
 from noukai_server.eventlog.retention import RetentionTask
-from noukai_server.flows import TemplateEngine
+from noukai_server.mcp.tools import McpTools
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime import FlowCache, RunService, Worker
+from noukai_server.runtime.assembly import Execution
 from noukai_server.runtime.flow_admin import FlowAdmin, FlowChecks
 from noukai_server.runtime.sessions import SessionService
 from noukai_server.runtime.traces import TraceService
@@ -39,6 +34,10 @@ class Services:
     traces: TraceService
     sessions: SessionService
     flow_admin: FlowAdmin
+    mcp: McpTools
+    """The configured MCP servers' sessions, shared by the worker's runs; closed with the rest."""
+    streams: StreamDrain = field(default_factory=StreamDrain)
+    """Ends the open SSE streams when the process shuts down (`shutdown_streams`)."""
 
     @classmethod
     async def start(
@@ -48,24 +47,11 @@ class Services:
         functions: FunctionRegistry | None = None,
         tools: ToolRegistry | None = None,
     ) -> Services:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.connect(config.resolved_database_url)
-        bus = await open_bus(config.redis_url)
-        models = ModelRegistry(config.providers)
-        functions = functions or default_functions()
-        tools = tools or default_tools()
-        flows = FlowCache(known_functions=set(functions.names()), known_tools=set(tools.names()))
-        engine = FlowEngine(models, functions, TemplateEngine(), tools=tools)
+        execution = await Execution.open(config, functions=functions, tools=tools)
+        store, bus = execution.store, execution.bus
         worker = None
         if config.embedded_workers:
-            worker = Worker(
-                store,
-                bus,
-                engine,
-                flows,
-                concurrency=config.worker_concurrency,
-                lease_seconds=config.lease_seconds,
-            )
+            worker = execution.worker(config)
             await worker.start()
         retention = RetentionTask(
             store,
@@ -74,29 +60,39 @@ class Services:
             session_retention_seconds=config.session_retention_seconds,
         )
         retention.start()
-        runs = RunService(store, bus, flows, local=worker)
+        runs = RunService(store, bus, execution.flows, local=worker)
         traces = TraceService(store, max_context_bytes=config.trace_context_max_bytes)
         sessions = SessionService(store, traces, retention_seconds=config.session_retention_seconds)
         return cls(
             config,
             store,
             bus,
-            models,
-            functions,
-            tools,
-            flows,
+            execution.models,
+            execution.functions,
+            execution.tools,
+            execution.flows,
             runs,
             worker,
             retention,
             traces,
             sessions,
-            FlowAdmin(store, FlowChecks.of(functions, tools, models)),
+            FlowAdmin(store, FlowChecks.of(execution.functions, execution.agent_tools, execution.models)),
+            mcp=execution.mcp,
         )
 
+    def shutdown_streams(self) -> None:
+        """The process is stopping: end every open SSE stream cleanly at its next frame boundary,
+        so clients resume (`Last-Event-ID`) on another API process."""
+        self.streams.close_all()
+
     async def close(self) -> None:
+        self.shutdown_streams()
         await self.retention.stop()
         if self.worker is not None:
-            await self.worker.stop()
+            # Hand the runs back now rather than when their leases expire: a process that stops
+            # has no time for a grace period (uvicorn's shutdown is already bounded).
+            await self.worker.drain(0)
+        await self.mcp.aclose()  # after the worker: no run is left to call a tool
         await self.bus.aclose()
         await self.models.aclose()
         await self.store.close()

@@ -4,6 +4,11 @@ nothing happens, an optional `retry:` hint, and a capped stream lifetime.
 Frames come straight from `LogEvent.frame`, built once per event; nothing is re-serialised per
 stream, and the events that are ready together go out as one chunk (one write). Responses are
 never compressed (compression would buffer events).
+
+A process that is shutting down ends its open streams cleanly (`StreamDrain`): after the last whole
+frame, the response is finished like a planned close, so clients resume elsewhere with
+`Last-Event-ID` instead of holding the shutdown up (uvicorn waits for open responses) or being cut
+off mid-frame when its graceful-shutdown timeout cancels them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,24 @@ class StreamPolicy:
     """Only these event types are written (None: all)."""
 
 
+class StreamDrain:
+    """The shutdown signal of this process's streams: `close_all()` ends every open stream (and
+    any started afterwards) at the next frame boundary, with a clean end of the response."""
+
+    def __init__(self) -> None:
+        self._closing = asyncio.Event()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close_all(self) -> None:
+        self._closing.set()
+
+    async def wait(self) -> None:
+        await self._closing.wait()
+
+
 class SseResponse(Response):
     """Streams `stream`'s chunks, and stops it as soon as the client goes away.
 
@@ -49,8 +72,9 @@ class SseResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+    def __init__(self, stream: AsyncIterator[bytes], drain: StreamDrain | None = None) -> None:
         self.stream = stream
+        self.drain = drain
         self.status_code = 200
         self.background = None
         self.raw_headers = list(_RAW_HEADERS)
@@ -58,27 +82,42 @@ class SseResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streaming = asyncio.current_task()
         assert streaming is not None
-        client_gone = False
+        client_gone = closing = False
 
         async def watch() -> None:
             nonlocal client_gone
             while (await receive())["type"] != "http.disconnect":
                 pass
-            client_gone = True
-            streaming.cancel()
+            if not closing:
+                client_gone = True
+                streaming.cancel()
 
-        watcher = asyncio.create_task(watch())
+        async def close_on_shutdown(drain: StreamDrain) -> None:
+            nonlocal closing
+            await drain.wait()
+            if not client_gone:
+                closing = True
+                streaming.cancel()
+
+        watchers = [asyncio.create_task(watch())]
+        if self.drain is not None:
+            watchers.append(asyncio.create_task(close_on_shutdown(self.drain)))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            # Cancelled between frames only: a chunk is whole frames, and uvicorn has written it
+            # to the transport before `send` can be interrupted (waiting for the client to read).
             async for chunk in self.stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not client_gone:
+            if not (client_gone or closing):
                 raise
             streaming.uncancel()  # our own cancellation: the stream simply ends
+            if closing:  # shutting down: end the response properly, the client resumes elsewhere
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            watcher.cancel()
+            for watcher in watchers:
+                watcher.cancel()
             aclose = getattr(self.stream, "aclose", None)
             if aclose is not None:
                 await aclose()  # unsubscribes the follower now, not when the generator is collected
@@ -94,8 +133,8 @@ def _raw_headers() -> list[tuple[bytes, bytes]]:
 _RAW_HEADERS = _raw_headers()
 
 
-def sse_response(stream: AsyncIterator[bytes]) -> SseResponse:
-    return SseResponse(stream)
+def sse_response(stream: AsyncIterator[bytes], drain: StreamDrain | None = None) -> SseResponse:
+    return SseResponse(stream, drain)
 
 
 async def follow_frames(

@@ -1,7 +1,9 @@
-"""The `noukai` command: serve, manage keys and flows.
+"""The `noukai` command: serve, manage keys and flows, check the settings.
 
-Every command takes `--data-dir` (or `NOUKAI_DATA_DIR`) and `--database-url` (or
-`NOUKAI_DATABASE_URL`); without a database URL the store is SQLite in the data dir.
+Every command reads the same settings (`settings.load_server_config`): noukai.toml (`--config`,
+`NOUKAI_CONFIG`, else ./noukai.toml), `NOUKAI_*` variables over it, options over both. Every
+command takes `--data-dir` and `--database-url`; without a database URL the store is SQLite in the
+data dir.
 
 Only `serve` and `migrate` create a store. `keys` and `flows push` open an existing one (else exit
 1, nothing created), and only in local mode: when a server URL is configured (`--url` or
@@ -24,12 +26,17 @@ import typer
 
 from noukai.types import API_PREFIX
 from noukai_server import __version__
+from noukai_server.cli.config_cmd import ConfigFileOption, config_app
+from noukai_server.cli.config_cmd import init as init_command
+from noukai_server.cli.flow_files import BadFlowFile, flow_checks, flow_files, load_flow_files, read_flow_file
 from noukai_server.cli.run import run as run_command
+from noukai_server.cli.worker import worker as worker_command
 from noukai_server.config import LOG_FORMATS, LOG_LEVELS, ConfigError
-from noukai_server.defaults import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
+    from noukai_server.cli.reload import FlowWatcher
     from noukai_server.config import ServerConfig
+    from noukai_server.engine import FunctionRegistry, ToolRegistry
     from noukai_server.flows import FlowSpec
     from noukai_server.runtime.flow_admin import FlowChecks
     from noukai_server.store import Store
@@ -49,9 +56,18 @@ flows_app = typer.Typer(help="Push flow files as drafts and publish versions.", 
 app.add_typer(keys_app, name="keys")
 app.add_typer(flows_app, name="flows")
 app.command("run")(run_command)
+app.command("worker")(worker_command)
+app.add_typer(config_app, name="config")
+app.command("init")(init_command)
 
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", envvar="NOUKAI_DATA_DIR", help="Where the embedded store lives.")
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="NOUKAI_DATA_DIR",
+        show_default=False,
+        help="Where the embedded store lives (default .noukai; store.data_dir in noukai.toml).",
+    ),
 ]
 DatabaseUrl = Annotated[
     str | None,
@@ -79,7 +95,6 @@ Local = Annotated[
     bool,
     typer.Option("--local", help="Open the local store (--data-dir / --database-url) even if a URL is set."),
 ]
-FLOW_SUFFIXES = (".yaml", ".yml", ".json")
 DEV_KEY_FILE = "dev-api-key"
 
 logger = logging.getLogger("noukai_server.cli")
@@ -113,10 +128,19 @@ def _main(
     """Run LLM flows and stream every step."""
 
 
-def _config(data_dir: Path, database_url: str | None, **overrides: object) -> ServerConfig:
-    from noukai_server.config import ServerConfig
+def _config(
+    data_dir: Path | None, database_url: str | None, config_file: Path | None = None, **overrides: object
+) -> ServerConfig:
+    """The effective settings: the file, the environment, then these options (None: not given);
+    exit 1 with the message when one is not allowed."""
+    from noukai_server.settings import load_server_config
 
-    return ServerConfig.from_env(None, data_dir=data_dir, database_url=database_url, **overrides)
+    try:
+        return load_server_config(
+            config_file, None, data_dir=data_dir, database_url=database_url, **overrides
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
 
 
 async def _open_store(config: ServerConfig) -> Store:
@@ -135,7 +159,9 @@ _REMOTE_HINT = "or push through a running server with --url URL (or NOUKAI_BASE_
 _KEYS_HINT = "key management is local: run this on the server host"
 
 
-async def _open_existing_store(data_dir: Path, database_url: str | None, hint: str) -> Store:
+async def _open_existing_store(
+    data_dir: Path | None, database_url: str | None, hint: str, config_file: Path | None = None
+) -> Store:
     """Open the store the server uses, never creating one: exit 1 (nothing created) when the SQLite
     file does not exist or the database has no Noukai schema yet. An existing store is brought up
     to date like `serve` does."""
@@ -145,7 +171,7 @@ async def _open_existing_store(data_dir: Path, database_url: str | None, hint: s
     from noukai_server.store.migrate import current_revision
 
     try:
-        url = _config(data_dir, database_url).resolved_database_url
+        url = _config(data_dir, database_url, config_file).resolved_database_url
         dialect, parsed = normalise_url(url)
     except (ConfigError, StoreError) as exc:
         raise _fail(str(exc)) from exc
@@ -222,11 +248,14 @@ def version() -> None:
 
 
 @app.command()
-def migrate(data_dir: DataDir = Path(DEFAULT_DATA_DIR), database_url: DatabaseUrl = None) -> None:
+def migrate(
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, config_file: ConfigFileOption = None
+) -> None:
     """Bring the database schema up to date (serve does this by itself)."""
+    config = _config(data_dir, database_url, config_file)
 
     async def run() -> None:
-        store = await _open_store(_config(data_dir, database_url))
+        store = await _open_store(config)
         await store.close()
 
     asyncio.run(run())
@@ -235,15 +264,31 @@ def migrate(data_dir: DataDir = Path(DEFAULT_DATA_DIR), database_url: DatabaseUr
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    host: Annotated[
+        str | None, typer.Option(show_default=False, help="Interface to bind (default 127.0.0.1).")
+    ] = None,
     port: Annotated[
-        int, typer.Option(help="Port (8080 is where the published SDK's env='dev' looks).")
-    ] = 8080,
-    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+        int | None,
+        typer.Option(
+            show_default=False, help="Port (default 8080, where the published SDK's env='dev' looks)."
+        ),
+    ] = None,
+    data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     flows: Annotated[
-        Path | None, typer.Option("--flows", help="Load every flow file here as a draft of the dev project.")
+        list[Path] | None,
+        typer.Option(
+            "--flows",
+            show_default=False,
+            help="Load every flow file here as a draft of the dev project (repeatable; replaces "
+            "flows.dirs of noukai.toml).",
+        ),
     ] = None,
+    reload: Annotated[
+        bool,
+        typer.Option("--reload", help="Development: save changed flow files of the flow folders as drafts."),
+    ] = False,
+    config_file: ConfigFileOption = None,
     dev_key: Annotated[
         bool | None,
         typer.Option(
@@ -254,8 +299,24 @@ def serve(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            envvar="NOUKAI_WORKER_CONCURRENCY",
-            help="Runs executed at once by the embedded workers (default 64).",
+            show_default=False,
+            help="Runs executed at once by the embedded workers (default 64; NOUKAI_WORKER_CONCURRENCY).",
+        ),
+    ] = None,
+    workers: Annotated[
+        bool,
+        typer.Option(
+            "--workers/--no-workers",
+            help="Run the embedded workers; --no-workers serves the API only (runs are executed by "
+            "`noukai worker` processes on the same store).",
+        ),
+    ] = True,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            show_default=False,
+            help="The Redis bus for scaled-out deployments (NOUKAI_REDIS_URL; default: none).",
         ),
     ] = None,
     log_level: Annotated[
@@ -282,34 +343,42 @@ def serve(
 
     from noukai_server import logs
     from noukai_server.api.app import create_app
+    from noukai_server.cli.serving import StreamClosingServer
 
     try:
         config = _config(
             data_dir,
             database_url,
+            config_file,
             host=host,
             port=port,
-            flows_dir=flows,
+            flows_dirs=tuple(flows) if flows else None,
             worker_concurrency=concurrency,
+            embedded_workers=None if workers else False,
+            redis_url=redis_url,
             log_level=log_level,
             log_format=log_format,
         )
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
+    if reload and not config.flows_dirs:
+        raise _fail("--reload watches the flow folders, and none is configured (--flows or [flows] dirs)")
     logs.configure(config.log_level, config.log_format)
     # The port first: a server that cannot listen must say so before it prints a key to use.
-    listener = _listen(host, port)
+    listener = _listen(config.host, config.port)
     config = replace(config, port=int(listener.getsockname()[1]))
-    want_key = dev_key if dev_key is not None else database_url is None
+    want_key = dev_key if dev_key is not None else config.database_url is None
+    functions, tools = _registries(config)
+    checks = flow_checks(config, functions, tools)
     try:
-        prepared = asyncio.run(_prepare(config, want_key))
+        prepared = asyncio.run(_prepare(config, want_key, checks))
     except BaseException:
         listener.close()
         raise
     _print_banner(config, prepared.key, prepared.skipped)
-    server = uvicorn.Server(
+    server = StreamClosingServer(
         uvicorn.Config(
-            create_app(config),
+            create_app(config, functions=functions, tools=tools),
             loop="uvloop",
             http="httptools",
             timeout_graceful_shutdown=5,
@@ -317,7 +386,12 @@ def serve(
             log_config=None,  # keep the handlers `logs.configure` set up
         )
     )
-    server.run(sockets=[listener])
+    watcher = _watch_flows(config, checks) if reload else None
+    try:
+        server.run(sockets=[listener])
+    finally:
+        if watcher is not None:
+            watcher.stop()
     if not server.started:  # the app's startup failed; uvicorn has logged why
         raise typer.Exit(code=3)
 
@@ -349,12 +423,14 @@ class _Prepared:
     """`file: reason` for each flow file of `--flows` that could not be loaded."""
 
 
-async def _prepare(config: ServerConfig, want_key: bool) -> _Prepared:
+async def _prepare(config: ServerConfig, want_key: bool, checks: FlowChecks) -> _Prepared:
     store = await _open_store(config)
     try:
         prepared = _Prepared()
-        if config.flows_dir is not None:
-            prepared.skipped = await _load_flow_dir(store, config)
+        for folder in config.flows_dirs:
+            if not folder.is_dir():
+                raise _fail(f"flow folder {folder} (--flows or [flows] dirs) is not a folder")
+            prepared.skipped += await load_flow_files(store, config, flow_files(folder), checks)
         if want_key:
             prepared.key = await _dev_key(store, config)
         return prepared
@@ -362,68 +438,27 @@ async def _prepare(config: ServerConfig, want_key: bool) -> _Prepared:
         await store.close()
 
 
-class _BadFlowFile(Exception):
-    pass
+def _watch_flows(config: ServerConfig, checks: FlowChecks) -> FlowWatcher:
+    from noukai_server.cli.reload import FlowWatcher
+
+    watcher = FlowWatcher(config, checks)
+    watcher.start()
+    return watcher
 
 
-def _flow_checks(config: ServerConfig) -> FlowChecks:
-    """The checks the server configured by `config` applies to a pushed flow: its functions with
-    their signatures, its tools and its model providers."""
-    from noukai_server.engine import default_functions, default_tools
-    from noukai_server.providers import ModelRegistry
-    from noukai_server.runtime.flow_admin import FlowChecks
+def _registries(config: ServerConfig) -> tuple[FunctionRegistry, ToolRegistry]:
+    """The built-in functions and tools plus the config's [functions] and [tools]."""
+    from noukai_server.settings.extensions import build_registries
 
-    return FlowChecks.of(default_functions(), default_tools(), ModelRegistry(config.providers))
+    return build_registries(config)
 
 
-def _read_flow_file(path: Path, checks: FlowChecks) -> FlowSpec:
-    """Validate a flow file as the server's push would; `_BadFlowFile` says why it is refused."""
-    from noukai_server.flows import FlowValidationError
-
+def _parse_flow_file(path: Path, config: ServerConfig) -> FlowSpec:
+    """`read_flow_file` with the checks of the server `config` describes, or exit 1 with the message."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _BadFlowFile(f"cannot be read: {exc}") from exc
-    try:
-        return checks.parse(text, filename=path.name)
-    except FlowValidationError as exc:
-        raise _BadFlowFile(exc.message.removeprefix(f"{path.name}: ")) from exc
-
-
-def _parse_flow_file(path: Path, checks: FlowChecks) -> FlowSpec:
-    """`_read_flow_file`, or exit 1 with the message."""
-    try:
-        return _read_flow_file(path, checks)
-    except _BadFlowFile as exc:
+        return read_flow_file(path, flow_checks(config, *_registries(config)))
+    except BadFlowFile as exc:
         raise _fail(f"{path}: {exc}") from exc
-
-
-async def _load_flow_dir(store: Store, config: ServerConfig) -> list[str]:
-    """Save each flow file of the folder as a draft of the dev project. A file that is not a valid
-    flow is skipped (logged as a warning) and the others still load; returns `name: reason` for
-    each skipped file."""
-    from noukai_server.runtime.flow_admin import save_flow
-
-    assert config.flows_dir is not None
-    if not config.flows_dir.is_dir():
-        raise _fail(f"--flows {config.flows_dir} is not a folder")
-    skipped: list[str] = []
-    checks = _flow_checks(config)
-    for path in sorted(config.flows_dir.iterdir()):
-        if path.suffix not in FLOW_SUFFIXES:
-            continue
-        try:
-            spec = _read_flow_file(path, checks)
-        except _BadFlowFile as exc:
-            logger.warning("skipped flow file %s: %s", path, exc, extra={"file": str(path)})
-            skipped.append(f"{path.name}: {exc}")
-            continue
-        current = await store.get_flow(config.dev_org, config.dev_project, spec.slug)
-        if current is not None and current.draft == spec.to_document():
-            continue  # unchanged: keep the draft revision, so running runs never look stale
-        await save_flow(store, config.dev_org, config.dev_project, spec)
-        logger.info("loaded %s as %s/%s/%s", path.name, config.dev_org, config.dev_project, spec.slug)
-    return skipped
 
 
 async def _dev_key(store: Store, config: ServerConfig) -> str:
@@ -445,7 +480,8 @@ def _print_banner(config: ServerConfig, key: str | None, skipped: list[str] | No
     base = f"http://{_hostport(config.host, config.port)}"
     lines = [f"Noukai {__version__} serving on {base}  (API docs: {base}/docs)"]
     if skipped:
-        lines += [f"skipped {len(skipped)} flow file(s) of {config.flows_dir} that are not valid flows:"]
+        folders = ", ".join(str(folder) for folder in config.flows_dirs)
+        lines += [f"skipped {len(skipped)} flow file(s) of {folders} that are not valid flows:"]
         lines += [f"  {entry}" for entry in skipped]
     if key is not None:
         flow = f"{config.dev_org}/{config.dev_project}/echo"
@@ -475,8 +511,9 @@ def keys_create(
     org: Annotated[str, typer.Option(help="The org the key belongs to.")],
     project: Annotated[str | None, typer.Option(help="Limit the key to one project.")] = None,
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
-    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    config_file: ConfigFileOption = None,
     url: ServerUrl = None,
     api_key: ApiKey = None,
     local: Local = False,
@@ -485,7 +522,7 @@ def keys_create(
     _keys_are_local(ctx, url, local, "create")
 
     async def run() -> str:
-        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT)
+        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT, config_file)
         try:
             _, key = await store.create_api_key(org, project, name=name)
             return key
@@ -499,8 +536,9 @@ def keys_create(
 def keys_list(
     ctx: typer.Context,
     org: Annotated[str, typer.Option(help="The org whose keys to list.")],
-    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    config_file: ConfigFileOption = None,
     url: ServerUrl = None,
     api_key: ApiKey = None,
     local: Local = False,
@@ -509,7 +547,7 @@ def keys_list(
     _keys_are_local(ctx, url, local, "list")
 
     async def run() -> None:
-        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT)
+        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT, config_file)
         try:
             for record in await store.list_api_keys(org):
                 state = "revoked" if record.revoked else "active"
@@ -525,8 +563,9 @@ def keys_list(
 def keys_revoke(
     ctx: typer.Context,
     key_id: Annotated[str, typer.Argument(help="The key id (the part after nk_ and before _).")],
-    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    config_file: ConfigFileOption = None,
     url: ServerUrl = None,
     api_key: ApiKey = None,
     local: Local = False,
@@ -535,7 +574,7 @@ def keys_revoke(
     _keys_are_local(ctx, url, local, "revoke")
 
     async def run() -> bool:
-        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT)
+        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT, config_file)
         try:
             return await store.revoke_api_key(key_id)
         finally:
@@ -556,8 +595,9 @@ def flows_push(
     publish: Annotated[
         bool, typer.Option("--publish", help="Also publish the draft as a new version.")
     ] = False,
-    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    config_file: ConfigFileOption = None,
     url: ServerUrl = None,
     api_key: ApiKey = None,
     local: Local = False,
@@ -570,10 +610,10 @@ def flows_push(
         return
     from noukai_server.runtime.flow_admin import save_flow
 
-    spec = _parse_flow_file(file, _flow_checks(_config(data_dir, database_url)))
+    spec = _parse_flow_file(file, _config(data_dir, database_url, config_file))
 
     async def run() -> str:
-        store = await _open_existing_store(data_dir, database_url, _REMOTE_HINT)
+        store = await _open_existing_store(data_dir, database_url, _REMOTE_HINT, config_file)
         try:
             flow, version = await save_flow(store, org, project, spec, publish=publish)
         finally:

@@ -4,6 +4,15 @@ A worker holds a lease per run and renews it while the run executes; if renewal 
 expired and someone else claimed the run) the run's task is cancelled at once, and the attempt
 number fences off any write it might still try. A run the API asked to cancel is stopped at the
 next await point, which closes an in-flight model stream instead of waiting for it.
+
+Claims are fair across tenants when the worker has `org_caps`: the oldest claimable run of an org
+that holds fewer live leases than its cap (counted in the claim query, on this worker or across the
+deployment: see `store.OrgCaps`).
+
+`drain(grace)` is the clean way out (SIGTERM on `noukai worker`): stop claiming, let each run go on
+to the end of its current step (its checkpoint stored), hand it back there, and after `grace`
+seconds cut off whatever is still inside a step; every run it held is handed back to the queue at
+once (`Store.release_leases`) rather than when its lease expires.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from noukai_server.engine import (
     PausedForTools,
     RunInputs,
     RunState,
+    Yielded,
 )
 from noukai_server.engine.state import awaits_tool_results
 from noukai_server.eventlog.writer import RunLogWriter
@@ -45,7 +55,7 @@ from noukai_server.logs import run_id_var
 from noukai_server.providers.pricing import format_cost
 from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
 from noukai_server.runtime.flow_cache import FlowCache
-from noukai_server.store import LeaseLost, RunRecord, RunUpdate, Store
+from noukai_server.store import LeaseLost, OrgCaps, RunRecord, RunUpdate, Store
 
 logger = logging.getLogger("noukai.worker")
 
@@ -62,6 +72,8 @@ class Worker:
         lease_seconds: float = 30.0,
         poll_interval: float = 1.0,
         worker_id: str | None = None,
+        org_caps: OrgCaps | None = None,
+        cancel_poll_seconds: float | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -70,33 +82,102 @@ class Worker:
         self._concurrency = concurrency
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
+        self._org_caps = org_caps
+        # Renewed three times per lease, so two renewals can fail before it expires.
+        self._renew_interval = lease_seconds / 3
+        self._cancel_poll_seconds = cancel_poll_seconds
+        """Ask the store this often for cancels of the runs held here: for a process whose bus does
+        not carry the API's cancel notices (no Redis). None: the bus does."""
+        self._cancel_poll: asyncio.Task[None] | None = None
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self._active: dict[str, asyncio.Task[None]] = {}
         self._bodies: dict[str, tuple[asyncio.Task[None], list[str]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._draining = False
+        """Runs stop at their next step boundary and are handed back (`drain`)."""
+        self._org_running: dict[str, int] = {}
+        """Runs of each org this worker runs or holds a slot for (the hand-off's cap check)."""
         self._reserved = 0
         """Slots held for runs the API is creating already leased to this worker (`reserve`)."""
+        self._handed_back: list[str] = []
+        self._hurry = asyncio.Event()
 
     async def start(self) -> None:
         self._bus.on_cancel(self._cancel_now)
         self._loop_task = asyncio.create_task(self._claim_loop(), name=f"{self.worker_id}-claims")
+        if self._cancel_poll_seconds is not None:
+            self._cancel_poll = asyncio.create_task(self._poll_cancels(self._cancel_poll_seconds))
+
+    async def _poll_cancels(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if not self._bodies:
+                continue
+            try:
+                for run_id in await self._store.cancels_for(self.worker_id):
+                    self._cancel_now(run_id)
+            except Exception:
+                logger.exception("%s: polling for cancels failed; retrying", self.worker_id)
 
     async def stop(self) -> None:
         """Stop claiming and abandon running runs; their leases expire and another worker (or this
         one after a restart) picks them up again from their last checkpoint."""
         self._stopping = True
-        tasks = [t for t in (self._loop_task, *self._active.values()) if t is not None]
+        tasks = [t for t in (self._loop_task, self._cancel_poll, *self._active.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def hurry(self) -> None:
+        """End a `drain`'s grace period now: the runs still inside a step are handed back."""
+        self._hurry.set()
+
+    async def drain(self, grace_seconds: float) -> list[str]:
+        """Stop claiming; let every run finish the step it is in (up to `grace_seconds`) and hand
+        it back at that step boundary; then cut off the runs still inside a step and hand them
+        back too (their step runs again elsewhere as the next attempt). Returns the ids of the
+        runs handed back. A run that is waiting (paused, or for tool results) is held by no worker,
+        so there is nothing to hand back for it."""
+        self._stopping = self._draining = True
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        running = set(self._active.values())
+        if running:
+            all_done = asyncio.create_task(asyncio.wait(running))
+            hurry = asyncio.create_task(self._hurry.wait())
+            await asyncio.wait({all_done, hurry}, timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (all_done, hurry):
+                waiter.cancel()
+            late = {task for task in running if not task.done()}
+            if late:
+                logger.warning(
+                    "%s: %d run(s) still inside a step after %.1f s: handing them back now",
+                    self.worker_id,
+                    len(late),
+                    grace_seconds,
+                )
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._cancel_poll is not None:
+            self._cancel_poll.cancel()
+            await asyncio.gather(self._cancel_poll, return_exceptions=True)
+        # Whatever this worker still holds: the runs cut off above (and any whose hand-back failed).
+        released = await self._store.release_leases(self.worker_id)
+        if released:
+            await self._bus.announce_work()
+        return sorted({*self._handed_back, *released})
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
             try:
                 claimed = False
                 while self._has_room():
-                    run = await self._store.claim_next_run(self.worker_id, self._lease_seconds)
+                    run = await self._store.claim_next_run(
+                        self.worker_id, self._lease_seconds, self._org_caps
+                    )
                     if run is None:
                         break
                     claimed = True
@@ -115,24 +196,38 @@ class Worker:
     def lease_seconds(self) -> float:
         return self._lease_seconds
 
-    def reserve(self) -> bool:
-        """Hold a slot for a run about to be created already leased to this worker (the API's
-        direct hand-off: no trip through the queue and no claim); False when full or stopping.
-        Every True is followed by exactly one `adopt` or `release`."""
+    def reserve(self, org: str) -> bool:
+        """Hold a slot for a run of `org` about to be created already leased to this worker (the
+        API's direct hand-off: no trip through the queue and no claim); False when full, stopping,
+        or when `org` already has its cap of runs here (the run then goes through the queue, whose
+        claim applies the deployment-wide cap). Every True is followed by exactly one `adopt` or
+        `release` for the same org."""
         if self._stopping or not self._has_room():
             return False
+        cap = None if self._org_caps is None else self._org_caps.cap(org)
+        if cap is not None and self._org_running.get(org, 0) >= cap:
+            return False
         self._reserved += 1
+        self._count(org, +1)
         return True
 
-    def release(self) -> None:
+    def release(self, org: str) -> None:
         self._reserved -= 1
+        self._count(org, -1)
 
     def adopt(self, run: RunRecord) -> None:
         """Start a reserved run that was created leased to this worker."""
-        self._reserved -= 1
+        self.release(run.org_id)
         if self._stopping:
             return  # its lease expires and the queue hands it out again
         self._run(run)
+
+    def _count(self, org: str, delta: int) -> None:
+        count = self._org_running.get(org, 0) + delta
+        if count:
+            self._org_running[org] = count
+        else:
+            del self._org_running[org]
 
     def _has_room(self) -> bool:
         return len(self._active) + self._reserved < self._concurrency
@@ -140,7 +235,8 @@ class Worker:
     def _run(self, run: RunRecord) -> None:
         task = asyncio.create_task(self._process(run), name=f"run-{run.id}")
         self._active[run.id] = task
-        task.add_done_callback(self._forget)
+        self._count(run.org_id, +1)
+        task.add_done_callback(lambda done: self._forget(run))
 
     def _cancel_now(self, run_id: str) -> None:
         """The API asked to cancel a run: if this worker runs it, stop it at once."""
@@ -149,8 +245,9 @@ class Worker:
             entry[1].append("cancel")
             entry[0].cancel()
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._active.pop(task.get_name().removeprefix("run-"), None)
+    def _forget(self, run: RunRecord) -> None:
+        self._active.pop(run.id, None)
+        self._count(run.org_id, -1)
 
     async def _process(self, run: RunRecord) -> None:
         run_id_var.set(run.id)  # this task's own context: every line of the run carries its id
@@ -162,6 +259,9 @@ class Worker:
             extra={"flow": run.flow_id},
         )
         writer = _LoggedWriter(self._store, self._bus, run.id, run.attempt, run.last_seq)
+        if run.cancel_requested:  # cancelled while it was being handed from one worker to another
+            await self._finish_cancelled(run, writer)
+            return
         body = asyncio.create_task(self._drive(run, writer))
         stop_reason: list[str] = []
         self._bodies[run.id] = (body, stop_reason)
@@ -188,7 +288,7 @@ class Worker:
             await self._finish_internal_error(run, writer)
 
     async def _keep_lease(self, run: RunRecord, body: asyncio.Task[None], stop_reason: list[str]) -> None:
-        interval = self._lease_seconds / 3
+        interval = self._renew_interval
         while not body.done():
             await asyncio.sleep(interval)
             state = await self._store.extend_lease(run.id, run.attempt, self.worker_id, self._lease_seconds)
@@ -230,6 +330,7 @@ class Worker:
             pause_after=run.pause_after,
             attempt=resume.attempt,
             interrupted=resume.interrupted,
+            stop_between_steps=self._is_draining,
         )
         if isinstance(outcome, Completed):
             completed: FlowCompletedFields = {
@@ -286,6 +387,20 @@ class Worker:
                 "stepId": outcome.step_id,
             }
             await self._fail(run, writer, error, state)
+        elif isinstance(outcome, Yielded):
+            await self._hand_back(run, writer, outcome.next_index)
+
+    def _is_draining(self) -> bool:
+        return self._draining
+
+    async def _hand_back(self, run: RunRecord, writer: RunLogWriter, next_index: int) -> None:
+        """The run stopped at a step boundary because this worker is draining: its checkpoint is
+        stored, so give the lease back now and any worker continues at `next_index`."""
+        await writer.settle()
+        if await self._store.release_leases(self.worker_id, [run.id]):
+            self._handed_back.append(run.id)
+            await self._bus.announce_work()
+            logger.info("run %s handed back at step %d (worker draining)", run.id, next_index)
 
     async def _resume_point(self, run: RunRecord, spec: FlowSpec, state: RunState) -> ResumePoint:
         """The attempt the step at the cursor runs as: a step that already started in this run

@@ -33,6 +33,7 @@ from noukai_server.api.responses import (
     KEYED,
     STEP_INPUTS,
     TENANT,
+    THREAD_TURN,
     TOOL_RESUME,
     answers,
     fails,
@@ -75,6 +76,7 @@ _STEP_ERRORS = fails(
     FLOW_ADDRESS,
     STEP_INPUTS,
     TOOL_RESUME,
+    THREAD_TURN,
     (ErrorCode.INVALID_FIRST_CALL, ErrorCode.RUN_NOT_FOUND, ErrorCode.RUN_NOT_RESUMABLE),
 )
 _STEP_STREAM = streams(
@@ -102,7 +104,9 @@ async def step(
     body = await read_model(request, StepRequest)
     run_id, after = await svc.runs.begin_step_segment(target, body, org=key.org_id, session_id=x_session_id)
     policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=SEGMENT_ENDS)
-    return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run_id, after), policy))
+    return sse_response(
+        follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run_id, after), policy), svc.streams
+    )
 
 
 async def run_events(
@@ -141,7 +145,9 @@ async def run_events(
         stop_after=ev.TERMINAL_EVENTS,
         types=wanted,
     )
-    return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, after), policy))
+    return sse_response(
+        follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, after), policy), svc.streams
+    )
 
 
 ENDPOINTS: Final = (
@@ -225,7 +231,9 @@ async def live_trace(
     run = await _run_for(svc, key, execution_id, org, project)
     await _ensure_log_kept(svc, run)
     policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=ev.TERMINAL_EVENTS)
-    return sse_response(follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, 0), policy))
+    return sse_response(
+        follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run.id, 0), policy), svc.streams
+    )
 
 
 @router.post(
