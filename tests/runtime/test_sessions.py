@@ -3,9 +3,7 @@ by bad luck: runs that stopped between steps, expiry, pruned logs, and the reten
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,17 +34,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.connect(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", clock=clock)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 def service(store: Store, retention: float = 3600) -> SessionService:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 import noukai
-from noukai import _models, _replay
+from noukai import _models, _replay, _threads
 from noukai.types import wire
 
 PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
@@ -30,6 +30,10 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (wire.SessionResponse, _replay.Session),
     (wire.SessionExecution, _replay.SessionExecution),
     (wire.SessionStepSnapshot, _replay.SessionStep),
+    (wire.ThreadInfo, _threads.Thread),
+    (wire.ThreadMessageInfo, _threads.ThreadMessage),
+    (wire.ThreadMessagePage, _threads.ThreadMessagePage),
+    (wire.ThreadErased, _threads.ThreadDeleted),
 ]
 
 
@@ -60,6 +64,8 @@ def test_every_answer_model_of_the_wire_is_paired() -> None:
         # Requests, not answers; the error envelope is read by the SDK's error mapping.
         "ExecuteRequest",
         "StepRequest",
+        "ThreadCreate",
+        "ThreadFork",
         "ErrorBody",
         "ErrorEnvelope",
         # Parts of answers, checked through them; the base of the two /execute answers.

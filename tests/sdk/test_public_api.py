@@ -18,9 +18,11 @@ EXPECTED = {
     # clients and resources
     "Noukai", "AsyncNoukai", "Flow", "AsyncFlow", "Run", "AsyncRun", "Runs", "AsyncRuns",
     "Job", "AsyncJob", "Stream", "AsyncStream",
+    "Threads", "AsyncThreads", "ThreadStream", "AsyncThreadStream",
     # results
     "ExecuteResult", "PausedResult", "AsyncPausedResult", "JobAccepted", "JobStatus", "Trace",
     "RunSummary", "StepTrace", "StepAttempts", "TokenUsage", "RunInfo", "CancelResult",
+    "Thread", "ThreadMessage", "ThreadMessagePage", "ThreadDeleted", "ThreadEvent",
     # events
     "StreamEvent", "RunStarted", "StepStarted", "StepInput", "StepOutput", "StepReasoning",
     "StepProgress", "StepCompleted", "StepFailed", "StepRetrying", "StepPaused", "ToolCallsRequired",

@@ -23,6 +23,7 @@ from noukai._jobs import AsyncJob, Job
 from noukai._models import AsyncPausedResult, PausedResult
 from noukai._runs import AsyncRun, AsyncRuns, Run, Runs
 from noukai._streams import AsyncStream, Stream
+from noukai._threads import AsyncThreads, AsyncThreadStream, Threads, ThreadStream
 
 PAIRS: list[tuple[type, type]] = [
     (Noukai, AsyncNoukai),
@@ -32,6 +33,8 @@ PAIRS: list[tuple[type, type]] = [
     (Job, AsyncJob),
     (Stream, AsyncStream),
     (PausedResult, AsyncPausedResult),
+    (Threads, AsyncThreads),
+    (ThreadStream, AsyncThreadStream),
 ]
 
 RENAMED: dict[str, str] = {
@@ -58,6 +61,8 @@ ANNOTATION_NAMES: dict[str, str] = {
     "Run": "AsyncRun",
     "Runs": "AsyncRuns",
     "Job": "AsyncJob",
+    "Threads": "AsyncThreads",
+    "ThreadStream": "AsyncThreadStream",
     "Stream": "AsyncStream",
     "PausedResult": "AsyncPausedResult",
     "Iterator": "AsyncIterator",
@@ -72,6 +77,7 @@ ANNOTATION_NAMES: dict[str, str] = {
 ANNOTATION_REWRITES: dict[str, str] = {
     # A sync generator's send and return types are both spelt; an async generator has no return.
     "Generator[T, None, None]": "AsyncGenerator[T, None]",
+    "Generator[ThreadEvent, None, None]": "AsyncGenerator[ThreadEvent, None]",
 }
 """Whole sync annotations whose async spelling differs beyond a rename."""
 

@@ -124,6 +124,8 @@ def _seed_world(server: ServerProcess) -> World:
         + [{"role": "tool", "tool_call_id": c["id"], "content": "sunny"} for c in paused["toolCalls"]],
     }
     next_step = {**STEP_BODY, "executionId": runs[-2], "stepIndex": 1, "runRemaining": False}
+    # Threads to read, fork and delete: enough that DELETEs leave live ones for the other calls.
+    threads = [_call(server, "POST", "/threads", json={}).json()["threadId"] for _ in range(3 * MAX_EXAMPLES)]
     return World(
         paths={
             "org": ["dev"],
@@ -133,12 +135,14 @@ def _seed_world(server: ServerProcess) -> World:
             "execution_id": runs,
             "step_id": STEP_IDS,
             "session_id": [session],
+            "thread_id": threads,
         },
         bodies={
             "execute": [*RUN_BODIES, resume],
             "jobs": RUN_BODIES,
             "step": [{**STEP_BODY, **body} for body in RUN_BODIES] + [next_step],
             "{slug}": FLOW_DOCUMENTS,
+            "fork": [{}, {"position": 0}],
         },
     )
 

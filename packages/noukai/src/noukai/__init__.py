@@ -66,6 +66,17 @@ from noukai._models import (
 from noukai._replay import TraceScope, trace, trace_scope, trace_scope_sync
 from noukai._runs import AsyncRun, AsyncRuns, Run, Runs
 from noukai._streams import AsyncStream, Stream
+from noukai._threads import (
+    AsyncThreads,
+    AsyncThreadStream,
+    Thread,
+    ThreadDeleted,
+    ThreadEvent,
+    ThreadMessage,
+    ThreadMessagePage,
+    Threads,
+    ThreadStream,
+)
 from noukai._version import __version__
 
 __all__ = [
@@ -78,6 +89,8 @@ __all__ = [
     "AsyncRun",
     "AsyncRuns",
     "AsyncStream",
+    "AsyncThreadStream",
+    "AsyncThreads",
     "AuthenticationError",
     "CancelResult",
     "ExecuteResult",
@@ -123,6 +136,13 @@ __all__ = [
     "StepTrace",
     "Stream",
     "StreamEvent",
+    "Thread",
+    "ThreadDeleted",
+    "ThreadEvent",
+    "ThreadMessage",
+    "ThreadMessagePage",
+    "ThreadStream",
+    "Threads",
     "TokenUsage",
     "ToolCallCompleted",
     "ToolCallLimitError",

@@ -10,6 +10,7 @@ from noukai._config import ClientConfig, LogHandler, resolve_config
 from noukai._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from noukai._flows import AsyncFlow, Flow, resolve_flow
 from noukai._runs import AsyncRuns, Runs
+from noukai._threads import AsyncThreads, Threads
 from noukai._transport import AsyncTransport, SyncTransport
 
 
@@ -87,6 +88,9 @@ class Noukai(_ClientBase):
         self._transport = SyncTransport(self._config, http_client)
         self.runs = Runs(self._transport)
         """Any run by execution id: `events()` (resumable), `retrieve()`, `cancel()`."""
+        self.threads = Threads(self._transport)
+        """Conversations kept by the server: `create()`, `get()`, `messages()`, `delete()`,
+        `fork()`, `events()` (one resumable stream across the thread's runs)."""
 
     def flow(
         self,
@@ -144,6 +148,7 @@ class AsyncNoukai(_ClientBase):
         )
         self._transport = AsyncTransport(self._config, http_client)
         self.runs = AsyncRuns(self._transport)
+        self.threads = AsyncThreads(self._transport)
 
     def flow(
         self,

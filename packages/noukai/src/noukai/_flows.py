@@ -51,6 +51,8 @@ from noukai.types.errors import status_for_code
 from noukai.types.wire import ExecuteRequest, StepRequest
 
 Version = int | Literal["draft", "production"]
+Multitask = Literal["reject", "enqueue"]
+"""What a new turn does when its thread is busy: fail with 409 THREAD_BUSY, or wait its turn."""
 PausedT = TypeVar("PausedT", bound=_PausedFields)
 
 
@@ -112,6 +114,8 @@ def execute_request(
     tools: list[dict[str, Any]] | None,
     tool_choice: str | dict[str, Any] | None,
     trace: bool,
+    thread_id: str | None = None,
+    multitask: Multitask | None = None,
 ) -> ExecuteRequest:
     if message is not None and messages:
         raise ValueError("pass message or messages, not both")
@@ -128,6 +132,8 @@ def execute_request(
         tools=tools,
         tool_choice=tool_choice,
         trace=trace,
+        thread_id=thread_id,
+        multitask=multitask,
     )
 
 
@@ -195,6 +201,8 @@ class _StepOptions:
     max_tool_rounds: int
     heartbeat_seconds: float
     max_reconnects: int
+    thread_id: str | None = None
+    multitask: Multitask | None = None
 
 
 def _check_handler(handler: object | None) -> None:
@@ -284,6 +292,8 @@ class _FlowBase:
             tools=options.tools,
             tool_choice=options.tool_choice,
             trace=options.trace,
+            thread_id=options.thread_id,
+            multitask=options.multitask,
         )
         return StepDriver(
             path=self._path("step", options.version),
@@ -313,6 +323,8 @@ class _FlowBase:
         trace: bool,
         version: Version | None,
         session_id: str | None,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> tuple[ExecuteRequest, _Session]:
         """The request and the session of an `execute()` (pure: no I/O)."""
         version_segment(version)  # refuse a bad version before anything else
@@ -325,6 +337,8 @@ class _FlowBase:
             tools=tools,
             tool_choice=tool_choice,
             trace=trace,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         return request, self._session(session_id)
 
@@ -352,6 +366,8 @@ class _FlowBase:
         timeout: float | None,
         session_id: str | None,
         idempotency_key: str | None,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> Call:
         """The `/jobs` call both clients send (pure: no I/O), with a fresh idempotency key."""
         version_segment(version)
@@ -366,6 +382,8 @@ class _FlowBase:
             tools=None,
             tool_choice=None,
             trace=trace,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         headers = self._headers(session.session_id, idempotency_key or str(uuid.uuid4()))
         return self._jobs_call(self._path("jobs", version), request, timeout, headers)
@@ -387,6 +405,8 @@ class _FlowBase:
                 "iterations_used",
                 "accumulated_outputs",
                 "trace",
+                "thread_id",
+                "multitask",
             },
         )
         return Call("POST", path, json=body, headers=headers, timeout=timeout)
@@ -439,6 +459,8 @@ class Flow(_FlowBase):
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         session_id: str | None = None,
         idempotency_key: str | None = None,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> ExecuteResult | PausedResult:
         """Run the flow and wait for its result. With `tool_handler`, tool pauses are answered
         and resumed until the flow finishes (at most `max_tool_rounds` rounds)."""
@@ -454,6 +476,8 @@ class Flow(_FlowBase):
             trace=trace,
             version=version,
             session_id=session_id,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         with self._tracking(session):
             if session.replay_from is not None:
@@ -526,6 +550,8 @@ class Flow(_FlowBase):
         session_id: str | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         max_reconnects: int = MAX_RECONNECTS,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> Stream[StreamEvent]:
         """Every event of a new run. By default the server pauses after each step and the stream
         advances it; `run_remaining=True` runs all steps in one response. Dropped connections
@@ -544,6 +570,8 @@ class Flow(_FlowBase):
             max_tool_rounds=max_tool_rounds,
             heartbeat_seconds=heartbeat_seconds,
             max_reconnects=max_reconnects,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         return self._stream(options, tool_handler, session_id, steps_only=False)
 
@@ -564,6 +592,8 @@ class Flow(_FlowBase):
         session_id: str | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         max_reconnects: int = MAX_RECONNECTS,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> Stream[StepCompleted]:
         """One `StepCompleted` per finished step; raises `FlowExecutionError` if the run fails."""
         options = _StepOptions(
@@ -580,6 +610,8 @@ class Flow(_FlowBase):
             max_tool_rounds=max_tool_rounds,
             heartbeat_seconds=heartbeat_seconds,
             max_reconnects=max_reconnects,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         stream: Stream[Any] = self._stream(options, tool_handler, session_id, steps_only=True)
         return stream
@@ -632,10 +664,21 @@ class Flow(_FlowBase):
         timeout: float | None = None,
         session_id: str | None = None,
         idempotency_key: str | None = None,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> Job:
         """Submit the run to the server's job queue; `job.wait()` / `job.poll()` get its result."""
         call = self._job_submission(
-            message, parameters, block_overrides, trace, version, timeout, session_id, idempotency_key
+            message,
+            parameters,
+            block_overrides,
+            trace,
+            version,
+            timeout,
+            session_id,
+            idempotency_key,
+            thread_id,
+            multitask,
         )
         submitted = time.monotonic()
         answer = self._transport.request(call)
@@ -673,6 +716,8 @@ class AsyncFlow(_FlowBase):
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         session_id: str | None = None,
         idempotency_key: str | None = None,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> ExecuteResult | AsyncPausedResult:
         """Run the flow and wait for its result. `tool_handler` may be sync or async."""
         _check_handler(tool_handler)
@@ -687,6 +732,8 @@ class AsyncFlow(_FlowBase):
             trace=trace,
             version=version,
             session_id=session_id,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         with self._tracking(session):
             if session.replay_from is not None:
@@ -759,6 +806,8 @@ class AsyncFlow(_FlowBase):
         session_id: str | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         max_reconnects: int = MAX_RECONNECTS,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> AsyncStream[StreamEvent]:
         """Every event of a new run (see `Flow.events`); `async for` it."""
         options = _StepOptions(
@@ -775,6 +824,8 @@ class AsyncFlow(_FlowBase):
             max_tool_rounds=max_tool_rounds,
             heartbeat_seconds=heartbeat_seconds,
             max_reconnects=max_reconnects,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         return self._stream(options, tool_handler, session_id, steps_only=False)
 
@@ -795,6 +846,8 @@ class AsyncFlow(_FlowBase):
         session_id: str | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         max_reconnects: int = MAX_RECONNECTS,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> AsyncStream[StepCompleted]:
         """One `StepCompleted` per finished step; raises `FlowExecutionError` if the run fails."""
         options = _StepOptions(
@@ -811,6 +864,8 @@ class AsyncFlow(_FlowBase):
             max_tool_rounds=max_tool_rounds,
             heartbeat_seconds=heartbeat_seconds,
             max_reconnects=max_reconnects,
+            thread_id=thread_id,
+            multitask=multitask,
         )
         stream: AsyncStream[Any] = self._stream(options, tool_handler, session_id, steps_only=True)
         return stream
@@ -870,10 +925,21 @@ class AsyncFlow(_FlowBase):
         timeout: float | None = None,
         session_id: str | None = None,
         idempotency_key: str | None = None,
+        thread_id: str | None = None,
+        multitask: Multitask | None = None,
     ) -> AsyncJob:
         """Submit the run to the server's job queue (server-side async, not Python async)."""
         call = self._job_submission(
-            message, parameters, block_overrides, trace, version, timeout, session_id, idempotency_key
+            message,
+            parameters,
+            block_overrides,
+            trace,
+            version,
+            timeout,
+            session_id,
+            idempotency_key,
+            thread_id,
+            multitask,
         )
         submitted = time.monotonic()
         accepted = JobAccepted.model_validate((await self._transport.request(call)).body)

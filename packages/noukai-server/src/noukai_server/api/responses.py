@@ -150,3 +150,5 @@ TOOL_RESUME: Final = (
     ErrorCode.TOOL_RESULTS_MISMATCH,
 )
 """Tool results sent to a paused run."""
+THREAD_TURN: Final = (ErrorCode.THREAD_NOT_FOUND, ErrorCode.THREAD_EXPIRED, ErrorCode.THREAD_BUSY)
+"""A run started as a thread's turn (`threadId`)."""

@@ -2,7 +2,9 @@
 SQLite, one writer) never waits long behind it.
 
 A run recorded in a replay session keeps its log for the longer of the two retention periods:
-the log is what the session's snapshots are made of, and what its traces are made of."""
+the log is what the session's snapshots are made of, and what its traces are made of.
+
+Threads past their TTL are erased by the same sweep (`Store.erase_expired_threads`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from noukai_server.store import Store
 
 logger = logging.getLogger("noukai.retention")
+THREAD_BATCH = 50
+"""Expired threads erased per write."""
 
 
 class RetentionTask:
@@ -43,8 +47,23 @@ class RetentionTask:
             )
             total += pruned
             if pruned < self._batch:
-                return total
+                break
             await asyncio.sleep(0.05)  # let queued writes through between batches
+        await self.erase_expired_threads()
+        return total
+
+    async def erase_expired_threads(self) -> int:
+        """Erase the threads past their TTL (messages, and their runs' logs and contents), a few
+        per write; a thread with an active run waits for the run to end."""
+        erased = 0
+        while True:
+            count = await self._store.erase_expired_threads(max_threads=THREAD_BATCH)
+            erased += count
+            if count < THREAD_BATCH:
+                if erased:
+                    logger.info("erased %d expired threads", erased)
+                return erased
+            await asyncio.sleep(0.05)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="noukai-retention")

@@ -118,9 +118,11 @@ class RunLogWriter:
             batch, self._pending = self._pending, []
             update, self._update = self._update, None
             rows = [EventRow(e.seq, e.type, e.data.decode(), created_at=at) for e, at in batch]
-            await self._store.record(self._run_id, self._attempt, rows, update)
+            promoted = await self._store.record(self._run_id, self._attempt, rows, update)
             if batch:
                 await self._bus.publish(self._run_id, [e for e, _ in batch])
+            if promoted is not None:  # the next turn of this run's thread can start now
+                await self._bus.announce_work()
 
     async def settle(self) -> None:
         """Wait until the background write in flight, if any, has ended, whether it failed or not:

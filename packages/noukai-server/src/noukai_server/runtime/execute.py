@@ -89,6 +89,8 @@ async def execute(
             trigger="execute",
             session_id=session_id,
             idempotency_key=idempotency_key,
+            thread_id=body.thread_id,
+            multitask=body.multitask,
         )
     waiter = asyncio.ensure_future(runs.wait_settled(run.id, subscription))
     done, _ = await asyncio.wait({waiter}, timeout=heartbeat_seconds)

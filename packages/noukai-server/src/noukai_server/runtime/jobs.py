@@ -56,7 +56,13 @@ async def submit_job(
     inputs = inputs_from(body)
     runs.check_inputs(target, inputs)
     run = await runs.start(
-        target, inputs, trigger="job", session_id=session_id, idempotency_key=idempotency_key
+        target,
+        inputs,
+        trigger="job",
+        session_id=session_id,
+        idempotency_key=idempotency_key,
+        thread_id=body.thread_id,
+        multitask=body.multitask,
     )
     return {
         "executionId": run.id,

@@ -32,7 +32,8 @@ from noukai_server.flows import (
 )
 from noukai_server.runtime.errors import RequestRejected
 from noukai_server.runtime.flow_cache import FlowCache
-from noukai_server.store import EventRow, FlowHead, NewRun, RunRecord, Store
+from noukai_server.runtime.threads import thread_errors, thread_turn, tool_turns
+from noukai_server.store import EventRow, FlowHead, HistoryWindow, NewRun, RunRecord, Store, ThreadTurn
 from noukai_server.store.records import TriggerType
 
 MAX_MESSAGES_BYTES = 1024 * 1024
@@ -72,9 +73,9 @@ class LocalWorker(Protocol):
     @property
     def lease_seconds(self) -> float: ...
 
-    def reserve(self) -> bool: ...
+    def reserve(self, org: str) -> bool: ...
 
-    def release(self) -> None: ...
+    def release(self, org: str) -> None: ...
 
     def adopt(self, run: RunRecord) -> None: ...
 
@@ -194,6 +195,9 @@ class RunService:
         except ValueError as exc:
             raise RequestRejected(ErrorCode.TOOL_RESULTS_MISMATCH, str(exc)) from exc
         answered: AgentState = {**agent, "results": results}
+        if run.thread_id is not None:  # appended to the thread with the run's answer
+            pause: Any = agent["pause"]
+            await self._store.add_thread_tool_turns(run.id, tool_turns(pause, [dict(r) for r in results]))
         advanced = await self._store.advance_run(
             run.id,
             expected_status="waiting",
@@ -218,9 +222,14 @@ class RunService:
         idempotency_key: str | None = None,
         pause_after: int | None = None,
         run_id: str | None = None,
+        thread_id: str | None = None,
+        multitask: str | None = None,
     ) -> RunRecord:
         session_id = session_id_of(session_id)
         inputs = bind_inputs(target, inputs)
+        thread: ThreadTurn | None = None
+        if thread_id is not None:
+            thread = thread_turn(thread_id, inputs, history_window(target), multitask)
         new = NewRun(
             id=run_id or str(uuid.uuid4()),
             org_id=target.flow.org_id,
@@ -234,9 +243,15 @@ class RunService:
             session_id=session_id,
             pause_after=pause_after,
             idempotency_key=idempotency_key,
+            thread=thread,
         )
+        if thread is not None:  # through the queue: the turn may have to wait for the thread
+            with thread_errors():
+                run = await self._store.create_run(new)
+            await self._bus.announce_work()
+            return run
         local = self._local
-        if local is None or not local.reserve():
+        if local is None or not local.reserve(new.org_id):
             run = await self._store.create_run(new)
             await self._bus.announce_work()
             return run
@@ -251,12 +266,12 @@ class RunService:
                 new, lease_to=local.worker_id, lease_seconds=local.lease_seconds
             )
         except BaseException:
-            local.release()
+            local.release(new.org_id)
             raise
         if run.created:
             local.adopt(run)
         else:  # an idempotent repeat: the run already exists, wherever it is
-            local.release()
+            local.release(new.org_id)
         return run
 
     async def launch(
@@ -267,6 +282,8 @@ class RunService:
         trigger: TriggerType = "execute",
         session_id: str | None = None,
         idempotency_key: str | None = None,
+        thread_id: str | None = None,
+        multitask: str | None = None,
     ) -> tuple[RunRecord, Subscription]:
         """Create a run already subscribed to its live events (subscribing first means its end
         cannot slip past). The caller owns the subscription (`wait_settled` closes it)."""
@@ -280,6 +297,8 @@ class RunService:
                 session_id=session_id,
                 idempotency_key=idempotency_key,
                 run_id=run_id,
+                thread_id=thread_id,
+                multitask=multitask,
             )
         except BaseException:
             await subscription.aclose()
@@ -313,7 +332,13 @@ class RunService:
             )
             self.check_inputs(target, inputs)
             run = await self.start(
-                target, inputs, trigger="step", session_id=session_id, pause_after=pause_after
+                target,
+                inputs,
+                trigger="step",
+                session_id=session_id,
+                pause_after=pause_after,
+                thread_id=body.thread_id,
+                multitask=body.multitask,
             )
             return run.id, 0
         if body.tool_call_messages is not None:
@@ -385,6 +410,8 @@ class RunService:
         updated = await self._store.request_cancel(run.id, final_events=cancelled_event)
         if updated is None:
             raise RequestRejected(ErrorCode.RUN_NOT_FOUND, f"no run {run.id}")
+        if run.thread_id is not None and updated.terminal:
+            await self._bus.announce_work()  # the thread's next turn may have become claimable
         if final:
             await self._bus.publish(run.id, final)
         elif not updated.terminal:
@@ -417,6 +444,14 @@ class RunService:
                 if not await subscription.wait(remaining):
                     break
                 settled = any(event.type in SETTLING_EVENTS for event in subscription.take_nowait())
+
+
+def history_window(target: FlowTarget) -> HistoryWindow:
+    """The flow's `history` window for runs on a thread (no limit when it declares none)."""
+    history = target.spec.history
+    if history is None:
+        return HistoryWindow()
+    return HistoryWindow(max_messages=history.max_messages, max_tokens=history.max_tokens)
 
 
 def bind_inputs(target: FlowTarget, inputs: RunInputs) -> RunInputs:

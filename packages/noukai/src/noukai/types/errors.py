@@ -70,6 +70,15 @@ class ErrorCode(StrEnum):
     OUTPUT_NOT_SERIALIZABLE = "OUTPUT_NOT_SERIALIZABLE"
     """A step produced a value its run's log cannot store as JSON (an integer outside 64 bits, a
     non-JSON type such as a set or an object): the step fails at once, without retries."""
+    # Threads (multi-turn conversations kept by the server)
+    THREAD_NOT_FOUND = "THREAD_NOT_FOUND"
+    """No such thread for this API key's org and project (another tenant's looks the same)."""
+    THREAD_EXPIRED = "THREAD_EXPIRED"
+    """The thread outlived its TTL; retention erases it soon."""
+    THREAD_BUSY = "THREAD_BUSY"
+    """The thread has an active run: wait for it, send `multitask: "enqueue"`, or cancel it."""
+    THREAD_POSITION_INVALID = "THREAD_POSITION_INVALID"
+    """A fork position past the thread's last message, or a malformed thread stream cursor."""
     # Traces and sessions
     STEP_NOT_FOUND = "STEP_NOT_FOUND"
     ATTEMPT_NOT_FOUND = "ATTEMPT_NOT_FOUND"
@@ -126,6 +135,10 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.RUN_CANCELLED: 409,
     ErrorCode.STEP_INTERRUPTED: 503,
     ErrorCode.OUTPUT_NOT_SERIALIZABLE: 422,
+    ErrorCode.THREAD_NOT_FOUND: 404,
+    ErrorCode.THREAD_EXPIRED: 410,
+    ErrorCode.THREAD_BUSY: 409,
+    ErrorCode.THREAD_POSITION_INVALID: 400,
     ErrorCode.STEP_NOT_FOUND: 404,
     ErrorCode.ATTEMPT_NOT_FOUND: 404,
     ErrorCode.RATE_LIMIT: 429,

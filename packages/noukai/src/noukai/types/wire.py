@@ -36,6 +36,10 @@ class ErrorEnvelope(WireModel):
     detail: ErrorBody
 
 
+Multitask = Literal["reject", "enqueue"]
+"""What a new turn does when its thread already has an active run."""
+
+
 class ExecuteRequest(WireModel):
     """Body of `POST .../execute` (fresh call or tool resume) and `POST .../jobs`."""
 
@@ -52,6 +56,12 @@ class ExecuteRequest(WireModel):
     execution_id: str | None = None
     paused_at_step: str | None = None
     tool_call_messages: list[dict[str, Any]] | None = None
+    thread_id: str | None = None
+    """Run as the next turn of this thread: the run's `messages` are the thread's history (cut to
+    the flow's `history` window) plus this request's turn, appended to the thread on completion."""
+    multitask: Multitask | None = None
+    """When the thread already has an active run: `reject` (the default: 409 THREAD_BUSY) or
+    `enqueue` (this run waits its turn and starts when the active one ends)."""
 
 
 class StepRequest(WireModel):
@@ -71,6 +81,9 @@ class StepRequest(WireModel):
     tool_call_messages: list[dict[str, Any]] | None = None
     iterations_used: int = 0
     trace: bool = False
+    thread_id: str | None = None
+    """On the first call (no executionId): run as the next turn of this thread (see ExecuteRequest)."""
+    multitask: Multitask | None = None
 
 
 class ExecuteResult(WireModel):
@@ -351,3 +364,70 @@ class FlowList(WireModel):
 class Health(WireModel):
     status: Literal["ok"]
     version: str
+
+
+class ThreadCreate(WireModel):
+    """Body of `POST /threads` (every field optional)."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    ttl_seconds: int | None = Field(default=None, ge=1, le=10 * 365 * 24 * 3600)
+    """Erase the thread this long after its last activity (the server's default without it)."""
+    project: str | None = None
+    """The project of the thread, for an org-wide key (a project key's threads are its project's)."""
+
+
+class ThreadFork(WireModel):
+    """Body of `POST /threads/{id}/fork`."""
+
+    position: int | None = Field(default=None, ge=0)
+    """Copy the messages 1..position (all of them without it)."""
+    metadata: dict[str, Any] | None = None
+    """The new thread's metadata (the source's without it)."""
+    ttl_seconds: int | None = Field(default=None, ge=1, le=10 * 365 * 24 * 3600)
+
+
+class ThreadInfo(WireModel):
+    """A thread (`POST /threads`, `GET /threads/{id}`)."""
+
+    thread_id: str
+    metadata: dict[str, Any]
+    active_run_id: str | None
+    """The run currently taking its turn (None: the thread is idle)."""
+    run_count: int
+    message_count: int
+    ttl_seconds: int
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+
+
+class ThreadMessageInfo(WireModel):
+    """One message of a thread's history."""
+
+    position: int
+    role: str
+    message: dict[str, Any]
+    """The whole message: `role`, `content`, and `tool_calls` / `tool_call_id` for tool turns."""
+    run_id: str | None
+    created_at: datetime
+
+
+class ThreadMessagePage(WireModel):
+    """`GET /threads/{id}/messages`: a page of messages, oldest first."""
+
+    messages: list[ThreadMessageInfo]
+    next_cursor: str | None
+    """Pass as `cursor` for the next page; None on the last page."""
+
+
+class ThreadErased(WireModel):
+    """`DELETE /threads/{id}`: what was erased."""
+
+    thread_id: str
+    deleted: bool
+    messages: int
+    """Messages deleted."""
+    runs: int
+    """Runs whose input, state, result and error were blanked."""
+    events: int
+    """Events deleted from those runs' logs."""

@@ -26,6 +26,7 @@ from noukai_server.api.responses import (
     RUN_FAILURES,
     RUN_INPUTS,
     TENANT,
+    THREAD_TURN,
     TOOL_RESUME,
     answers,
     fails,
@@ -46,7 +47,7 @@ _RESPONSES = {
         " is then `completed`, `tool_calls_required` or `failed`",
     ),
     # A run that fails before the heartbeat is answered with its error's status and code.
-    **fails(KEYED, TENANT, JSON_BODY, FLOW_ADDRESS, RUN_INPUTS, TOOL_RESUME, RUN_FAILURES),
+    **fails(KEYED, TENANT, JSON_BODY, FLOW_ADDRESS, RUN_INPUTS, TOOL_RESUME, RUN_FAILURES, THREAD_TURN),
 }
 
 

@@ -31,6 +31,7 @@ from noukai_server.api.responses import (
     KEYED,
     RUN_INPUTS,
     TENANT,
+    THREAD_TURN,
     answers,
     fails,
     json_response,
@@ -46,7 +47,15 @@ Svc = Annotated[Services, Depends(services)]
 Key = Annotated[ApiKeyRecord, Depends(api_key)]
 _SUBMIT = {
     **answers(JobAccepted, "The run is queued (or already started): poll it by its execution id", 202),
-    **fails(KEYED, TENANT, JSON_BODY, FLOW_ADDRESS, RUN_INPUTS, (ErrorCode.TOOLS_REQUIRE_SYNC_EXECUTE,)),
+    **fails(
+        KEYED,
+        TENANT,
+        JSON_BODY,
+        FLOW_ADDRESS,
+        RUN_INPUTS,
+        THREAD_TURN,
+        (ErrorCode.TOOLS_REQUIRE_SYNC_EXECUTE,),
+    ),
 }
 
 
