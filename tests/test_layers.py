@@ -27,8 +27,25 @@ ALLOWED: dict[str, set[str]] = {
     # The engine runs steps: no HTTP, no SQL, no bus.
     "engine": {"flows", "providers"},
     "eventlog": {"bus", "store", "engine"},
-    "config": {"defaults", "providers"},
-    "runtime": {"flows", "providers", "store", "bus", "engine", "eventlog", "config", "defaults", "logs"},
+    # MCP servers as a tool source for the engine: their config, sessions and tool names.
+    "mcp": {"config", "engine", "providers"},
+    # `ServerConfig.from_env` calls the settings loader (lazily): the table of settings reads
+    # the dataclass's fields, so it cannot live below it.
+    "config": {"defaults", "providers", "settings", "mcp"},  # mcp: McpServerConfig, for typing only
+    # noukai.toml and NOUKAI_*: imports the operator's functions and tools into engine registries.
+    "settings": {"config", "defaults", "providers", "engine", "mcp"},
+    "runtime": {
+        "flows",
+        "providers",
+        "store",
+        "bus",
+        "engine",
+        "eventlog",
+        "config",
+        "defaults",
+        "logs",
+        "mcp",
+    },
     "api": {
         "flows",
         "providers",
@@ -40,6 +57,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "defaults",
         "logs",
+        "mcp",
     },
     "cli": {
         "flows",
@@ -53,6 +71,8 @@ ALLOWED: dict[str, set[str]] = {
         "defaults",
         "api",
         "logs",
+        "settings",
+        "mcp",
     },
     "__main__": {"cli"},
     "__init__": set(),

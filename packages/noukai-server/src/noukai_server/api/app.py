@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.responses import Response
+from starlette.routing import Route
 
 from noukai.types import API_PREFIX
 from noukai.types.wire import Health
@@ -14,9 +15,20 @@ from noukai_server import __version__
 from noukai_server.api import endpoints
 from noukai_server.api.docs import install_docs, install_openapi
 from noukai_server.api.errors import install_error_handlers
+from noukai_server.api.mcp_endpoint import MCP_PATH, McpEndpoint
 from noukai_server.api.request_id import RequestIdMiddleware
 from noukai_server.api.responses import answers, json_response
-from noukai_server.api.routes import execute, flows, jobs, sessions, stream, traces
+from noukai_server.api.routes import (
+    agui,
+    execute,
+    flows,
+    jobs,
+    openai_compat,
+    sessions,
+    stream,
+    threads,
+    traces,
+)
 from noukai_server.api.services import Services
 from noukai_server.config import ServerConfig
 from noukai_server.engine import FunctionRegistry, ToolRegistry
@@ -30,13 +42,15 @@ def create_app(
 ) -> FastAPI:
     """The app; `functions` and `tools` are the operator's registries for python and agent steps
     (the defaults when not given)."""
+    mcp = McpEndpoint()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(config, functions=functions, tools=tools)
         app.state.services = services
         try:
-            yield
+            async with mcp.running():  # /mcp: the MCP SDK's session manager
+                yield
         finally:
             await services.close()
 
@@ -59,6 +73,10 @@ def create_app(
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(traces.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(threads.router, prefix=API_PREFIX)
+    app.include_router(agui.router, prefix=API_PREFIX)
+    app.include_router(openai_compat.router)  # /openai/v1: docs/protocols.md
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp))  # flows as MCP tools
 
     @app.get(f"{API_PREFIX}/health", tags=["service"], responses=answers(Health, "The server is up"))
     async def health() -> Response:
