@@ -9,7 +9,7 @@ COMPAT_SDK_VERSIONS ?= 0.2.0 0.5.2
 export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint typecheck unit compat bench clean
+.PHONY: install run test lint typecheck unit compat bench bench-idle bench-soak clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -47,6 +47,14 @@ test: lint typecheck unit compat
 bench: install
 	$(UV) sync --frozen --project bench/langgraph
 	$(UV) run --frozen --with py-spy python -m bench $(BENCH_ARGS)
+
+# Scaled-out capacity, on this machine's PostgreSQL and Redis: idle streams per GB on one API
+# process (`bench/idle.py`), and RSS growth under 50 streams for 600 s (`bench/soak.py`).
+bench-idle: install
+	$(UV) run --frozen python -m bench.idle $(BENCH_ARGS)
+
+bench-soak: install
+	$(UV) run --frozen python -m bench.soak $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .noukai .pytest_cache .mypy_cache .ruff_cache

@@ -91,13 +91,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class _MemorySampler:
-    """Largest server RSS seen while a level runs (sampled every `interval` seconds)."""
+    """Largest RSS seen while a level runs (sampled every `interval` seconds): of the server roles
+    together, and of each. Only the server's: a database's processes all map its shared buffers,
+    so their summed RSS would mean little, and reading them costs the load generator."""
 
-    def __init__(self, pid: int, interval: float = 0.25) -> None:
-        self.pid = pid
-        self.tree = procstat.descendants(pid)
+    def __init__(self, target: Target, interval: float = 0.25) -> None:
+        self.roles = {r: pids for r, pids in target.processes().items() if r in target.server_roles}
+        self.server_roles = target.server_roles
+        self.trees = {pid: procstat.descendants(pid) for pids in self.roles.values() for pid in pids}
         self.interval = interval
         self.max_rss_mb = 0.0
+        self.max_by_role: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def _loop(self) -> None:
@@ -106,7 +110,13 @@ class _MemorySampler:
             await asyncio.sleep(self.interval)
 
     def sample(self) -> None:
-        self.max_rss_mb = max(self.max_rss_mb, procstat.memory(self.pid, self.tree).rss_mb)
+        by_role = {
+            role: sum(procstat.memory(pid, self.trees[pid]).rss_mb for pid in pids)
+            for role, pids in self.roles.items()
+        }
+        for role, rss in by_role.items():
+            self.max_by_role[role] = max(self.max_by_role.get(role, 0.0), rss)
+        self.max_rss_mb = max(self.max_rss_mb, sum(by_role[r] for r in self.server_roles if r in by_role))
 
     async def __aenter__(self) -> _MemorySampler:
         self._task = asyncio.create_task(self._loop())
@@ -118,6 +128,41 @@ class _MemorySampler:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self.sample()
+
+
+class _CpuMeter:
+    """CPU seconds of every role of a target between `start()` and `stop()`, the load generator's
+    own, and the whole machine's busy time (whence what other processes took)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def start(self) -> None:
+        self._roles0 = procstat.role_cpu(self.target.processes())
+        self._client0 = procstat.self_cpu_seconds()
+        self._busy0 = procstat.system_busy_seconds()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        self.wall = time.perf_counter() - self._t0
+        busy = procstat.system_busy_seconds() - self._busy0
+        self.by_role = procstat.cpu_between(self._roles0, procstat.role_cpu(self.target.processes()))
+        self.server = sum(v for r, v in self.by_role.items() if r in self.target.server_roles)
+        self.client = procstat.self_cpu_seconds() - self._client0
+        self.other = max(0.0, busy - sum(self.by_role.values()) - self.client)
+
+
+def _by_role(meter: _CpuMeter, per: int, unit: float, rss: dict[str, float] | None = None) -> dict[str, Any]:
+    """Per role: CPU per run (unit 1e3: ms) or per event (1e6: µs), utilisation, and RSS."""
+    return {
+        role: {
+            "cpu_s": seconds,
+            "cpu_per_unit": unit * seconds / max(1, per),
+            "cpu_util": seconds / meter.wall,
+            **({"rss_max_mb": rss.get(role, 0.0)} if rss is not None else {}),
+        }
+        for role, seconds in meter.by_role.items()
+    }
 
 
 async def run_level(
@@ -148,16 +193,12 @@ async def run_level(
             remaining -= 1
             samples.append(await one_run(target, workload, mode))
 
-    server_cpu0 = procstat.cpu_seconds(target.pid)
-    client_cpu0 = procstat.self_cpu_seconds()
-    busy0 = procstat.system_busy_seconds()
-    started = time.perf_counter()
-    async with _MemorySampler(target.pid) as memory:
+    meter = _CpuMeter(target)
+    meter.start()
+    async with _MemorySampler(target) as memory:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
-    busy = procstat.system_busy_seconds() - busy0
-    server_cpu = procstat.cpu_seconds(target.pid) - server_cpu0
-    client_cpu = procstat.self_cpu_seconds() - client_cpu0
+    meter.stop()
+    wall, server_cpu, client_cpu = meter.wall, meter.server, meter.client
 
     good = [s for s in samples if s.ok]
     errors = [s.error for s in samples if not s.ok]
@@ -187,19 +228,19 @@ async def run_level(
         "client_cpu_s": client_cpu,
         "client_cpu_ms_per_run": 1000 * client_cpu / max(1, len(good)),
         "client_cpu_util": client_cpu / wall,
-        "other_cpu_util": max(0.0, busy - server_cpu - client_cpu) / wall,
-        "server_rss_mb": procstat.memory(target.pid).rss_mb,
+        "other_cpu_util": meter.other / wall,
+        "server_rss_mb": sum(procstat.role_rss_mb(memory.roles).values()),
         "server_rss_max_mb": memory.max_rss_mb,
+        # CPU per run in ms, per process role (one role, "server", for a single-process target).
+        "processes": _by_role(meter, len(good), 1e3, memory.max_by_role),
     }
 
 
 async def long_stream(target: Target, workload: Workload, mode: Mode, repeats: int) -> dict[str, Any]:
     """One long run at a time, `repeats` times: the event rate of a single stream."""
     rates, totals, samples = [], [], []
-    server_cpu0 = procstat.cpu_seconds(target.pid)
-    client_cpu0 = procstat.self_cpu_seconds()
-    busy0 = procstat.system_busy_seconds()
-    started = time.perf_counter()
+    meter = _CpuMeter(target)
+    meter.start()
     for _ in range(repeats):
         sample = await one_run(target, workload, mode)
         if not sample.ok:
@@ -209,10 +250,8 @@ async def long_stream(target: Target, workload: Workload, mode: Mode, repeats: i
         # n events arrive over n - 1 gaps, from the first to the last.
         rates.append((sample.events - 1) / max(1e-9, sample.last_at - sample.first_at))
         totals.append(sample.total * 1000)
-    wall = time.perf_counter() - started
-    busy = procstat.system_busy_seconds() - busy0
-    server_cpu = procstat.cpu_seconds(target.pid) - server_cpu0
-    client_cpu = procstat.self_cpu_seconds() - client_cpu0
+    meter.stop()
+    wall, server_cpu, client_cpu = meter.wall, meter.server, meter.client
     good = [s for s in samples if s.ok]
     events = sum(s.events for s in good)
     return {
@@ -230,7 +269,9 @@ async def long_stream(target: Target, workload: Workload, mode: Mode, repeats: i
         "total_ms": statistics.median(totals) if totals else float("nan"),
         "server_cpu_us_per_event": 1e6 * server_cpu / max(1, events),
         "client_cpu_us_per_event": 1e6 * client_cpu / max(1, events),
-        "other_cpu_util": max(0.0, busy - server_cpu - client_cpu) / wall,
+        "other_cpu_util": meter.other / wall,
+        # CPU per event in µs, per process role.
+        "processes": _by_role(meter, events, 1e6),
     }
 
 

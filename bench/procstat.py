@@ -94,3 +94,29 @@ def system_busy_seconds() -> float:
 
 def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+# -- several processes (the scaled deployment: API, worker, PostgreSQL, Redis) -----------------------
+
+Roles = dict[str, list[int]]
+"""role -> the root pids counted under it (each with its live descendants)."""
+
+
+def role_cpu(roles: Roles) -> dict[str, dict[int, float]]:
+    """role -> {pid: CPU seconds so far}; a snapshot to subtract with `cpu_between`."""
+    return {role: {pid: cpu_seconds(pid) for pid in pids} for role, pids in roles.items()}
+
+
+def cpu_between(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds per role between two snapshots. A pid first seen in `after` started meanwhile,
+    so all its CPU counts. A process that exits between the two is lost unless its parent is the
+    root counted (then it is in the root's cutime): hence PostgreSQL is counted by its postmaster,
+    whose backends come and go, not by the backends themselves."""
+    return {
+        role: sum(seconds - before.get(role, {}).get(pid, 0.0) for pid, seconds in pids.items())
+        for role, pids in after.items()
+    }
+
+
+def role_rss_mb(roles: Roles) -> dict[str, float]:
+    return {role: sum(memory(pid).rss_mb for pid in pids) for role, pids in roles.items()}

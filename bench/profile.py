@@ -27,7 +27,14 @@ from .load import SteadyLoad
 from .targets import Mode, Target, Workload
 
 TOP = 12
-ENTRY_POINTS = ("noukai/__main__.py", "noukai/cli.py")  # on every stack: no information
+OWN = ("noukai/", "noukai_server/")
+"""Noukai's own code (the server is the `noukai_server` package since the workspace split)."""
+ENTRY_POINTS = (  # on every stack: no information
+    "noukai/__main__.py",
+    "noukai/cli.py",
+    "noukai_server/__main__.py",
+    "noukai_server/cli/",
+)
 
 
 async def _py_spy(args: list[str]) -> tuple[int, str]:
@@ -79,7 +86,7 @@ def summarise_collapsed(lines: list[str]) -> dict[str, Any]:
         seen = set()
         for frame in frames:
             name, location = _split_frame(frame)
-            if location.startswith("noukai/") and not location.startswith(ENTRY_POINTS):
+            if location.startswith(OWN) and not location.startswith(ENTRY_POINTS):
                 key = f"{name} ({location.rsplit(':', 1)[0]})"
                 if key not in seen:
                     seen.add(key)
@@ -117,28 +124,39 @@ def summarise_pstats(path: Path) -> dict[str, Any]:
         total += own
         by_package[_package(short)] += own
         by_function[f"{name} ({short})"] += own
-        if short.startswith("noukai/") and not short.startswith(ENTRY_POINTS):
+        if short.startswith(OWN) and not short.startswith(ENTRY_POINTS):
             inclusive[f"{name} ({short})"] += int(cumtime * 1e6)
     return _shares(total, by_package, by_function, inclusive)
 
 
 async def profile_with_py_spy(
-    target: Target, workload: Workload, mode: Mode, concurrency: int, seconds: int, out_dir: Path
+    target: Target,
+    workload: Workload,
+    mode: Mode,
+    concurrency: int,
+    seconds: int,
+    out_dir: Path,
+    pid: int | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
-    """Profile `target` (already started) under a steady load. Raises RuntimeError without py-spy."""
+    """Profile `target` (already started) under a steady load: its server process, or `pid` (one
+    process of a deployment of several, named `label` in the file names). Raises RuntimeError
+    without py-spy."""
+    pid = target.pid if pid is None else pid
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise RuntimeError("py-spy is not installed (make bench runs with `uv run --with py-spy`)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    svg = out_dir / f"profile-c{concurrency}.svg"
-    raw = out_dir / f"profile-c{concurrency}.collapsed.txt"
+    stem = f"profile-{label}-c{concurrency}" if label else f"profile-c{concurrency}"
+    svg = out_dir / f"{stem}.svg"
+    raw = out_dir / f"{stem}.collapsed.txt"
     load = SteadyLoad(target, workload, mode, concurrency)
     load.start()
     try:
         await asyncio.sleep(1.0)  # ramp up
         started = time.perf_counter()
-        threads0 = thread_cpu(target.pid)
-        common = ["--pid", str(target.pid), "--duration", str(seconds), "--rate", "100", "--gil"]
+        threads0 = thread_cpu(pid)
+        common = ["--pid", str(pid), "--duration", str(seconds), "--rate", "100", "--gil"]
         code, output = await _py_spy([py_spy, "record", "-o", str(svg), *common])
         if code != 0:
             raise RuntimeError(f"py-spy failed ({code}): {output.strip()[-500:]}")
@@ -146,13 +164,14 @@ async def profile_with_py_spy(
         if code != 0:
             raise RuntimeError(f"py-spy failed ({code}): {output.strip()[-500:]}")
         elapsed = time.perf_counter() - started
-        threads1 = thread_cpu(target.pid)
+        threads1 = thread_cpu(pid)
     finally:
         await load.stop()
     summary = summarise_collapsed(raw.read_text().splitlines())
     raw.unlink()  # the summary is kept in the JSON; the svg is the artefact
     return {
         "tool": "py-spy",
+        "process": label or target.name,
         "flamegraph": str(svg.relative_to(out_dir.parent.parent)),
         "concurrency": concurrency,
         "mode": mode,

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procstat, report
+from . import procstat, report, report_scaled
+from .lag import measure_lag
 from .load import long_stream, run_level, wait_for_quiet
 from .profile import profile_with_cprofile, profile_with_py_spy
-from .targets import BENCH_DIR, TARGETS, Mode, Target, Workload
+from .services import ServiceUnavailable
+from .targets import BENCH_DIR, Mode, NoukaiTarget, Target, Workload
+from .targets_scaled import ALL_TARGETS, ScaledNoukaiTarget
 
 ROOT = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
@@ -41,7 +44,9 @@ def _levels(text: str) -> list[tuple[int, int]]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--targets", default="noukai,langgraph,floor", help="comma-separated: " + ",".join(TARGETS)
+        "--targets",
+        default="noukai,noukai-scaled,langgraph,floor",
+        help="comma-separated: " + ",".join(ALL_TARGETS),
     )
     parser.add_argument("--modes", default="step,native", help="comma-separated: step,native")
     parser.add_argument("--levels", default="1:30,10:150,50:300", help="concurrency:runs,...")
@@ -58,6 +63,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--long-words", type=int, default=5000, help="words (events) in the long stream")
     parser.add_argument("--long-repeats", type=int, default=5)
     parser.add_argument("--profile-seconds", type=int, default=10, help="0: no profile")
+    parser.add_argument(
+        "--lag-runs",
+        type=int,
+        default=10,
+        help="paced runs per event-lag measurement (Noukai targets; 0: none)",
+    )
+    parser.add_argument(
+        "--lag-load", type=int, default=10, help="concurrency of the load beside the second lag measurement"
+    )
     parser.add_argument(
         "--quiet-wait", type=float, default=30, help="seconds to wait for other processes to go quiet"
     )
@@ -77,7 +91,12 @@ async def bench_target(
         {"target": target.name, "other_cpu_util": other, "load_average": procstat.load_average()}
     )
     started = time.perf_counter()
-    await target.start()
+    try:
+        await target.start()
+    except ServiceUnavailable as exc:
+        results["skipped"][target.name] = str(exc)
+        report.progress(f"== {target.name}: SKIPPED, {exc} (the scaled target needs PostgreSQL and Redis)")
+        return
     took = time.perf_counter() - started
     report.progress(
         f"== {target.name}: healthy on port {target.port} after {took:.1f}s "
@@ -115,6 +134,12 @@ async def bench_target(
             report.progress(
                 f"   {mode:6} long  {result['events_per_s']:9.0f} events/s  errors {result['errors']}"
             )
+        if isinstance(target, NoukaiTarget) and target.name != "floor" and args.lag_runs > 0:
+            await _lags(target, args, results)
+        if isinstance(target, ScaledNoukaiTarget) and args.profile_seconds > 0:
+            await _profile_scaled(target, modes[0], max(c for c, _ in levels), args, results)
+        if isinstance(target, ScaledNoukaiTarget):
+            results["scaled"] = target.facts()
         if target.name == "noukai" and args.profile_seconds > 0:
             concurrency = max(c for c, _ in levels)
             try:
@@ -137,8 +162,48 @@ async def bench_target(
             results["profile"] = {"error": f"{results['profile']['error']}; cProfile: {exc}"}
 
 
+async def _lags(target: NoukaiTarget, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The event lag, alone and beside a closed-loop load (see `bench.lag`)."""
+    for concurrency in (0, args.lag_load):
+        lag = await measure_lag(target, args.lag_runs, THREE_STEPS, concurrency)
+        results["lag"].append(lag)
+        spread = lag["lag_ms"]
+        report.progress(
+            f"   lag {lag['scenario']:>28}: p50 {spread.get('p50', float('nan')):6.2f} ms  "
+            f"p95 {spread.get('p95', float('nan')):6.2f} ms  max {spread.get('max', float('nan')):6.2f} ms  "
+            f"({lag['events']} events, errors {lag['errors']})"
+        )
+
+
+async def _profile_scaled(
+    target: ScaledNoukaiTarget,
+    mode: Mode,
+    concurrency: int,
+    args: argparse.Namespace,
+    results: dict[str, Any],
+) -> None:
+    """py-spy on the API process, then on the worker, each under the same steady load."""
+    for role, pids in target.processes().items():
+        if role not in target.server_roles:
+            continue
+        try:
+            results["profile_scaled"][role] = await profile_with_py_spy(
+                target,
+                THREE_STEPS,
+                mode,
+                concurrency,
+                args.profile_seconds,
+                RESULTS,
+                pids[0],
+                f"scaled-{role}",
+            )
+        except RuntimeError as exc:
+            report.progress(f"   py-spy on the {role} process: {exc}")
+            results["profile_scaled"][role] = {"error": str(exc)}
+
+
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    modes: list[Mode] = [m for m in ("step", "native") if m in args.modes.split(",")]  # type: ignore[misc]
+    modes: list[Mode] = [m for m in ("step", "native") if m in args.modes.split(",")]
     long = long_workload(args.long_words)
     results: dict[str, Any] = {
         "date": report.now(),
@@ -158,9 +223,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "durations_s": {},
         "levels": [],
         "long_streams": [],
+        "lag": [],
+        "skipped": {},
+        "profile_scaled": {},
     }
     for name in args.targets.split(","):
-        await bench_target(TARGETS[name](), modes, args, results)
+        await bench_target(ALL_TARGETS[name](), modes, args, results)
     return results
 
 
@@ -179,9 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     results["duration_s"] = round(time.perf_counter() - started, 1)
     results["targets"] = report.targets(results)
     print(report.console(results))
+    if any(r["target"] == ScaledNoukaiTarget.name for r in results["levels"]):
+        print(report_scaled.console(results))
     report.write_json(results, args.out)
     if str(args.docs) != "-":
-        report.write_docs(results, args.docs)
+        # A run of the scaled target alone leaves the main comparison as it was, and vice versa.
+        if any(r["target"] in report.MAIN_TARGETS for r in results["levels"]):
+            report.write_docs(results, args.docs)
+        if any(r["target"] == ScaledNoukaiTarget.name for r in results["levels"]):
+            report_scaled.write_docs(results, args.docs)
     report.progress(f"wrote {args.out} in {results['duration_s']:.0f}s")
     # A wrong run from Noukai or the floor fails the bench. The peer's are its own defects: they
     # are counted in its rows and listed here, not a reason to throw the comparison away.
@@ -191,5 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             report.progress(
                 f"   note: langgraph {row['mode']} errors {row['errors']}: {row.get('error_samples')}"
             )
-    errors = sum(r["errors"] for r in samples if r["target"] != "langgraph")
+    for name, why in results["skipped"].items():
+        report.progress(f"   note: {name} was SKIPPED: {why}")
+    errors = sum(r["errors"] for r in samples + results["lag"] if r["target"] != "langgraph")
     return 1 if errors else 0

@@ -47,6 +47,8 @@ class StreamSummary:
     last_at: float = 0.0
     events: int = 0
     tokens: int = 0
+    times: list[tuple[int, float]] | None = None
+    """With `keep_times`: (the frame's `id:`, its arrival time) for every event that has an id."""
 
 
 class HttpError(Exception):
@@ -80,9 +82,10 @@ class _SseProtocol(asyncio.Protocol):
         terminal_types: Collection[str],
         stop_at_first: bool,
         close_is_terminal: bool = False,
+        keep_times: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
-        self.summary = StreamSummary()
+        self.summary = StreamSummary(times=[] if keep_times else None)
         self.done: asyncio.Future[StreamSummary] = loop.create_future()
         self._request = request
         self._token = token_type.encode()
@@ -162,6 +165,10 @@ class _SseProtocol(asyncio.Protocol):
         for index, frame in enumerate(frames):
             if index:
                 frame = b"\n" + frame
+            if summary.times is not None:  # off the fast path: only the lag measurement keeps times
+                event_id = _frame_field(frame, b"\nid:")
+                if event_id is not None and event_id.isdigit():
+                    summary.times.append((int(event_id), now))
             if summary.first is not None and self._token_line in frame:
                 summary.events += 1
                 summary.tokens += 1
@@ -227,12 +234,18 @@ async def read_stream(
     terminal_types: Collection[str],
     stop_at_first: bool = False,
     close_is_terminal: bool = False,
+    keep_times: bool = False,
 ) -> StreamSummary:
     """Send `request`, read its SSE response to a terminal event (or to the first event with
     `stop_at_first`), close the connection. Raises `HttpError` for a non-200 answer."""
     loop = asyncio.get_running_loop()
     protocol = _SseProtocol(
-        encode_request(host, port, request), token_type, terminal_types, stop_at_first, close_is_terminal
+        encode_request(host, port, request),
+        token_type,
+        terminal_types,
+        stop_at_first,
+        close_is_terminal,
+        keep_times,
     )
     transport, _ = await loop.create_connection(lambda: protocol, host, port)
     try:

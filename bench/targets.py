@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import services
 from .sse_client import HttpRequest, SseEvent, http_get_status
 
 Mode = Literal["step", "native"]
@@ -87,6 +88,14 @@ class Target(ABC):
     def pid(self) -> int:
         assert self._process is not None, "not started"
         return self._process.pid
+
+    server_roles: tuple[str, ...] = ("server",)
+    """The roles of `processes()` that are the target's own server: their CPU and RSS are summed
+    into the server columns. Other roles (a database, a broker) are measured and shown apart."""
+
+    def processes(self) -> dict[str, list[int]]:
+        """The processes to measure, by role, each pid counted with its live descendants."""
+        return {"server": [self.pid]}
 
     @property
     def workdir(self) -> Path:
@@ -235,6 +244,10 @@ class NoukaiTarget(Target):
         return HttpRequest(
             "GET", f"/api/v1/runs/{run_id}/events?since_id=0", {**self._auth, "Accept": "text/event-stream"}
         )
+
+    def run_times(self, run_id: str) -> services.RunTimes:
+        """When a run was created, started and each of its events emitted (see `bench.lag`)."""
+        return services.sqlite_run_times(self.workdir / "data" / "noukai.db", run_id)
 
 
 class FloorTarget(NoukaiTarget):
