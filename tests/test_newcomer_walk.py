@@ -58,6 +58,8 @@ def readme_snippets() -> list[Snippet]:
 
 NOT_RUN: dict[str, str] = {
     "make lint": "the Development targets are what `make test` (this suite's own run) does",
+    "noukai init my-project": "tests/server/test_operator_config.py runs init, config check and "
+    "serve --reload on a fresh project, and serves it",
 }
 """Snippets recognised by a phrase they contain, and why the walk does not run them."""
 
@@ -79,6 +81,7 @@ def kind(snippet: Snippet) -> str:
         (lang == "yaml" and text.startswith("slug:"), "flow"),
         (lang == "yaml" and text.startswith("  - id:"), "step-fragment"),
         (lang == "text" and text.startswith("noukai "), "synopsis"),
+        (lang == "toml", "config-example"),
     ]
     return next((name for matched, name in rules if matched), "")
 
@@ -397,6 +400,26 @@ def test_the_resumable_stream_snippet_resumes_after_id_12(newcomer: Newcomer) ->
     assert "event: flow_completed" in output
 
 
+def test_the_annotated_config_is_valid_and_keeps_its_key_out_of_sight(newcomer: Newcomer) -> None:
+    """The README's noukai.toml beside the module `noukai init` writes: `config check` accepts it
+    only with the provider's key variable set, and `config show` never prints the key."""
+    [snippet] = _of_kind("config-example")
+    project = newcomer.clone.parent / "configured"
+    _run([newcomer.noukai, "init", str(project)], newcomer.clone, newcomer.env)
+    (project / "noukai.toml").write_text(snippet.text)
+    env = {**newcomer.env, "GATEWAY_API_KEY": "sk-walk-gateway-secret", "TEAM_NAME": "walkers"}
+    checked = _run([newcomer.noukai, "config", "check"], project, env)
+    assert checked.startswith("ok: ") and "1 named provider(s)" in checked and "1 MCP server(s)" in checked
+    shown = json.loads(_run([newcomer.noukai, "config", "show", "--json"], project, env))
+    assert shown["settings"]["workers"]["org_max_running_overrides"]["value"] == {"acme": 20}
+    assert "sk-walk-gateway-secret" not in json.dumps(shown)
+    del env["GATEWAY_API_KEY"]
+    refused = subprocess.run(
+        [newcomer.noukai, "config", "check"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "GATEWAY_API_KEY, which is not set" in refused.stderr
+
+
 HANDLERS: dict[str, Callable[..., None]] = {
     "curl-execute": test_the_curl_snippet_runs_the_echo_flow,
     "curl-stream": test_the_resumable_stream_snippet_resumes_after_id_12,
@@ -407,6 +430,7 @@ HANDLERS: dict[str, Callable[..., None]] = {
     "flow": test_the_flow_example_is_pushed_and_runs_with_and_without_its_optional_input,
     "step-fragment": test_the_agent_step_calls_its_server_tool,
     "synopsis": test_every_command_and_option_of_the_synopsis_exists,
+    "config-example": test_the_annotated_config_is_valid_and_keeps_its_key_out_of_sight,
     "quickstart": test_make_run_prints_the_key_and_a_snippet_to_try,
 }
 """Which test walks each kind; `test_each_kind_has_one_snippet` keeps the two in step."""
