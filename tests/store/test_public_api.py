@@ -86,6 +86,7 @@ def test_store_methods() -> None:
         "append_events_unleased",
         "read_events",
         "create_thread",
+        "ensure_thread",
         "get_thread",
         "list_thread_messages",
         "list_thread_runs",
