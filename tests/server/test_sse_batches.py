@@ -16,7 +16,7 @@ from noukai_server.api import sse
 from noukai_server.api.sse import PING, StreamPolicy, follow_frames
 from noukai_server.bus import LogEvent, MemoryBus
 from noukai_server.eventlog.follower import RunEventFollower
-from noukai_server.store import EventRow, RunUpdate, Store
+from noukai_server.store import EventRow, RunUpdate, Store, StoreBusy
 from tests.store.conftest import make_run
 
 pytestmark = pytest.mark.anyio
@@ -155,3 +155,40 @@ async def test_heartbeats_and_the_planned_close(store: Store) -> None:
     assert loop.time() - started >= 0.4
     assert b"".join(e.frame for e in events) in chunks
     assert set(chunks) - {b"".join(e.frame for e in events)} == {PING}
+
+
+class BusyAfterFirstPoll:
+    """The store, out of connections from the second `read_events` on (a pool timeout)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads = 0
+
+    async def get_run(self, run_id: str) -> object:
+        return await self.store.get_run(run_id)
+
+    async def read_events(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None, **kw: object
+    ) -> object:
+        self.reads += 1
+        if self.reads > 1:
+            raise StoreBusy("no database connection came free in time (test)")
+        return await self.store.read_events(run_id, after_seq, limit, timestamps=False)
+
+
+async def test_a_store_out_of_connections_ends_the_stream_as_a_planned_close(store: Store) -> None:
+    run = await make_run(store)
+    bus = MemoryBus()
+    events = await emit(store, bus, run.id, [ev.STEP_OUTPUT] * 2, 1)  # read by the first poll
+    busy = BusyAfterFirstPoll(store)
+    policy = StreamPolicy(heartbeat_seconds=30, max_lifetime_seconds=None, stop_after=ev.TERMINAL_EVENTS)
+    frames = follow_frames(lambda: RunEventFollower(busy, bus, run.id, 0, poll_interval=0.01), policy)  # type: ignore[arg-type]
+    chunks = await asyncio.wait_for(_all(frames), timeout=30)
+    # Whole frames, then a clean end (no exception reaches the server): the client resumes
+    # from the last id it got.
+    assert b"".join(chunks) == b"".join(e.frame for e in events)
+    assert busy.reads == 2
+
+
+async def _all(frames: AsyncIterator[bytes]) -> list[bytes]:
+    return [chunk async for chunk in frames]

@@ -48,6 +48,12 @@ class OperatorCallable:
 class ServerConfig:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     database_url: str | None = None
+    db_pool_size: int = 5
+    """PostgreSQL: connections each process keeps open (`[store] pool_size`)."""
+    db_pool_overflow: int = 10
+    """PostgreSQL: connections each process may open beyond `db_pool_size` under load."""
+    db_pool_timeout_seconds: float = 10.0
+    """PostgreSQL: how long a request waits for a free connection before a 503."""
     redis_url: str | None = None
     """The Redis bus (`--redis-url`, `NOUKAI_REDIS_URL`); None: in-process bus plus the store poll."""
     host: str = "127.0.0.1"

@@ -3,6 +3,7 @@ code stands for; FastAPI's own 404/405/422 answers are reshaped to the same enve
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -13,6 +14,9 @@ from starlette.responses import Response
 
 from noukai.types.errors import ErrorCode, status_for_code
 from noukai_server.runtime import RequestRejected
+from noukai_server.store import StoreBusy
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -86,8 +90,23 @@ async def _http(_: Request, exc: Exception) -> Response:
     )
 
 
+STORE_BUSY_RETRY_AFTER = "1"
+"""Seconds a client is told to wait after a 503 SERVICE_UNAVAILABLE: connections come free fast."""
+
+
+async def _store_busy(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreBusy)
+    log.warning("answered 503: %s", exc)
+    return error_response(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "the server is out of database connections for the moment; nothing was done, retry shortly",
+        headers={"Retry-After": STORE_BUSY_RETRY_AFTER},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StoreBusy, _store_busy)
     app.add_exception_handler(RequestRejected, _rejected)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -14,6 +14,7 @@ off mid-frame when its graceful-shutdown timeout cancels them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from noukai_server.eventlog.follower import RunEnded, RunEventFollower
+from noukai_server.store import StoreBusy
+
+log = logging.getLogger(__name__)
 
 PING = b": ping\n\n"
 CHUNK_BYTES = 64 * 1024
@@ -148,39 +152,45 @@ async def follow_frames(
     stop_after = policy.stop_after
     if policy.retry_ms is not None:
         yield b"retry: %d\n\n" % policy.retry_ms
-    async with follower_factory() as follower:
-        while True:
-            wait = policy.heartbeat_seconds
-            if deadline is not None:
-                wait = min(wait, deadline - loop.time())
-                if wait <= 0:
-                    return  # planned close: the client resumes with Last-Event-ID
-            try:
-                batch = await follower.next_batch(wait)
-            except RunEnded:
-                return
-            if not batch:
-                if deadline is None or loop.time() < deadline:
-                    yield PING
-                continue
-            frames: list[bytes] = []
-            size = 0
-            for event in batch:
-                if types is None or event.type in types:
-                    frames.append(event.frame)
-                    size += len(event.frame)
-                if event.type in stop_after:
-                    if frames:
-                        yield _join(frames)
+    try:
+        async with follower_factory() as follower:
+            while True:
+                wait = policy.heartbeat_seconds
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        return  # planned close: the client resumes with Last-Event-ID
+                try:
+                    batch = await follower.next_batch(wait)
+                except RunEnded:
                     return
-                if size >= CHUNK_BYTES:
+                if not batch:
+                    if deadline is None or loop.time() < deadline:
+                        yield PING
+                    continue
+                frames: list[bytes] = []
+                size = 0
+                for event in batch:
+                    if types is None or event.type in types:
+                        frames.append(event.frame)
+                        size += len(event.frame)
+                    if event.type in stop_after:
+                        if frames:
+                            yield _join(frames)
+                        return
+                    if size >= CHUNK_BYTES:
+                        yield _join(frames)
+                        frames = []
+                        size = 0
+                        if deadline is not None and loop.time() >= deadline:
+                            return  # planned close in the middle of a long backlog
+                if frames:
                     yield _join(frames)
-                    frames = []
-                    size = 0
-                    if deadline is not None and loop.time() >= deadline:
-                        return  # planned close in the middle of a long backlog
-            if frames:
-                yield _join(frames)
+
+    except StoreBusy as busy:
+        # Out of database connections: end as a planned close, after whole frames; the client
+        # resumes from its Last-Event-ID, most likely served by then.
+        log.warning("ending a stream early: %s", busy)
 
 
 def _join(frames: list[bytes]) -> bytes:

@@ -25,7 +25,7 @@ from noukai_server.mcp.tools import McpTools
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime.flow_cache import FlowCache
 from noukai_server.runtime.worker import Worker
-from noukai_server.store import OrgCaps, Store
+from noukai_server.store import OrgCaps, PoolSize, Store
 from noukai_server.store.db import normalise_url
 
 CANCEL_POLL_SECONDS = 0.5
@@ -75,7 +75,8 @@ class Execution:
         url = config.resolved_database_url
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
-            store = await Store.connect(url)
+            pool = PoolSize(config.db_pool_size, config.db_pool_overflow, config.db_pool_timeout_seconds)
+            store = await Store.connect(url, pool=pool)
         except Exception as exc:
             raise StartupFailed(f"cannot open the store at {_shown(url)}: {_reason(exc)}") from exc
         try:

@@ -6,6 +6,7 @@ Runs on SQLite (embedded default: one file, WAL, a single serialised writer) and
 
 from __future__ import annotations
 
+from .db import PoolSize
 from .errors import (
     EventSequenceError,
     FlowNotFound,
@@ -15,6 +16,7 @@ from .errors import (
     RunBusy,
     RunNotFound,
     SchemaMismatch,
+    StoreBusy,
     StoreError,
     ThreadBusy,
     ThreadExpired,
@@ -63,6 +65,7 @@ __all__ = [
     "NewRun",
     "NotFoundError",
     "OrgCaps",
+    "PoolSize",
     "ProjectRecord",
     "RunBusy",
     "RunNotFound",
@@ -71,6 +74,7 @@ __all__ = [
     "RunUpdate",
     "SchemaMismatch",
     "Store",
+    "StoreBusy",
     "StoreError",
     "ThreadBusy",
     "ThreadErasure",

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -26,10 +27,24 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .errors import UnsupportedDatabase
+from .errors import StoreBusy, UnsupportedDatabase
 
 Dialect = Literal["sqlite", "postgresql"]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSize:
+    """The PostgreSQL connection pool of one process: `size` kept open, up to `overflow` more
+    under load, and how long a request waits for one before it is answered 503 (`StoreBusy`).
+    SQLite's pools are fixed (one writer, `SQLITE_READ_POOL_SIZE` readers). Every process holds
+    up to size + overflow connections: keep the sum over all processes under the server's
+    `max_connections` (docs/deploy.md)."""
+
+    size: int = 5
+    overflow: int = 10
+    timeout_seconds: float = 10.0
+
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_READ_POOL_SIZE = 4
@@ -156,10 +171,17 @@ class Database:
         self._write_lock = asyncio.Lock() if dialect == "sqlite" else None
 
     @classmethod
-    async def open(cls, url: str) -> Database:
+    async def open(cls, url: str, pool: PoolSize | None = None) -> Database:
         dialect, parsed = normalise_url(url)
         if dialect == "postgresql":
-            engine = _create_engine(parsed, pool_pre_ping=True)
+            pool = pool or PoolSize()
+            engine = _create_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_size=pool.size,
+                max_overflow=pool.overflow,
+                pool_timeout=pool.timeout_seconds,
+            )
             db = cls(dialect, engine, engine)
         else:
             db = cls(
@@ -185,8 +207,11 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._reader.begin() as conn:
-            yield conn
+        try:
+            async with self._reader.begin() as conn:
+                yield conn
+        except sa.exc.TimeoutError as exc:
+            raise _busy(exc) from None
 
     async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `work` in a write transaction (committed if it returns, rolled back if it raises).
@@ -201,16 +226,23 @@ class Database:
         return await finish_even_if_cancelled(asyncio.ensure_future(self._write(work)))
 
     async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        if self._write_lock is None:
-            async with self._writer.begin() as conn:
+        try:
+            if self._write_lock is None:
+                async with self._writer.begin() as conn:
+                    return await work(conn)
+            async with self._write_lock, self._writer.begin() as conn:
                 return await work(conn)
-        async with self._write_lock, self._writer.begin() as conn:
-            return await work(conn)
+        except sa.exc.TimeoutError as exc:
+            raise _busy(exc) from None
 
     async def close(self) -> None:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+def _busy(exc: sa.exc.TimeoutError) -> StoreBusy:
+    return StoreBusy(f"no database connection came free in time ({exc.args[0] if exc.args else exc})")
 
 
 async def finish_even_if_cancelled(write: asyncio.Future[T]) -> T:

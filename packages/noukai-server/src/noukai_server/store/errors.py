@@ -10,6 +10,7 @@ StoreError
 ├── LeaseLost
 ├── RunBusy
 ├── ThreadBusy
+├── StoreBusy
 ├── EventSequenceError (ValueError)
 ├── InvalidIdentifier (ValueError)
 ├── UnsupportedDatabase (ValueError)
@@ -51,6 +52,12 @@ class ThreadBusy(StoreError):
     def __init__(self, message: str, active_run_id: str | None) -> None:
         super().__init__(message)
         self.active_run_id = active_run_id
+
+
+class StoreBusy(StoreError):
+    """No database connection came free within the pool's timeout: more requests at once than
+    the process's pool serves (`[store] pool_size`, `pool_overflow`). Nothing was done; the
+    request can be sent again."""
 
 
 class LeaseLost(StoreError):

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import events as event_log
 from . import flows_repo, keys, queue, runs_repo, tenancy, threads_repo
-from .db import Database, Dialect
+from .db import Database, Dialect, PoolSize
 from .migrate import check_schema, upgrade
 from .queue import OrgCaps
 from .records import TERMINAL_STATUSES as _TERMINAL
@@ -69,13 +69,16 @@ class Store:
         return self._clock()
 
     @classmethod
-    async def connect(cls, url: str, *, migrate: bool = True, clock: Clock = utc_now) -> Store:
+    async def connect(
+        cls, url: str, *, migrate: bool = True, clock: Clock = utc_now, pool: PoolSize | None = None
+    ) -> Store:
         """Open the store at `url` (`sqlite+aiosqlite:///file.db` or `postgresql+psycopg://...`).
 
         `migrate=True` brings the schema to the newest revision first; with `migrate=False` the
-        schema must already be current, else `SchemaMismatch`.
+        schema must already be current, else `SchemaMismatch`. `pool` sizes PostgreSQL's
+        connection pool (`PoolSize()` when None); SQLite ignores it.
         """
-        db = await Database.open(url)
+        db = await Database.open(url, pool)
         try:
             if migrate:
                 await upgrade(db)

@@ -85,6 +85,9 @@ class ErrorCode(StrEnum):
     # Service
     RATE_LIMIT = "RATE_LIMIT"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    """The server is out of database connections for the moment; nothing was done. Retry after
+    the `Retry-After` seconds."""
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -143,6 +146,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.ATTEMPT_NOT_FOUND: 404,
     ErrorCode.RATE_LIMIT: 429,
     ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 
