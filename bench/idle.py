@@ -6,7 +6,8 @@ PostgreSQL database and Redis. N runs are queued (`POST .../v0/jobs`, 202) and, 
 claim them, stay queued; each gets one `GET /runs/{id}/events?since_id=0` stream that stays open
 with nothing to send. Server-side that is exactly a stream of a run that is paused (waiting for its
 client) or queued behind a busy deployment: a bus subscription (a Redis channel) and a follower
-whose store polls back off to one every 5 s while the run is not running (eventlog/follower.py),
+whose store polls back off to one every 30 s while the run is not running and the Redis bus
+vouches for delivery (eventlog/follower.py),
 plus a `: ping` heartbeat every 15 s. Streams of a *running* run that is quiet (a slow model) poll
 every second instead, so they cost more CPU than these, not more memory.
 
@@ -127,6 +128,10 @@ class IdleStream(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+BUSY_RETRIES = 5
+"""How many times an open answered 503 is sent again before it counts as refused."""
+
+
 class StreamHolder:
     """Keeps one stream per run open, reopening any the server closes."""
 
@@ -139,6 +144,9 @@ class StreamHolder:
         """Streams that could not be opened (or reopened): the server answered an error."""
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.busy_retries = 0
+        """Opens answered 503 (the server out of database connections for the moment) and sent
+        again after its Retry-After, as a well-behaved client does."""
 
     async def _open(self, run_id: str) -> IdleStream:
         request = HttpRequest(
@@ -148,9 +156,18 @@ class StreamHolder:
         )
         loop = asyncio.get_running_loop()
         raw = encode_request(HOST, self.port, request)
-        _, protocol = await loop.create_connection(lambda: IdleStream(raw), HOST, self.port)
-        await protocol.opened
-        return protocol
+        for attempt in range(BUSY_RETRIES + 1):
+            _, protocol = await loop.create_connection(lambda: IdleStream(raw), HOST, self.port)
+            try:
+                await protocol.opened
+            except RuntimeError as exc:
+                if not str(exc).startswith("stream answered 503") or attempt == BUSY_RETRIES:
+                    raise
+                self.busy_retries += 1
+                await asyncio.sleep(1.0)  # the Retry-After the server sends
+                continue
+            return protocol
+        raise AssertionError("unreachable")
 
     async def _keep(self, run_id: str, first: IdleStream) -> None:
         stream = first
@@ -215,7 +232,7 @@ async def _settled_sample(
     deployment: ScaledDeployment, streams: int, holder: StreamHolder, settle: float
 ) -> dict[str, Any]:
     """RSS after `settle` s, and the CPU the API process and PostgreSQL (the whole server) took
-    meanwhile: idle streams still cost the follower's backed-off store polls (one every 5 s each)."""
+    meanwhile: idle streams still cost the follower's backed-off store polls (one every 30 s each)."""
     pid = deployment.api.popen.pid
     postgres = services.postgres_server_pid()
     roles = {"api": [pid], "postgres": [postgres] if postgres else []}
@@ -286,6 +303,7 @@ async def measure(streams: int, step: int, settle: float) -> dict[str, Any]:
         "streams": top["streams"],
         "open_at_end": top["open"],
         "reopened": reopened,
+        "busy_retries": holder.busy_retries,
         "settle_s": settle,
         "nofile": {"client": list(client_limit), "api": api_limit},
         "samples": samples,
@@ -330,7 +348,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"{result['nofile']['client'][1]}), API process {result['nofile']['api']}: both raised to "
             "the hard limit with `setrlimit(RLIMIT_NOFILE)` (the API's through `preexec_fn`).",
             f"- **Result:** {result['streams']:,} streams asked for, {result['open_at_end']:,} open at the "
-            f"end ({result['failed_opens']:,} opens refused, {result['reopened']} reopened after a server "
+            f"end ({result['failed_opens']:,} opens refused, {result['busy_retries']:,} sent again "
+            f"after a 503 and its Retry-After, {result['reopened']} reopened after a server "
             f"close); API RSS {result['rss_base_mb']:.0f} MB "
             f"with none, **{result['rss_mb_per_1000_fit']:.1f} MB per 1,000 streams** (least-squares "
             f"over the steps; {result['rss_mb_per_1000_measured']:.1f} MB from the two ends), so "
@@ -338,7 +357,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"- **CPU while idle:** {100 * result['api_cpu_per_1000']:.1f}% of a core per 1,000 streams "
             "for the API process (least-squares over the readings below 80%), so its one core is "
             f"used up by about {result['streams_per_core'] or 0:,} such streams: the follower's "
-            "backed-off store polls (two queries per stream every 5 s) and the heartbeats.",
+            "backed-off store polls (two queries per stream every 30 s) and the heartbeats.",
             *(
                 [
                     f"- **Refused opens:** the client saw `{result['failure_samples'][0][:120]}`; the API "
@@ -376,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.idle", description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--step", type=int, default=1_000, help="streams opened between two readings")
-    parser.add_argument("--settle", type=float, default=15.0, help="seconds before each reading")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=40.0,
+        help="seconds before each reading (new streams' polls back off 1+2+4+8+16 s to 30 s)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "idle.json")
     parser.add_argument("--docs", type=Path, default=BENCH_DIR.parent / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)

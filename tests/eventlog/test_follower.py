@@ -290,3 +290,81 @@ async def test_a_closed_bus_leaves_the_store_polls_working(store: Store) -> None
         assert await reader.next_batch(0.1) == []
         await store_events(store, run.id, [1])
         assert [e.seq for e in await reader.next_batch(1.0)] == [1]
+
+
+class AssuringBus(MemoryBus):
+    """The in-process bus, with subscriptions that vouch for their delivery while `assured` is
+    set, as the Redis bus's do while its links are up and the channel is confirmed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.assured = True
+
+    def subscribe(self, run_id: str) -> Any:
+        return _Assuring(self, super().subscribe(run_id))
+
+
+class _Assuring:
+    def __init__(self, bus: AssuringBus, local: Any) -> None:
+        self._bus = bus
+        self._local = local
+
+    @property
+    def assured(self) -> bool:
+        return self._bus.assured
+
+    def take_resync(self) -> bool:
+        return bool(self._local.take_resync())
+
+    def take_nowait(self) -> list[LogEvent]:
+        return list(self._local.take_nowait())
+
+    async def wait(self, timeout: float) -> bool:
+        return bool(await self._local.wait(timeout))
+
+    async def aclose(self) -> None:
+        await self._local.aclose()
+
+
+async def test_an_assured_bus_lets_idle_polls_back_off_further(store: Store) -> None:
+    run = await make_run(store)
+    bus = AssuringBus()
+    clock = FakeClock()
+    counting = CountingStore(store)
+    async with follower(counting, bus, run.id, poll_interval=1.0, clock=clock) as reader:
+        # Queued, on a bus that vouches for delivery: 1, 2, 4, 8, 16, 30, 30 (not capped at 5).
+        for interval in (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0):
+            assert await polls_after(reader, clock, counting, interval - 0.5) == ([], 0)
+            assert await polls_after(reader, clock, counting, 0.5) == ([], 1)
+        # The bus stops vouching (its link dropped): the next backoff is capped at 5 s again.
+        bus.assured = False
+        assert await polls_after(reader, clock, counting, 30.0) == ([], 1)
+        assert await polls_after(reader, clock, counting, 4.5) == ([], 0)
+        assert await polls_after(reader, clock, counting, 0.5) == ([], 1)
+
+
+async def test_a_resync_makes_an_idle_follower_read_the_store_at_once(store: Store) -> None:
+    run = await make_run(store)
+    bus = AssuringBus()
+    clock = FakeClock()
+    counting = CountingStore(store)
+    async with follower(counting, bus, run.id, poll_interval=1.0, clock=clock) as reader:
+        for interval in (1.0, 2.0, 4.0, 8.0):  # backed off: the next poll is 16 s away
+            assert await polls_after(reader, clock, counting, interval) == ([], 1)
+        await store_events(store, run.id, [1, 2])  # published while the link was down: lost
+        assert await polls_after(reader, clock, counting, 1.0) == ([], 0)
+        bus.resync_all()  # the link is back: every reader reads the store now
+        assert await polls_after(reader, clock, counting, 0) == ([1, 2], 1)
+        assert await polls_after(reader, clock, counting, 0) == ([], 0)  # once per resync
+
+
+async def test_a_resync_wakes_a_waiting_follower(store: Store) -> None:
+    run = await make_run(store)
+    bus = AssuringBus()
+    async with follower(store, bus, run.id, poll_interval=HANG_GUARD) as reader:
+        await store_events(store, run.id, [1])  # stored, never published
+        waiting = asyncio.create_task(reader.next_batch(HANG_GUARD))
+        await asyncio.sleep(0)
+        bus.resync_all()
+        batch = await asyncio.wait_for(waiting, HANG_GUARD / 2)
+        assert [e.seq for e in batch] == [1]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from noukai_server.bus.base import CancelListener, LogEvent
 
 
-class _MemorySubscription:
+class MemorySubscription:
     """Events queued as they are published; nothing is ever dropped. Waiting costs a future and
     a timer handle, never a task, and an event already queued is taken without any await."""
 
@@ -19,10 +19,21 @@ class _MemorySubscription:
         self._items: deque[LogEvent] = deque()
         self._waiters: list[asyncio.Future[bool]] = []
         self._closed = False
+        self._resync = False
 
     def _deliver(self, events: Sequence[LogEvent]) -> None:
         self._items.extend(events)
         self._wake()
+
+    def _ask_resync(self) -> None:
+        self._resync = True
+        self._wake()
+
+    def take_resync(self) -> bool:
+        """True once after the bus may have lost events for this run (the Redis link came back):
+        the reader should read the store now rather than at its next poll."""
+        asked, self._resync = self._resync, False
+        return asked
 
     def _wake(self) -> None:
         if self._waiters:
@@ -31,7 +42,7 @@ class _MemorySubscription:
                 if not waiter.done():
                     waiter.set_result(True)
 
-    def __aiter__(self) -> _MemorySubscription:
+    def __aiter__(self) -> MemorySubscription:
         return self
 
     async def __anext__(self) -> LogEvent:
@@ -87,7 +98,7 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
 
 class MemoryBus:
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[_MemorySubscription]] = {}
+        self._subscribers: dict[str, set[MemorySubscription]] = {}
         self._work = asyncio.Event()
         self._cancel_listeners: list[CancelListener] = []
 
@@ -95,12 +106,18 @@ class MemoryBus:
         for subscription in self._subscribers.get(run_id, ()):
             subscription._deliver(events)
 
-    def subscribe(self, run_id: str) -> _MemorySubscription:
-        subscription = _MemorySubscription(self, run_id)
+    def subscribe(self, run_id: str) -> MemorySubscription:
+        subscription = MemorySubscription(self, run_id)
         self._subscribers.setdefault(run_id, set()).add(subscription)
         return subscription
 
-    def _remove(self, run_id: str, subscription: _MemorySubscription) -> None:
+    def resync_all(self) -> None:
+        """Tell every subscription that events may have been lost (see `take_resync`)."""
+        for subscribers in self._subscribers.values():
+            for subscription in subscribers:
+                subscription._ask_resync()
+
+    def _remove(self, run_id: str, subscription: MemorySubscription) -> None:
         subscribers = self._subscribers.get(run_id)
         if subscribers is not None:
             subscribers.discard(subscription)

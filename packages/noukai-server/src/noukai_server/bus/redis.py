@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio.connection import ConnectionPool, parse_url
 
-from noukai_server.bus.base import CancelListener, LogEvent, Subscription
-from noukai_server.bus.memory import MemoryBus
+from noukai_server.bus.base import CancelListener, LogEvent
+from noukai_server.bus.memory import MemoryBus, MemorySubscription
 from noukai_server.bus.redis_links import Backoff, Outage, Publisher, Subscriber
 from noukai_server.bus.redis_wire import (
     ORIGIN_SIZE,
@@ -98,7 +98,7 @@ class _RedisSubscription:
 
     __slots__ = ("_bus", "_channel", "_closed", "_local")
 
-    def __init__(self, bus: RedisBus, channel: bytes, local: Subscription) -> None:
+    def __init__(self, bus: RedisBus, channel: bytes, local: MemorySubscription) -> None:
         self._bus = bus
         self._channel = channel
         self._local = local
@@ -115,6 +115,16 @@ class _RedisSubscription:
 
     async def wait(self, timeout: float) -> bool:
         return await self._local.wait(timeout)
+
+    def take_resync(self) -> bool:
+        return self._local.take_resync()
+
+    @property
+    def assured(self) -> bool:
+        """Every event of the run published from now on reaches this subscription, unless the
+        link drops, after which `take_resync` says so: Redis confirmed the channel on the
+        current connection and the publishing link is up."""
+        return self._bus.connected and self._bus._subscriber.is_confirmed(self._channel)
 
     async def ready(self, timeout: float) -> bool:
         """Wait until Redis confirmed the run's channel: from then on, every event published by
@@ -293,7 +303,9 @@ class RedisBus:
             log.exception("a Redis bus message handler failed")
 
     async def _reconnected(self) -> None:
-        """Announcements sent while the subscription was down are lost: wake the workers once,
-        so they look for claimable runs now rather than at their next poll."""
+        """Messages sent while the subscription was down are lost: every reader reads the store
+        now (its events), and the workers look for claimable runs now (its announcements),
+        rather than at their next poll."""
+        self._local.resync_all()
         if self._listening_for_work:
             await self._local.announce_work()

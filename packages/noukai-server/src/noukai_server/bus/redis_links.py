@@ -305,6 +305,9 @@ class Subscriber:
             self._to_unsubscribe[channel] = None
             self._wake.set()
 
+    def is_confirmed(self, channel: bytes) -> bool:
+        return channel in self._confirmed
+
     async def confirmed(self, channel: bytes, timeout: float) -> bool:
         """Wait until `channel` is confirmed (True). False at once while disconnected (nothing
         would come anyway: readers poll the store), or after `timeout`."""

@@ -7,7 +7,12 @@ n+2 after n) is filled from the store. When the bus says nothing for `poll_inter
 asked directly, so a reader never depends on a publish that could be lost. While the run is not
 running (queued, or waiting for a client or a retry) nothing happens to it without a publish, so
 the polls of a quiet follower back off (1 s, 2 s, 4 s, ... up to `max_poll_interval`); any event
-brings them back to `poll_interval`.
+brings them back to `poll_interval`. On a bus that can vouch for its delivery (the Redis bus while
+its links are up and the run's channel is confirmed: `assured`), they back off further, to
+`ASSURED_MAX_POLL_INTERVAL`, since the poll then only guards against a publish that was lost
+without the link dropping; when the link does drop and comes back, the bus asks every reader to
+read the store at once (`take_resync`). That is what lets one API process hold many thousands
+of idle streams (docs/benchmarks.md, "Idle streams").
 
 Events are taken in bursts: whatever the bus has queued is drained without awaiting, so a reader
 that keeps up pays one wait per burst, not one per event.
@@ -27,6 +32,8 @@ from noukai_server.store import Store
 PAGE_SIZE = 500
 MAX_POLL_INTERVAL = 5.0
 """The longest wait between two store polls while the run sits queued or waiting."""
+ASSURED_MAX_POLL_INTERVAL = 30.0
+"""The same, while the bus vouches for delivering every publish to this reader."""
 
 
 class RunEnded(Exception):
@@ -60,12 +67,16 @@ class RunEventFollower:
         self._backlog: deque[LogEvent] = deque()
         """Events queued to be returned, contiguous from `last_seq + 1`."""
         self._subscription: Subscription | None = None
+        self._assurance: _Assuring | None = None
+        """The subscription, when it can vouch for its delivery and ask for a resync."""
         self._clock = clock
         """Where "now" is read for deadlines and poll times (tests pass a fake); the loop's clock
         by default. Waits on the bus still take real time."""
 
     async def __aenter__(self) -> RunEventFollower:
         self._subscription = self._bus.subscribe(self._run_id)
+        if isinstance(self._subscription, _Assuring):
+            self._assurance = self._subscription
         try:
             await _subscribed(self._subscription)
             await self._read_store()
@@ -126,6 +137,8 @@ class RunEventFollower:
                 self._poll_at = now + self._interval
             if deadline is None:
                 deadline = now + max_wait
+            if self._assurance is not None and self._assurance.take_resync():
+                self._poll_at = now  # the bus may have lost events: the store has them
             if now >= self._poll_at:
                 await self._poll()
                 continue
@@ -161,7 +174,10 @@ class RunEventFollower:
         if found or run is None or run.status == "running":
             self._interval = self._poll_interval
         else:  # queued or waiting: only a publish (or a lost one) changes anything
-            self._interval = min(self._interval * 2, self._max_poll_interval)
+            longest = self._max_poll_interval
+            if self._assurance is not None and self._assurance.assured:
+                longest = max(longest, ASSURED_MAX_POLL_INTERVAL)
+            self._interval = min(self._interval * 2, longest)
         self._poll_at = self._now() + self._interval
 
     async def _read_store(self) -> bool:
@@ -183,6 +199,17 @@ class RunEventFollower:
 
 SUBSCRIBE_WAIT = 1.0
 """How long a reader waits for a remote bus to confirm its subscription before reading the store."""
+
+
+@runtime_checkable
+class _Assuring(Protocol):
+    """A subscription that says when its delivery can be relied on (`assured`) and when it may
+    have lost events (`take_resync`, True once per loss)."""
+
+    @property
+    def assured(self) -> bool: ...
+
+    def take_resync(self) -> bool: ...
 
 
 @runtime_checkable
