@@ -116,9 +116,9 @@ class ThreadService:
             tenant.org, project_slug, metadata=metadata, ttl_seconds=ttl_seconds or self._default_ttl
         )
 
-    async def ensure(self, tenant: Tenant, project_slug: str, thread_id: str) -> tuple[ThreadRecord, bool]:
+    async def ensure(self, tenant: Tenant, project_slug: str, thread_id: str) -> ThreadRecord:
         """The tenant's thread named by the client (a UUID), created empty with the default TTL
-        the first time it is named; True when it was. 404 when another tenant holds the id, 410
+        the first time it is named. 404 when another tenant holds the id, 410
         once past its TTL."""
         if not is_uuid(thread_id):
             raise RequestRejected(ErrorCode.THREAD_NOT_FOUND, f"no thread {thread_id}")
@@ -126,9 +126,7 @@ class ThreadService:
             thread, created = await self._store.ensure_thread(
                 tenant.org, project_slug, thread_id, ttl_seconds=self._default_ttl
             )
-        if not created:
-            thread = await self.get(tenant, thread_id)
-        return thread, created
+        return thread if created else await self.get(tenant, thread_id)
 
     async def get(self, tenant: Tenant, thread_id: str, *, expired_ok: bool = False) -> ThreadRecord:
         """The tenant's thread; 404 for anyone else's or none, 410 once past its TTL."""

@@ -7,7 +7,6 @@ stream has started, a failed run is a RUN_ERROR event. docs/protocols.md.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -19,8 +18,14 @@ from noukai_server.api.params import Org, Project, Slug, Version
 from noukai_server.api.services import Services
 from noukai_server.api.sse import sse_response
 from noukai_server.runtime.protocols import FlowAddress, ProtocolRuns, Segment
-from noukai_server.runtime.protocols.agui import AguiTranslation, RunAgentInputBody, agui_request, agui_stream
-from noukai_server.runtime.threads import Tenant, ThreadService, is_uuid
+from noukai_server.runtime.protocols.agui import (
+    AguiTranslation,
+    RunAgentInputBody,
+    agui_request,
+    agui_stream,
+    on_client_thread,
+)
+from noukai_server.runtime.threads import Tenant, ThreadService
 from noukai_server.store import ApiKeyRecord
 
 # Not in Noukai's OpenAPI document: the stream's contract is AG-UI's (docs/protocols.md); the
@@ -38,15 +43,9 @@ async def _agui(request: Request, svc: Services, key: ApiKeyRecord, address: Flo
     if agui.tool_results:
         segment = await runs.resume(target, key, agui.tool_results)
     else:
-        inputs, thread_id = agui.inputs, None
-        if is_uuid(agui.thread_id):  # AG-UI clients name their threads: it is ours from now on
-            threads = ThreadService(svc.store, default_ttl_seconds=svc.config.thread_ttl_seconds)
-            thread, _ = await threads.ensure(
-                Tenant(key.org_id, key.project_id), address.project, agui.thread_id
-            )
-            thread_id = thread.id
-            if thread.message_count:  # the server holds the conversation: the new turn is the last
-                inputs = replace(inputs, messages=None)  # user message (the client's copy is ignored)
+        threads = ThreadService(svc.store, default_ttl_seconds=svc.config.thread_ttl_seconds)
+        tenant = Tenant(key.org_id, key.project_id)
+        inputs, thread_id = await on_client_thread(threads, tenant, address.project, agui)
         segment = await runs.start(
             target, inputs, session_id=request.headers.get("x-session-id"), thread_id=thread_id
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import orjson
@@ -40,6 +40,7 @@ from noukai_server.runtime.protocols.common import (
     ToolResult,
     encode_call_id,
 )
+from noukai_server.runtime.threads import Tenant, ThreadService, is_uuid
 
 PING: Final = b": ping\n\n"
 _SKIPPED_ROLES: Final = frozenset({"system", "developer", "activity", "reasoning"})
@@ -150,6 +151,21 @@ def agui_request(body: RunAgentInputBody) -> AguiRequest:
         tools=tools or None,
     )
     return AguiRequest(body.thread_id, body.run_id, inputs, results)
+
+
+async def on_client_thread(
+    threads: ThreadService, tenant: Tenant, project: str, request: AguiRequest
+) -> tuple[RunInputs, str | None]:
+    """The run's inputs and thread for an AG-UI request. A `threadId` that is a UUID names a
+    Noukai thread of `project`, created (and seeded with the request's messages) the first time;
+    once the thread holds a conversation the server's copy is the history, so the new turn is
+    the last user message alone. Any other `threadId` keeps nothing server-side."""
+    if not is_uuid(request.thread_id):
+        return request.inputs, None
+    thread = await threads.ensure(tenant, project, request.thread_id)
+    if thread.message_count:
+        return replace(request.inputs, messages=None), thread.id
+    return request.inputs, thread.id
 
 
 class AguiTranslation:
