@@ -301,12 +301,19 @@ def test_serve_reload_saves_changed_flow_files_and_skips_bad_ones(tmp_path: Path
 
     try:
         assert draft("hello") is not None
-        time.sleep(0.5)  # the watcher is up (it logs "watching" before the first change)
-        (project / "flows" / "shout.yaml").write_text(
+        wait_for(lambda: "watching" in serving.output())
+        shout = (
             "slug: shout\nsteps:\n"
             "  - {id: up, type: python, function: text.upper, args: {text: '{{ message }}'}}\n"
         )
-        assert wait_for(lambda: draft("shout"))
+
+        def saved() -> dict[str, Any] | None:
+            # The watcher thread logs "watching" just before it subscribes to the folder: a write
+            # in between goes unseen, so the file is written again until a save shows it.
+            (project / "flows" / "shout.yaml").write_text(shout)
+            return draft("shout")
+
+        assert wait_for(saved)
         (project / "flows" / "broken.yaml").write_text("slug: broken\nsteps: []\n")
         wait_for(lambda: "skipped flow file" in serving.output())
         hello = project / "flows" / "hello.yaml"
