@@ -13,6 +13,8 @@ import orjson
 @dataclass
 class Frame:
     id: int | None = None
+    raw_id: str | None = None
+    """The `id:` line as sent (a thread stream's ids are `<runOrdinal>-<seq>`, not integers)."""
     event: str | None = None
     data: str = ""
     comments: list[str] = field(default_factory=list)
@@ -36,7 +38,8 @@ def iter_frames(response: httpx.Response) -> Iterator[Frame]:
             name, _, value = line.partition(":")
             value = value.removeprefix(" ")
             if name == "id":
-                frame.id = int(value)
+                frame.raw_id = value
+                frame.id = int(value) if value.isdigit() else None
             elif name == "event":
                 frame.event = value
             elif name == "data":

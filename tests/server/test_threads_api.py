@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.sse_client import Frame, iter_frames
 
 
 def headers(server: ServerProcess, key: str | None = None) -> dict[str, str]:
@@ -315,38 +313,6 @@ def test_an_expired_thread_answers_410(make_server: Any) -> None:
 # -- the thread stream ------------------------------------------------------------------------------
 
 
-@dataclass
-class ThreadFrame:
-    id: str | None = None
-    event: str | None = None
-    data: str = ""
-    comments: list[str] = field(default_factory=list)
-
-    @property
-    def json(self) -> dict[str, Any]:
-        value: dict[str, Any] = orjson.loads(self.data)
-        return value
-
-
-def thread_frames(response: httpx.Response) -> Iterator[ThreadFrame]:
-    frame = ThreadFrame()
-    for line in response.iter_lines():
-        if line == "":
-            yield frame
-            frame = ThreadFrame()
-        elif line.startswith(":"):
-            frame.comments.append(line[1:].strip())
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "id":
-                frame.id = value
-            elif name == "event":
-                frame.event = value
-            elif name == "data":
-                frame.data = value
-
-
 def _key(frame_id: str) -> tuple[int, int]:
     ordinal, seq = frame_id.split("-")
     return int(ordinal), int(seq)
@@ -366,7 +332,7 @@ def test_thread_stream_cut_and_resumed_across_three_runs(server: ServerProcess) 
         run = httpx.get(f"{server.api_url}/runs/{run_id}", headers=headers(server)).json()
         expected += [(ordinal, seq) for seq in range(1, run["lastSeq"] + 1)]
     url = f"{server.api_url}/threads/{thread_id}/events"
-    got: list[ThreadFrame] = []
+    got: list[Frame] = []
     last: str | None = None
     cuts = 0
     while len(got) < len(expected):
@@ -374,28 +340,28 @@ def test_thread_stream_cut_and_resumed_across_three_runs(server: ServerProcess) 
         with httpx.stream("GET", url, headers={**headers(server), **extra}, timeout=30) as response:
             assert response.status_code == 200, response.read()
             taken = 0
-            for frame in thread_frames(response):
-                if frame.id is None:
+            for frame in iter_frames(response):
+                if frame.raw_id is None:
                     continue
                 got.append(frame)
-                last = frame.id
+                last = frame.raw_id
                 taken += 1
                 if taken == 4 or len(got) == len(expected):
                     break  # cut the connection mid-stream
         cuts += 1
     assert cuts >= 3
-    keys = [_key(f.id or "") for f in got]
+    keys = [_key(f.raw_id or "") for f in got]
     assert keys == expected  # monotonic across runs, no gap, no duplicate
     assert [f.json["seq"] for f in got] == [seq for _, seq in expected]
     starts = [f.json["executionId"] for f in got if f.event == "run_started"]
     assert starts == run_ids
     # since_id resumes too: from the second-to-last event, the last one comes again, then nothing
-    resumed_at = got[-2].id or ""
+    resumed_at = got[-2].raw_id or ""
     with httpx.stream(
         "GET", url, params={"since_id": resumed_at}, headers=headers(server), timeout=30
     ) as again:
-        first = next(f for f in thread_frames(again) if f.id is not None)
-        assert first.id == got[-1].id
+        first = next(f for f in iter_frames(again) if f.raw_id is not None)
+        assert first.raw_id == got[-1].raw_id
 
 
 def test_thread_stream_delivers_a_new_run_live(server: ServerProcess) -> None:
@@ -404,20 +370,20 @@ def test_thread_stream_delivers_a_new_run_live(server: ServerProcess) -> None:
     execute(server, slug, message="first", threadId=thread_id)
     url = f"{server.api_url}/threads/{thread_id}/events"
     with httpx.stream("GET", url, headers=headers(server), timeout=30) as response:
-        frames = thread_frames(response)
-        seen: list[ThreadFrame] = []
+        frames = iter_frames(response)
+        seen: list[Frame] = []
         for frame in frames:
-            if frame.id is None:
+            if frame.raw_id is None:
                 continue
             seen.append(frame)
             if frame.event == "flow_completed":
                 break
-        assert {f.id.split("-")[0] for f in seen if f.id} == {"1"}
+        assert {f.raw_id.split("-")[0] for f in seen if f.raw_id} == {"1"}
         second = execute(server, slug, message="second", threadId=thread_id).json()["executionId"]
         for frame in frames:
-            if frame.id is None:
+            if frame.raw_id is None:
                 continue
-            assert frame.id.startswith("2-")
+            assert frame.raw_id.startswith("2-")
             if frame.event == "run_started":
                 assert frame.json["executionId"] == second
             if frame.event == "flow_completed":
