@@ -62,6 +62,7 @@ from noukai import (
 )
 from noukai.types import API_PREFIX
 from noukai.types import events as ev
+from noukai_server.cli.interrupts import OutputGate
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 REQUEST_TIMEOUT = 120.0
@@ -205,6 +206,29 @@ class View(Protocol):
     def note(self, text: str) -> None: ...
 
     def finish(self, event: StreamEvent | None) -> None: ...
+
+
+class GatedView:
+    """A view whose every output is one stretch of `gate.writing()`: Ctrl-C waits for it to end."""
+
+    def __init__(self, view: View, gate: OutputGate) -> None:
+        self._view, self._gate = view, gate
+
+    def event(self, event: StreamEvent) -> None:
+        with self._gate.writing():
+            self._view.event(event)
+
+    def error(self, text: str) -> None:
+        with self._gate.writing():
+            self._view.error(text)
+
+    def note(self, text: str) -> None:
+        with self._gate.writing():
+            self._view.note(text)
+
+    def finish(self, event: StreamEvent | None) -> None:
+        with self._gate.writing():
+            self._view.finish(event)
 
 
 class JsonView:
@@ -676,17 +700,21 @@ def run(
     except UsageError as exc:
         _exit(str(exc), 2)
     assert api_key is not None
-    view = make_view(json_output=json_output, result_only=result_only, terminal=sys.stdout.isatty())
-    try:
-        code = execute(url, api_key.strip(), request, view)
-    except UsageError as exc:
-        _exit(str(exc), 2)
-    except RunFailure as exc:
-        view.error(str(exc))
-        code = 1
-    except KeyboardInterrupt:
-        view.error("interrupted")
-        code = 130
+    gate = OutputGate()
+    view = GatedView(
+        make_view(json_output=json_output, result_only=result_only, terminal=sys.stdout.isatty()), gate
+    )
+    with gate.installed():
+        try:
+            code = execute(url, api_key.strip(), request, view)
+        except UsageError as exc:
+            _exit(str(exc), 2)
+        except RunFailure as exc:
+            view.error(str(exc))
+            code = 1
+        except KeyboardInterrupt:
+            view.error("interrupted")
+            code = 130
     raise typer.Exit(code)
 
 
