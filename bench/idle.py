@@ -14,7 +14,8 @@ every second instead, so they cost more CPU than these, not more memory.
 Streams are opened in steps (`--step`); after each, the API process's RSS is read once the polls
 have backed off (`--settle` s). RSS per 1,000 streams is the least-squares slope over the steps;
 what fits in 2 GB is (2 GB - RSS with no stream) / that slope. A stream the server closes (its
-planned close after `stream_lifetime_seconds`, 300 s by default) is reopened, as a client would.
+planned close after 240-300 s with the default `stream_lifetime_seconds`) is reopened, as a
+client would.
 
 The open-file limit: this process and the API process both raise their soft RLIMIT_NOFILE to the
 hard limit (printed and recorded), since each stream is a descriptor on either side.
@@ -357,7 +358,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"- **CPU while idle:** {100 * result['api_cpu_per_1000']:.1f}% of a core per 1,000 streams "
             "for the API process (least-squares over the readings below 80%), so its one core is "
             f"used up by about {result['streams_per_core'] or 0:,} such streams: the follower's "
-            "backed-off store polls (two queries per stream every 30 s) and the heartbeats.",
+            "backed-off polls (a read of the run's head every 30 s per stream, one statement for "
+            "every stream polling within the same 20 ms) and the heartbeats.",
             *(
                 [
                     f"- **Refused opens:** the client saw `{result['failure_samples'][0][:120]}`; the API "

@@ -28,7 +28,7 @@ from noukai_server.bus.redis_links import Backoff, Outage, Publisher
 from noukai_server.bus.redis_wire import WireError, decode_batch, encode_batch, encode_notice
 from noukai_server.eventlog.follower import RunEventFollower
 from noukai_server.eventlog.writer import RunLogWriter
-from noukai_server.store import EventRow, RunRecord, RunUpdate, Store
+from noukai_server.store import EventRow, RunHead, RunUpdate, Store
 from tests._services import REDIS_URL, require_redis
 from tests.bus._redis_helpers import (
     HANG_GUARD,
@@ -554,8 +554,8 @@ class _StoreCheckingTheSubscription:
         self._bus = bus
         self.in_effect_at_reads: list[bool] = []
 
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        return await self._store.get_run(run_id)
+    async def get_run_head(self, run_id: str) -> RunHead | None:
+        return await self._store.get_run_head(run_id)
 
     async def read_events(
         self, run_id: str, after_seq: int = 0, limit: int | None = None, *, timestamps: bool = True

@@ -14,7 +14,7 @@ import pytest
 
 from noukai_server.bus import LogEvent, MemoryBus
 from noukai_server.eventlog.follower import RunEnded, RunEventFollower
-from noukai_server.store import EventRow, RunRecord, RunUpdate, Store
+from noukai_server.store import EventRow, RunHead, RunUpdate, Store
 from tests.store.conftest import make_run
 
 pytestmark = pytest.mark.anyio
@@ -30,12 +30,13 @@ class CountingStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.get_run_calls = 0
+        self.polls = 0
+        """Reads of the run's head: one per poll."""
         self.read_events_calls = 0
 
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        self.get_run_calls += 1
-        return await self.store.get_run(run_id)
+    async def get_run_head(self, run_id: str) -> RunHead | None:
+        self.polls += 1
+        return await self.store.get_run_head(run_id)
 
     async def read_events(
         self, run_id: str, after_seq: int = 0, limit: int | None = None, *, timestamps: bool = True
@@ -88,9 +89,9 @@ async def polls_after(
     """Move the clock on by `seconds`, then take what is due without waiting: the seqs returned
     and how many store polls that made."""
     clock.now += seconds
-    polls = counting.get_run_calls
+    polls = counting.polls
     batch = await reader.next_batch(0)
-    return [e.seq for e in batch], counting.get_run_calls - polls
+    return [e.seq for e in batch], counting.polls - polls
 
 
 def follower(store: Any, bus: MemoryBus, run_id: str, after: int = 0, **kwargs: Any) -> RunEventFollower:
@@ -149,7 +150,7 @@ async def test_next_batch_waits_at_most_max_wait(store: Store) -> None:
         # Waiting for the next poll instead (600 s) would trip the 30 s hang guard.
         assert await asyncio.wait_for(reader.next_batch(0.2), HANG_GUARD) == []
         assert loop.time() - started >= 0.19  # it did wait
-        assert counting.get_run_calls == 0  # the deadline ended the wait, not a poll
+        assert counting.polls == 0  # the deadline ended the wait, not a poll
         # With no time to wait it returns without ever suspending.
         pending = reader.next_batch(0)
         with pytest.raises(StopIteration) as returned:
@@ -171,7 +172,7 @@ async def test_next_batch_wakes_on_a_publish(store: Store) -> None:
         # Not woken by the publish, it would sleep out its 600 s max_wait: the hang guard trips.
         batch = await asyncio.wait_for(reader.next_batch(600), HANG_GUARD)
         assert [e.seq for e in batch] == [1, 2]
-        assert counting.get_run_calls == 0  # the bus woke it, not a poll of the store
+        assert counting.polls == 0  # the bus woke it, not a poll of the store
         await publisher
 
 

@@ -5,6 +5,7 @@ end at the terminal event still apply event by event."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from noukai.types import events as ev
 from noukai_server.api import sse
-from noukai_server.api.sse import PING, StreamPolicy, follow_frames
+from noukai_server.api.sse import PING, StreamPolicy, follow_frames, planned_lifetime
 from noukai_server.bus import LogEvent, MemoryBus
 from noukai_server.eventlog.follower import RunEventFollower
 from noukai_server.store import EventRow, RunUpdate, Store, StoreBusy
@@ -139,7 +140,9 @@ async def test_a_long_backlog_is_cut_into_chunks(store: Store, monkeypatch: pyte
 async def test_heartbeats_and_the_planned_close(store: Store) -> None:
     run = await make_run(store)
     bus = MemoryBus()
-    policy = StreamPolicy(heartbeat_seconds=0.05, max_lifetime_seconds=0.4, stop_after=ev.TERMINAL_EVENTS)
+    policy = StreamPolicy(
+        heartbeat_seconds=0.05, max_lifetime_seconds=0.4, lifetime_spread=0, stop_after=ev.TERMINAL_EVENTS
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
     frames = stream(store, bus, run.id, policy)
@@ -157,38 +160,49 @@ async def test_heartbeats_and_the_planned_close(store: Store) -> None:
     assert set(chunks) - {b"".join(e.frame for e in events)} == {PING}
 
 
-class BusyAfterFirstPoll:
-    """The store, out of connections from the second `read_events` on (a pool timeout)."""
+class BusyOnPoll:
+    """The store, out of connections once the stored log was read: the first poll's read of the
+    run's head times out waiting for the pool."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.reads = 0
+        self.polls = 0
 
-    async def get_run(self, run_id: str) -> object:
-        return await self.store.get_run(run_id)
+    async def get_run_head(self, run_id: str) -> object:
+        self.polls += 1
+        raise StoreBusy("no database connection came free in time (test)")
 
     async def read_events(
         self, run_id: str, after_seq: int = 0, limit: int | None = None, **kw: object
     ) -> object:
-        self.reads += 1
-        if self.reads > 1:
-            raise StoreBusy("no database connection came free in time (test)")
         return await self.store.read_events(run_id, after_seq, limit, timestamps=False)
 
 
 async def test_a_store_out_of_connections_ends_the_stream_as_a_planned_close(store: Store) -> None:
     run = await make_run(store)
     bus = MemoryBus()
-    events = await emit(store, bus, run.id, [ev.STEP_OUTPUT] * 2, 1)  # read by the first poll
-    busy = BusyAfterFirstPoll(store)
+    events = await emit(store, bus, run.id, [ev.STEP_OUTPUT] * 2, 1)  # read when the stream opens
+    busy = BusyOnPoll(store)
     policy = StreamPolicy(heartbeat_seconds=30, max_lifetime_seconds=None, stop_after=ev.TERMINAL_EVENTS)
     frames = follow_frames(lambda: RunEventFollower(busy, bus, run.id, 0, poll_interval=0.01), policy)  # type: ignore[arg-type]
     chunks = await asyncio.wait_for(_all(frames), timeout=30)
     # Whole frames, then a clean end (no exception reaches the server): the client resumes
     # from the last id it got.
     assert b"".join(chunks) == b"".join(e.frame for e in events)
-    assert busy.reads == 2
+    assert busy.polls == 1
 
 
 async def _all(frames: AsyncIterator[bytes]) -> list[bytes]:
     return [chunk async for chunk in frames]
+
+
+def test_planned_closes_of_streams_opened_together_are_spread_over_the_last_fifth() -> None:
+    """So thousands of streams opened at once do not all reconnect in the same second."""
+    policy = StreamPolicy(max_lifetime_seconds=300)
+    draws = random.Random(7)
+    lifetimes = [planned_lifetime(policy, draws.random) for _ in range(1000)]
+    assert all(lifetime is not None and 240 <= lifetime <= 300 for lifetime in lifetimes)
+    assert len({round(lifetime or 0) for lifetime in lifetimes}) > 50  # about one a second, not one
+    assert planned_lifetime(policy, lambda: 0.0) == 300
+    assert planned_lifetime(policy, lambda: 1.0) == 240
+    assert planned_lifetime(StreamPolicy(max_lifetime_seconds=None)) is None

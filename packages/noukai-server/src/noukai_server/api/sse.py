@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 
@@ -40,7 +41,11 @@ SSE_HEADERS = {
 class StreamPolicy:
     heartbeat_seconds: float = 15.0
     max_lifetime_seconds: float | None = None
-    """Close a healthy stream after this long, so clients exercise their resume path."""
+    """Close a healthy stream after at most this long, so clients exercise their resume path."""
+    lifetime_spread: float = 0.2
+    """Each stream's planned close comes after a random part of the lifetime between
+    `1 - lifetime_spread` and 1: thousands of streams opened together (a deploy, a client
+    restart) then reconnect over a minute instead of all in the same second."""
     retry_ms: int | None = None
     stop_after: Collection[str] = ()
     """Event types after which the stream ends (the segment's or run's last event)."""
@@ -141,13 +146,21 @@ def sse_response(stream: AsyncIterator[bytes], drain: StreamDrain | None = None)
     return SseResponse(stream, drain)
 
 
+def planned_lifetime(policy: StreamPolicy, draw: Callable[[], float] = random.random) -> float | None:
+    """How long this stream stays open before its planned close (None: until the run ends)."""
+    if not policy.max_lifetime_seconds:
+        return None
+    return policy.max_lifetime_seconds * (1 - policy.lifetime_spread * draw())
+
+
 async def follow_frames(
     follower_factory: Callable[[], RunEventFollower], policy: StreamPolicy
 ) -> AsyncIterator[bytes]:
     """The stream's bytes: one chunk per burst of events (a burst of tokens costs one write), cut
     at `CHUNK_BYTES`; nothing after the first `stop_after` event."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + policy.max_lifetime_seconds if policy.max_lifetime_seconds else None
+    lifetime = planned_lifetime(policy)
+    deadline = loop.time() + lifetime if lifetime is not None else None
     types = policy.types
     stop_after = policy.stop_after
     if policy.retry_ms is not None:

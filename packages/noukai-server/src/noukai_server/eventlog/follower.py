@@ -165,10 +165,13 @@ class RunEventFollower:
     async def _poll(self) -> None:
         """Ask the store, since the bus was quiet. Raises `RunEnded` if the run is over and
         everything was read."""
-        # The run row is read *before* the log: its terminal status is committed together with
-        # its last events, so a log read after seeing "terminal" misses nothing.
-        run = await self._store.get_run(self._run_id)
-        found = await self._read_store()
+        # The run's head is read *before* the log: its status and last seq are committed together
+        # with its events, so a log read after seeing "terminal" misses nothing, and a head whose
+        # last seq was read already means there is nothing to read (one statement, shared with
+        # the other readers polling now, for most polls of a quiet run).
+        run = await self._store.get_run_head(self._run_id)
+        seen = self._backlog[-1].seq if self._backlog else self.last_seq
+        found = await self._read_store() if run is None or run.last_seq > seen else False
         if not found and (run is None or run.terminal):
             raise RunEnded(self._run_id)
         if found or run is None or run.status == "running":

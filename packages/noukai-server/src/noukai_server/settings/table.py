@@ -172,7 +172,10 @@ _ROWS: tuple[Setting, ...] = (
         "stream_lifetime_seconds",
         _SECONDS,
         "NOUKAI_STREAM_LIFETIME_SECONDS",
-        doc="How long one SSE response lasts before the client is told to reconnect.",
+        doc=(
+            "How long one SSE response lasts at most before the client is told to reconnect "
+            "(each stream closes at a random point of its last fifth)."
+        ),
     ),
     Setting(
         "streams",

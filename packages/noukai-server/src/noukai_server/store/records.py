@@ -154,6 +154,20 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RunHead:
+    """What a reader of a run's log polls for: the run's status and the seq of its last stored
+    event. Both change in the transaction that writes events, so a head whose `last_seq` a reader
+    has already read means there is nothing new for it."""
+
+    status: RunStatus
+    last_seq: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """What `Store.create_run` inserts. The run starts `queued`, attempt 0, available now."""
 

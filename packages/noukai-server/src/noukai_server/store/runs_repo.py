@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import validate
 from .db import dialect_insert
 from .errors import FlowNotFound
-from .records import TERMINAL_STATUSES, UNSET, NewRun, RunRecord, RunStatus, RunUpdate
+from .records import TERMINAL_STATUSES, UNSET, NewRun, RunHead, RunRecord, RunStatus, RunUpdate
 from .schema import flows, runs
 
 RUN_COLUMNS = tuple(column.name for column in runs.c)
@@ -29,6 +30,12 @@ async def get_run(conn: AsyncConnection, run_id: str, *, for_update: bool = Fals
         stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).first()
     return None if row is None else run_record(row)
+
+
+async def run_heads(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, RunHead]:
+    """The status and last seq of each of these runs that exists, in one statement."""
+    stmt = sa.select(runs.c.id, runs.c.status, runs.c.last_seq).where(runs.c.id.in_(run_ids))
+    return {row.id: RunHead(row.status, row.last_seq) for row in await conn.execute(stmt)}
 
 
 async def list_session_runs(conn: AsyncConnection, session_id: str, limit: int) -> list[RunRecord]:

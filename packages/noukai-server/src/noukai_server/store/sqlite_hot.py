@@ -41,7 +41,7 @@ from . import events as event_log
 from . import keys, queue, validate
 from .db import SQLITE_BUSY_TIMEOUT_MS, finish_even_if_cancelled
 from .errors import FlowNotFound, RunNotFound
-from .records import ApiKeyRecord, EventRow, FlowHead, NewRun, RunRecord, RunUpdate
+from .records import ApiKeyRecord, EventRow, FlowHead, NewRun, RunHead, RunRecord, RunUpdate
 from .runs_repo import RUN_COLUMNS, Lease, queued_run_values, update_values
 from .sqlite_values import (
     RUN_SELECT,
@@ -278,6 +278,14 @@ class SqliteHotPath:
         def job(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(f"SELECT {RUN_SELECT} FROM runs WHERE id = ?", (run_id,)).fetchone()
             return None if row is None else run_from_row(row)
+
+        return await self._read(job)
+
+    async def run_heads(self, run_ids: Sequence[str]) -> dict[str, RunHead]:
+        sql = f"SELECT id, status, last_seq FROM runs WHERE id IN ({', '.join('?' * len(run_ids))})"
+
+        def job(conn: sqlite3.Connection) -> dict[str, RunHead]:
+            return {row[0]: RunHead(row[1], row[2]) for row in conn.execute(sql, tuple(run_ids))}
 
         return await self._read(job)
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import events as event_log
 from . import flows_repo, keys, queue, runs_repo, tenancy, threads_repo
 from .db import Database, Dialect, PoolSize
+from .head_reads import HeadReads
 from .migrate import check_schema, upgrade
 from .queue import OrgCaps
 from .records import TERMINAL_STATUSES as _TERMINAL
@@ -30,6 +31,7 @@ from .records import (
     LeaseState,
     NewRun,
     ProjectRecord,
+    RunHead,
     RunRecord,
     RunStatus,
     RunUpdate,
@@ -62,6 +64,7 @@ class Store:
         self._hot: SqliteHotPath | None = None
         if db.sqlite_path is not None and db.write_lock is not None:
             self._hot = SqliteHotPath(db.sqlite_path, db.write_lock)
+        self._heads = HeadReads(self.run_heads)
 
     def now(self) -> datetime:
         """The store's clock: what expiries it records are measured against, so callers that
@@ -94,6 +97,7 @@ class Store:
         return self._db.dialect
 
     async def close(self) -> None:
+        await self._heads.aclose()
         if self._hot is not None:
             await self._hot.close()
         await self._db.close()
@@ -234,6 +238,20 @@ class Store:
             return await self._hot.get_run(run_id)
         async with self._db.read() as conn:
             return await runs_repo.get_run(conn, run_id)
+
+    async def run_heads(self, run_ids: Sequence[str]) -> dict[str, RunHead]:
+        """The status and last event seq of each of these runs that exists, in one statement."""
+        if not run_ids:
+            return {}
+        if self._hot is not None:
+            return await self._hot.run_heads(run_ids)
+        async with self._db.read() as conn:
+            return await runs_repo.run_heads(conn, run_ids)
+
+    async def get_run_head(self, run_id: str) -> RunHead | None:
+        """The run's status and last event seq (None: no such run). Asks made by many readers at
+        about the same time share one statement (`head_reads`): this is what stream polls use."""
+        return await self._heads.get(run_id)
 
     async def list_session_runs(self, session_id: str, *, limit: int = 1000) -> list[RunRecord]:
         """The runs recorded with this session id (any tenant's: callers filter), oldest first by
