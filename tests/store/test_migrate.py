@@ -106,7 +106,7 @@ def test_alembic_offline_sql(db_url: str, capsys: pytest.CaptureFixture[str]) ->
     command.upgrade(alembic_config(db_url), "head", sql=True)
     out = capsys.readouterr().out
     assert "CREATE TABLE runs" in out
-    assert "CREATE INDEX ix_runs_status_available_at" in out
+    assert "CREATE INDEX ix_runs_claimable" in out
 
 
 def test_alembic_without_url_or_connection_explains() -> None:

@@ -2,7 +2,8 @@
 
 A run is claimable when `status` is queued, or running with an expired lease (its worker crashed:
 at-least-once), and `available_at <= now`. For a running run `available_at` always equals
-`lease_expires_at`, so both cases are one range scan of the `(status, available_at)` index.
+`lease_expires_at`, so both cases are one ordered range scan of the partial index over the queued
+and running rows (`ix_runs_claimable`).
 
 `attempt` is bumped by every claim and is the fencing token: a write carrying an older attempt is
 from a zombie worker and is refused with `LeaseLost`. A worker whose lease expired but whose run
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,9 +25,17 @@ from . import threads_repo, validate
 from .errors import EventSequenceError, LeaseLost, RunBusy, RunNotFound
 from .records import TERMINAL_STATUSES, EventRow, LeaseState, RunRecord, RunUpdate
 from .runs_repo import run_record, update_values
-from .schema import runs
+from .schema import CLAIMABLE_PREDICATE, runs
 
-_CLAIMABLE = ("queued", "running")
+RUNNING = f"{CLAIMABLE_PREDICATE} AND status = 'running'"
+"""The running rows, through the queue's partial index: the claimable test adds nothing to the
+logic, but both stores then see that the index covers the query (see `CLAIMABLE_PREDICATE`)."""
+
+
+def literal_condition(sql: str) -> sa.ColumnElement[bool]:
+    """A WHERE condition written as SQL text (`CLAIMABLE_PREDICATE`, `RUNNING`), typed as the
+    boolean expression it is: SQLAlchemy takes text there, its type hints do not say so."""
+    return cast("sa.ColumnElement[bool]", sa.text(sql))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +77,8 @@ class OrgCaps:
 
 def capped_orgs(caps: OrgCaps, worker_id: str, now: datetime) -> sa.Select[tuple[str]]:
     """The orgs at or above their cap of live leases. One range scan of the running rows whose
-    lease is live (the `(status, available_at)` index), so its cost is bounded by the number of runs
-    running in the whole deployment, whatever the size of the backlog."""
+    lease is live (`ix_runs_claimable`), so its cost is bounded by the number of runs running in
+    the whole deployment, whatever the size of the backlog."""
     everywhere = sa.func.count()
     here = sa.func.sum(sa.case((runs.c.lease_owner == worker_id, 1), else_=0))
     default_count = here if caps.default_per_worker else everywhere
@@ -82,7 +91,7 @@ def capped_orgs(caps: OrgCaps, worker_id: str, now: datetime) -> sa.Select[tuple
         )
     return (
         sa.select(runs.c.org_id)
-        .where(runs.c.status == "running", runs.c.available_at > now)
+        .where(literal_condition(RUNNING), runs.c.available_at > now)
         .group_by(runs.c.org_id)
         .having(reached)
     )
@@ -98,9 +107,20 @@ async def claim_next_run(
     conn: AsyncConnection, worker_id: str, lease_seconds: float, now: datetime, caps: OrgCaps | None = None
 ) -> RunRecord | None:
     validate.token(worker_id, "worker id")
+    row = (await conn.execute(claim_statement(worker_id, lease_seconds, now, caps))).first()
+    return None if row is None else run_record(row)
+
+
+def claim_statement(
+    worker_id: str, lease_seconds: float, now: datetime, caps: OrgCaps | None = None
+) -> sa.Update:
+    """The claim of the oldest claimable run as one UPDATE ... RETURNING the run."""
     expires = _lease_expiry(now, lease_seconds)
+    # The status test as literal SQL, not bound values: PostgreSQL can use a partial index only
+    # when it can prove the query implies the index's predicate, which it cannot from parameters
+    # once a prepared statement goes to a generic plan.
     claimable: tuple[sa.ColumnElement[bool], ...] = (
-        runs.c.status.in_(_CLAIMABLE),
+        literal_condition(CLAIMABLE_PREDICATE),
         runs.c.available_at <= now,
     )
     if caps is not None and caps.active:
@@ -115,7 +135,7 @@ async def claim_next_run(
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    stmt = (
+    return (
         sa.update(runs)
         .where(runs.c.id == oldest, *claimable)
         .values(
@@ -129,8 +149,6 @@ async def claim_next_run(
         )
         .returning(*runs.c)
     )
-    row = (await conn.execute(stmt)).first()
-    return None if row is None else run_record(row)
 
 
 async def release_leases(
@@ -142,7 +160,7 @@ async def release_leases(
     old attempt, and finds the run queued until then) is refused with `LeaseLost`. A run whose
     lease this worker no longer holds is left alone. Returns the ids released."""
     validate.token(worker_id, "worker id")
-    conditions = [runs.c.status == "running", runs.c.lease_owner == worker_id]
+    conditions = [literal_condition(RUNNING), runs.c.lease_owner == worker_id]
     if run_ids is not None:
         if not run_ids:
             return []
@@ -157,12 +175,16 @@ async def release_leases(
 
 
 async def cancels_for(conn: AsyncConnection, worker_id: str) -> list[str]:
-    """The runs this worker holds whose cancellation was asked for. One read over the running rows
-    (the `(status, available_at)` index), so a worker can ask often whatever it runs."""
-    stmt = sa.select(runs.c.id).where(
-        runs.c.status == "running", runs.c.lease_owner == worker_id, runs.c.cancel_requested.is_(True)
+    """The runs this worker holds whose cancellation was asked for."""
+    return sorted(str(run_id) for run_id in (await conn.execute(cancels_statement(worker_id))).scalars())
+
+
+def cancels_statement(worker_id: str) -> sa.Select[tuple[str]]:
+    """One read over the queued and running rows (`ix_runs_claimable`), so a worker can ask often
+    whatever it runs, and however long the table's history."""
+    return sa.select(runs.c.id).where(
+        literal_condition(RUNNING), runs.c.lease_owner == worker_id, runs.c.cancel_requested.is_(True)
     )
-    return sorted(str(run_id) for run_id in (await conn.execute(stmt)).scalars())
 
 
 def _holds(attempt: int, worker_id: str | None = None) -> tuple[sa.ColumnElement[bool], ...]:

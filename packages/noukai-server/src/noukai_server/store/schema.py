@@ -130,6 +130,12 @@ flow_versions = sa.Table(
     sa.CheckConstraint("version >= 1", name="version_positive"),
 )
 
+CLAIMABLE_PREDICATE = "status IN ('queued', 'running')"
+"""Which runs a worker may claim (queued, or running with a lease that may have expired), written
+as SQL text so the queries and the partial index over it match word for word: PostgreSQL uses a
+partial index only when it can prove the query implies its predicate (never from a bound
+parameter of a generic plan), and SQLite only when the query repeats the predicate's terms."""
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -165,7 +171,21 @@ runs = sa.Table(
     sa.Column("thread_id", sa.String(UUID_LENGTH), nullable=True, index=True),
     sa.Column("thread_ordinal", sa.Integer(), nullable=True),
     sa.UniqueConstraint("org_id", "idempotency_key"),
-    sa.Index(None, "status", "available_at"),
+    sa.Index(None, "completed_at"),  # retention: the runs that ended before a time
+    # The queue's own index: only claimable rows, in claim order. A run leaves it when it ends, so
+    # it stays as small as the queue; a claim reads it in order and stops at the first live row,
+    # and PostgreSQL marks the dead entries it passes on the way (which bitmap scans of the
+    # `(status, available_at)` index it replaces never did: measured, the claim took 15 ms after
+    # 60 s of a soak, reading 10,705 index entries for 44 claimable rows). The predicate is the
+    # queries' own text, literally (see `CLAIMABLE_PREDICATE`).
+    sa.Index(
+        "ix_runs_claimable",
+        "available_at",
+        "created_at",
+        "id",
+        postgresql_where=sa.text(CLAIMABLE_PREDICATE),
+        sqlite_where=sa.text(CLAIMABLE_PREDICATE),
+    ),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status_valid"),
     sa.CheckConstraint(_in("trigger_type", TRIGGER_TYPES), name="trigger_type_valid"),
     sa.CheckConstraint("flow_version >= 0", name="flow_version_valid"),

@@ -43,6 +43,7 @@ from .db import SQLITE_BUSY_TIMEOUT_MS, finish_even_if_cancelled
 from .errors import FlowNotFound, RunNotFound
 from .records import ApiKeyRecord, EventRow, FlowHead, NewRun, RunHead, RunRecord, RunUpdate
 from .runs_repo import RUN_COLUMNS, Lease, queued_run_values, update_values
+from .schema import CLAIMABLE_PREDICATE
 from .sqlite_values import (
     RUN_SELECT,
     decode_json,
@@ -451,9 +452,9 @@ _INSERT_RUN = f"INSERT INTO runs ({RUN_SELECT}) VALUES ({', '.join('?' * len(RUN
 _CLAIM = (
     "UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = ?, "
     "lease_expires_at = ?, available_at = ?, started_at = coalesce(started_at, ?), updated_at = ? "
-    "WHERE id = (SELECT id FROM runs WHERE status IN ('queued', 'running') AND available_at <= ? "
+    f"WHERE id = (SELECT id FROM runs WHERE {CLAIMABLE_PREDICATE} AND available_at <= ? "
     "ORDER BY available_at, created_at, id LIMIT 1) "
-    "AND status IN ('queued', 'running') AND available_at <= ? "
+    f"AND {CLAIMABLE_PREDICATE} AND available_at <= ? "
     f"RETURNING {RUN_SELECT}"
 )
 
@@ -468,7 +469,7 @@ def _capped_claim(caps: queue.OrgCaps, worker_id: str) -> tuple[str, list[Any]]:
         reached = "CASE org_id " + "WHEN ? THEN count(*) >= ? " * len(overrides) + f"ELSE {reached} END"
     sql = _CLAIM.replace(
         "ORDER BY available_at",
-        "AND org_id NOT IN (SELECT org_id FROM runs WHERE status = 'running' AND available_at > ? "
+        f"AND org_id NOT IN (SELECT org_id FROM runs WHERE {queue.RUNNING} AND available_at > ? "
         f"GROUP BY org_id HAVING {reached}) ORDER BY available_at",
     )
     params: list[Any] = []
