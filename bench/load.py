@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import statistics
 import time
@@ -65,19 +66,21 @@ def _sample(target: Target, summary: StreamSummary, workload: Workload, started:
 async def one_run(target: Target, workload: Workload, mode: Mode) -> RunSample:
     start = target.start_request(workload, mode)
     started = time.perf_counter()
-    options = {
-        "token_type": target.token_event,
-        "terminal_types": target.terminal_events,
-        "close_is_terminal": target.terminal_on_close,
-    }
+    read = functools.partial(
+        read_stream,
+        HOST,
+        target.port,
+        token_type=target.token_event,
+        terminal_types=target.terminal_events,
+        close_is_terminal=target.terminal_on_close,
+    )
     try:
         async with asyncio.timeout(RUN_TIMEOUT):
-            summary = await read_stream(HOST, target.port, start, stop_at_first=mode == "native", **options)
+            summary = await read(start, stop_at_first=mode == "native")
             if mode == "native":
                 if summary.first is None:
                     return RunSample(ok=False, error="the run's stream ended before its first event")
-                follow = target.follow_request(start, summary.first)
-                summary = await read_stream(HOST, target.port, follow, **options)
+                summary = await read(target.follow_request(start, summary.first))
         return _sample(target, summary, workload, started)
     except Exception as exc:
         return RunSample(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])

@@ -60,7 +60,7 @@ def machine() -> dict[str, Any]:
         (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal")),
         0,
     )
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -299,11 +299,14 @@ def _level(levels: list[dict[str, Any]], target: str, mode: str, concurrency: in
 
 def _goal(goal: str, measured: float | None, threshold: float, unit: str, **facts: Any) -> dict[str, Any]:
     """`measured` >= `threshold` (or < it, for a `unit` of ms) is met; None is not measured."""
-    ok = measured is not None and not math.isnan(measured)
-    met = (measured < threshold if unit == "ms" else measured >= threshold) if ok else None
+    if measured is None or math.isnan(measured):
+        met: bool | None = None
+        measured = None
+    else:
+        met = measured < threshold if unit == "ms" else measured >= threshold
     return {
         "goal": goal,
-        "measured": measured if ok else None,
+        "measured": measured,
         "threshold": threshold,
         "unit": unit,
         "met": met,
@@ -345,7 +348,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ),
             _goal(
                 f"Noukai time to first event p50 under 20 ms ({mode} mode, c=1)",
-                first and first["ttfe_ms"]["p50"],
+                first["ttfe_ms"]["p50"] if first else None,
                 20.0,
                 "ms",
                 mode=mode,
