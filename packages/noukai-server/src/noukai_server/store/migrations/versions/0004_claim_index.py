@@ -31,6 +31,8 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The predicate as this revision wrote it (a migration keeps its own copy: the schema module's
+# `CLAIMABLE_PREDICATE` may change in a later revision, this one must not).
 CLAIMABLE = "status IN ('queued', 'running')"
 QUEUE_STORAGE = (
     "fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000, "
