@@ -82,8 +82,23 @@ class ErrorCode(StrEnum):
     # Traces and sessions
     STEP_NOT_FOUND = "STEP_NOT_FOUND"
     ATTEMPT_NOT_FOUND = "ATTEMPT_NOT_FOUND"
-    # Service
+    RUN_TIMEOUT = "RUN_TIMEOUT"
+    """The run ran past its total deadline (the flow's `run_timeout_seconds`, capped by the
+    server's maximum) and was stopped at once, whatever step it was in."""
+    # Quotas and credits
+    RATE_LIMITED = "RATE_LIMITED"
+    """Over a requests-per-minute quota of the key or its org: retry after `Retry-After` seconds;
+    the `X-RateLimit-*` headers say the limit, what is left and when the window resets."""
     RATE_LIMIT = "RATE_LIMIT"
+    """The wire contract's older spelling of RATE_LIMITED; the server answers RATE_LIMITED."""
+    QUEUE_FULL = "QUEUE_FULL"
+    """The key or its org already has its maximum of queued runs: retry after `Retry-After`."""
+    INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"
+    """The org has a credit balance and it is not positive: the run was refused before it started."""
+    CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
+    """The org's balance ran out while the run was going: it failed at the next step boundary,
+    charged for what it did."""
+    # Service
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     """The server is out of database connections for the moment; nothing was done. Retry after
@@ -144,7 +159,12 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.THREAD_POSITION_INVALID: 400,
     ErrorCode.STEP_NOT_FOUND: 404,
     ErrorCode.ATTEMPT_NOT_FOUND: 404,
+    ErrorCode.RUN_TIMEOUT: 504,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.RATE_LIMIT: 429,
+    ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.INSUFFICIENT_CREDITS: 402,
+    ErrorCode.CREDITS_EXHAUSTED: 402,
     ErrorCode.IDEMPOTENCY_CONFLICT: 409,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
