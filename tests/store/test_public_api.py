@@ -131,4 +131,4 @@ def test_migrations_ship_inside_the_package() -> None:
 
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"

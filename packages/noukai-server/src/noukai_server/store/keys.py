@@ -74,6 +74,8 @@ def _record(row: sa.Row[tuple[object, ...]]) -> ApiKeyRecord:
         created_at=m["created_at"],
         last_used_at=m["last_used_at"],
         revoked_at=m["revoked_at"],
+        scopes=m["scopes"],
+        expires_at=m["expires_at"],
     )
 
 

@@ -58,6 +58,10 @@ class ApiKeyRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scopes: str = "admin"
+    """What the key may do, space-separated: `admin`, `run`, `read`."""
+    expires_at: datetime | None = None
+    """When the key stops working; None: never."""
 
     @property
     def revoked(self) -> bool:
@@ -145,6 +149,13 @@ class RunRecord:
     """The thread this run is a turn of (None: a run on its own)."""
     thread_ordinal: int | None = None
     """The run's position among its thread's runs (1, 2, 3 ...), in creation order."""
+    api_key_id: str | None = None
+    """The API key that started the run (None: started by the server itself, or before keys were
+    recorded)."""
+    request_hash: str | None = None
+    """The fingerprint of the request that created the run with an idempotency key."""
+    deadline_at: datetime | None = None
+    """When the run must have ended (its total deadline); None: no deadline."""
     created: bool = False
     """True only on the record returned by the `create_run` call that inserted the row."""
 
@@ -188,6 +199,12 @@ class NewRun:
     """A UUID string chosen by the caller, or None to let the store pick one."""
     thread: ThreadTurn | None = None
     """Run as the next turn of a thread (see `ThreadTurn`); None: a run on its own."""
+    api_key_id: str | None = None
+    """The API key that asked for the run (per-key quotas, usage by key)."""
+    request_hash: str | None = None
+    """The fingerprint of the request, kept with an idempotency key to refuse a reuse with another body."""
+    deadline_at: datetime | None = None
+    """When the run must have ended, whatever it is doing then; None: no deadline."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,9 @@ def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) ->
         "updated_at": now,
         "thread_id": None if new.thread is None else new.thread.thread_id,
         "thread_ordinal": None,
+        "api_key_id": new.api_key_id,
+        "request_hash": new.request_hash,
+        "deadline_at": new.deadline_at,
     }
     if lease is not None:
         worker_id, lease_seconds = lease

@@ -102,6 +102,10 @@ api_keys = sa.Table(
     _timestamp("created_at"),
     _timestamp("last_used_at", nullable=True),
     _timestamp("revoked_at", nullable=True),
+    # What the key may do, space-separated (`admin`, `run`, `read`); keys made before scopes
+    # existed keep everything they could do then, which was administering their org.
+    sa.Column("scopes", sa.String(64), nullable=False, server_default="admin"),
+    _timestamp("expires_at", nullable=True),
 )
 
 flows = sa.Table(
@@ -170,6 +174,12 @@ runs = sa.Table(
     # and the run's position in it (1, 2, 3 ...: the thread stream's cursor).
     sa.Column("thread_id", sa.String(UUID_LENGTH), nullable=True, index=True),
     sa.Column("thread_ordinal", sa.Integer(), nullable=True),
+    # The key that started the run (per-key quotas and usage; no foreign key: usage outlives keys).
+    sa.Column("api_key_id", sa.String(KEY_ID_LENGTH), nullable=True),
+    # The fingerprint of the request an idempotency key was first used with (a reuse with another
+    # body is refused), and when the run must have ended by (its total deadline), if it has one.
+    sa.Column("request_hash", sa.String(64), nullable=True),
+    _timestamp("deadline_at", nullable=True),
     sa.UniqueConstraint("org_id", "idempotency_key"),
     sa.Index(None, "completed_at"),  # retention: the runs that ended before a time
     # The queue's own index: only claimable rows, in claim order. A run leaves it when it ends, so
