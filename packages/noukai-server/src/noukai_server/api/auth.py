@@ -61,3 +61,20 @@ def authorize(key: ApiKeyRecord, org: str, project: str | None = None) -> None:
         raise ApiError(ErrorCode.FORBIDDEN, f"this API key cannot access org {org!r}")
     if key.project_slug is not None and project is not None and key.project_slug != project:
         raise ApiError(ErrorCode.FORBIDDEN, f"this API key cannot access project {org}/{project}")
+
+
+SCOPE_RANKS: dict[str, int] = {"read": 0, "run": 1, "admin": 2}
+"""Each scope grants what the ones below it grant: `admin` manages flows, keys and credits and
+does everything `run` does; `run` starts and steers runs and reads; `read` reads only (streams,
+runs, traces)."""
+
+
+def has_scope(key: ApiKeyRecord, needed: str) -> bool:
+    rank = SCOPE_RANKS[needed]
+    return any(SCOPE_RANKS.get(scope, -1) >= rank for scope in key.scopes.split())
+
+
+def require_scope(key: ApiKeyRecord, needed: str) -> None:
+    """403 FORBIDDEN unless the key's scopes grant `needed` (`admin`, `run` or `read`)."""
+    if not has_scope(key, needed):
+        raise ApiError(ErrorCode.FORBIDDEN, f"this API key lacks the {needed!r} scope (it has: {key.scopes})")
