@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -14,9 +15,9 @@ import pytest
 from noukai.types.events import StepOutputFields, StepProgressFields, StepStartedFields
 from noukai_server.bus import MemoryBus
 from noukai_server.engine import RunState
-from noukai_server.engine.sink import UnstorableValue
+from noukai_server.engine.sink import CreditsExhausted, UnstorableValue
 from noukai_server.eventlog.writer import RunLogWriter
-from noukai_server.store import EventRow, RunUpdate, Store
+from noukai_server.store import EventRow, Recorded, RunUpdate, StepCharge, Store
 from tests.store.conftest import make_run
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +50,20 @@ class RecordingStore:
             await self.hold.wait()
         await self.store.record(run_id, attempt, events, update)
 
+    async def record_step(
+        self,
+        run_id: str,
+        attempt: int,
+        events: Sequence[EventRow],
+        update: RunUpdate | None,
+        charge: StepCharge,
+    ) -> Recorded:
+        """A checkpoint's write, which carries its step's charge: noted like `record`."""
+        self.writes.append(([e.seq for e in events], update))
+        if self.hold is not None:
+            await self.hold.wait()
+        return await self.store.record_step(run_id, attempt, events, update, charge)
+
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
@@ -78,6 +93,22 @@ async def test_a_step_and_its_checkpoint_are_one_write(store: Store) -> None:
     run = await store.get_run(run_id)
     assert run is not None and (run.cursor, run.last_seq) == (1, 5)
     assert [e.seq for e in subscription.take_nowait()] == [1, 2, 3, 4, 5]
+
+
+async def test_a_checkpoint_charges_its_step_and_says_when_credit_ran_out(store: Store) -> None:
+    writer, recording, _, run_id = await _writer(store)
+    run = await store.get_run(run_id)
+    assert run is not None
+    await store.add_credits(run.org_id, 1_000_000)
+    await writer.emit("step_started", STARTED)
+    await writer.checkpoint(1, RunState(cost_usd=Decimal("0.4"), prompt_tokens=3))
+    assert len(recording.writes) == 1  # the events, the cursor and the charge: one write
+    assert await store.credit_balance_micro_usd(run.org_id) == 600_000
+    with pytest.raises(CreditsExhausted, match=r"-0\.100000 USD"):
+        await writer.checkpoint(2, RunState(cost_usd=Decimal("1.1"), prompt_tokens=6))
+    stored = await store.get_run(run_id)
+    assert stored is not None and stored.cursor == 2  # stored before the news
+    assert await store.credit_balance_micro_usd(run.org_id) == -100_000
 
 
 async def test_events_are_published_only_once_stored(store: Store) -> None:

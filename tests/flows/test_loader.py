@@ -177,7 +177,7 @@ def test_yaml_nesting_beyond_the_parser() -> None:
 
 def test_json_nesting_beyond_the_parser() -> None:
     issue = only("[" * 100_000 + "]" * 100_000, filename="deep.json")
-    assert issue.message == "flow document nests too deeply"
+    assert issue.message == "flow document nests deeper than 64 levels"
 
 
 # --- steps: NO_STEPS --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import noukai_server.flows
 from tests.public_api import assert_reexported
 
 EXPECTED = {
+    "MAX_NESTING",
     "AgentStep",
     "FlowInput",
     "FlowIssue",
@@ -26,6 +27,8 @@ EXPECTED = {
     "build_context",
     "load_flow",
     "load_flow_file",
+    "nests_too_deep",
+    "parse_off_loop",
 }
 
 

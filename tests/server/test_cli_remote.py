@@ -179,15 +179,16 @@ def test_a_database_without_the_schema_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", LOCAL_COMMANDS[:3], ids=lambda c: " ".join(c[:2]))
 @pytest.mark.parametrize("how", ["flag", "environment"])
-def test_keys_with_a_url_configured_say_they_are_local_only(
+def test_keys_with_a_url_configured_and_no_key_are_refused(
     server: ServerProcess, tmp_path: Path, command: tuple[str, ...], how: str
 ) -> None:
+    """With a URL, `keys` goes through the server's keys API: without an admin key, exit 2."""
     if how == "flag":
         result = noukai(tmp_path, *command, "--url", server.base_url)
     else:
         result = noukai(tmp_path, *command, env={"NOUKAI_BASE_URL": server.base_url})
     assert result.returncode == 2
-    assert "key management is local-only" in result.stderr
+    assert "no API key" in result.stderr and "needs an admin key" in result.stderr
     assert "--data-dir" in result.stderr and "--local" in result.stderr
     assert result.stdout == ""
     _nothing_created(tmp_path)

@@ -81,6 +81,9 @@ class World:
     """Values by path parameter name."""
     bodies: dict[str, list[Any]]
     """Bodies by the last segment of an operation's path."""
+    org_key: str = ""
+    """An org-wide admin key of `dev`: what belongs to the whole org (`/orgs/{org}/...`: keys,
+    credits, usage) is refused to the dev key, which is limited to the `main` project."""
 
 
 def _call(server: ServerProcess, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -126,6 +129,7 @@ def _seed_world(server: ServerProcess) -> World:
     next_step = {**STEP_BODY, "executionId": runs[-2], "stepIndex": 1, "runRemaining": False}
     # Threads to read, fork and delete: enough that DELETEs leave live ones for the other calls.
     threads = [_call(server, "POST", "/threads", json={}).json()["threadId"] for _ in range(3 * MAX_EXAMPLES)]
+    keys = [_call(server, "POST", "/orgs/dev/keys", json={"scope": "read"}).json()["id"] for _ in range(3)]
     return World(
         paths={
             "org": ["dev"],
@@ -136,6 +140,7 @@ def _seed_world(server: ServerProcess) -> World:
             "step_id": STEP_IDS,
             "session_id": [session],
             "thread_id": threads,
+            "key_id": keys,
         },
         bodies={
             "execute": [*RUN_BODIES, resume],
@@ -143,7 +148,9 @@ def _seed_world(server: ServerProcess) -> World:
             "step": [{**STEP_BODY, **body} for body in RUN_BODIES] + [next_step],
             "{slug}": FLOW_DOCUMENTS,
             "fork": [{}, {"position": 0}],
+            "keys": [{"scope": "read"}, {"scope": "run", "name": "ci", "expiresInSeconds": 3600}],
         },
+        org_key=server.create_key("dev"),
     )
 
 
@@ -216,7 +223,8 @@ def test_every_answer_is_documented(make_server: Callable[..., ServerProcess]) -
         )
         @given(case=operation.as_strategy(GenerationMode.POSITIVE, hooks=schema.hooks))
         def exercise(case: Case[Any]) -> None:
-            response = case.call()
+            org_wide = case.path.startswith("/api/v1/orgs/")
+            response = case.call(headers={"Authorization": f"Bearer {world.org_key}"} if org_wide else None)
             answered[(operation.label, response.status_code)] += 1
             try:
                 case.validate_response(response, checks=CHECKS)

@@ -51,10 +51,10 @@ def _postgres_plan(url: str, run_id: str, statement: sa.ClauseElement) -> str:
 
 def _claim_on_sqlite(caps: OrgCaps | None) -> tuple[str, list[Any]]:
     """The hot path's claim SQL and its parameters: owner, expiry x2, started, updated, now (the
-    subquery), [the capped orgs' now and HAVING values,] now (the outer test)."""
+    subquery), [the capped orgs' and keys' now and HAVING values,] now (the outer test)."""
     now = datetime.now(UTC).isoformat()
-    sql, cap_params = (_CLAIM, []) if caps is None else _capped_claim(caps, "w1")
-    return sql, ["w1", now, now, now, now, now, *([now, *cap_params] if caps else []), now]
+    sql, cap_params = (_CLAIM, []) if caps is None else _capped_claim(caps, "w1", now)
+    return sql, ["w1", now, now, now, now, now, *cap_params, now]
 
 
 def _sqlite_plan(path: str, run_id: str, sql: str, params: list[Any]) -> str:
@@ -70,7 +70,14 @@ def _sqlite_plan(path: str, run_id: str, sql: str, params: list[Any]) -> str:
     return "\n".join(str(row[-1]) for row in rows)
 
 
-@pytest.mark.parametrize("caps", [None, OrgCaps(default=2, default_per_worker=True)], ids=["plain", "capped"])
+KEY_CAPPED = OrgCaps(default=2, default_per_worker=True, key_default=1, key_overrides={"k1": 3})
+
+
+@pytest.mark.parametrize(
+    "caps",
+    [None, OrgCaps(default=2, default_per_worker=True), KEY_CAPPED],
+    ids=["plain", "capped", "key-capped"],
+)
 async def test_the_claim_reads_the_partial_index_beside_thousands_of_ended_runs(
     store: Store, store_url: str, caps: OrgCaps | None
 ) -> None:

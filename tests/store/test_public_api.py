@@ -18,6 +18,8 @@ EXPECTED = {
     "NewRun",
     "NotFoundError",
     "OrgCaps",
+    "QueueCaps",
+    "QueueFull",
     "PoolSize",
     "ProjectRecord",
     "RunBusy",
@@ -42,6 +44,23 @@ EXPECTED = {
     "ThreadTurn",
     "UnsupportedDatabase",
     "upgrade_database",
+    # idempotency keys
+    "IdempotencyConflict",
+    # key scopes and expiry
+    "KEY_SCOPES",
+    "ApiKeyExpired",
+    # credits and usage
+    "USAGE_GROUPS",
+    "BadAmount",
+    "CreditBalance",
+    "CreditGrant",
+    "OrgNotFound",
+    "Recorded",
+    "StepCharge",
+    "UsageGroup",
+    "UsageRow",
+    "micro_to_usd",
+    "usd_to_micro",
 }
 
 
@@ -63,6 +82,7 @@ def test_store_methods() -> None:
         "create_api_key",
         "authenticate",
         "revoke_api_key",
+        "get_api_key",
         "list_api_keys",
         "save_draft",
         "get_flow",
@@ -75,6 +95,7 @@ def test_store_methods() -> None:
         "get_version",
         "latest_version",
         "create_run",
+        "idempotent_repeat",
         "get_run",
         "get_run_head",
         "run_heads",
@@ -99,6 +120,15 @@ def test_store_methods() -> None:
         "fork_thread",
         "add_thread_tool_turns",
         "erase_expired_threads",
+        # credits and usage
+        "record_step",
+        "credit_balance",
+        "credit_balance_micro_usd",
+        "add_credits",
+        "list_credit_grants",
+        "usage",
+        # request-rate counters (store.rate_counters)
+        "counters_write",
     }
     public = {name for name in vars(Store) if not name.startswith("_")}
     assert public == methods
@@ -131,4 +161,4 @@ def test_migrations_ship_inside_the_package() -> None:
 
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"

@@ -70,6 +70,20 @@ class ServerConfig:
     default grows with the number of workers."""
     org_max_running_overrides: Mapping[str, int] = field(default_factory=dict)
     """Per-org caps (org id -> runs, across the deployment) replacing `org_max_running`."""
+    key_max_running: int | None = None
+    """The most runs started with one API key running at once, across the deployment; None: no
+    per-key cap (the org's cap still applies)."""
+    key_max_running_overrides: Mapping[str, int] = field(default_factory=dict)
+    """Per-key caps (key id -> runs) replacing `key_max_running`."""
+    org_max_queued: int | None = None
+    """The most queued runs one org may have; a submission beyond it is refused with 429
+    QUEUE_FULL before anything is written. None: no cap."""
+    org_max_queued_overrides: Mapping[str, int] = field(default_factory=dict)
+    """Per-org queued caps (org id -> runs) replacing `org_max_queued`."""
+    key_max_queued: int | None = None
+    """The most queued runs started with one API key; None: no per-key cap."""
+    key_max_queued_overrides: Mapping[str, int] = field(default_factory=dict)
+    """Per-key queued caps (key id -> runs) replacing `key_max_queued`."""
     worker_grace_seconds: float = 30.0
     """On SIGTERM a `noukai worker` lets runs finish their current step this long, then hands
     every run it still holds back to the queue (`--grace-seconds`)."""
@@ -100,10 +114,38 @@ class ServerConfig:
     """The noukai.toml these settings were read from, if any."""
     mcp_servers: Mapping[str, McpServerConfig] = field(default_factory=dict)
     """`[mcp.servers.NAME]` of noukai.toml: MCP servers whose tools agent steps may use."""
+    step_timeout_seconds: float = 300.0
+    """A step attempt's timeout when neither the step (`timeout_seconds`) nor its flow
+    (`step_timeout_seconds`) sets one: no step runs unbounded."""
+    max_step_timeout_seconds: float = 3600.0
+    """The longest a step attempt may run, whatever its flow asks (larger values are clamped)."""
+    max_run_seconds: float = 3600.0
+    """A run's total deadline from its creation when its flow sets no `run_timeout_seconds`, and
+    the most a flow may set (larger values are clamped); queued and waiting time count."""
+    # [limits] request rates (`api.rate_limits`); None: unlimited, the self-hosted default.
+    requests_per_minute: int | None = None
+    """Requests one API key may make per minute (a sliding window)."""
+    org_requests_per_minute: int | None = None
+    """Requests all of one org's keys together may make per minute."""
+    key_requests_per_minute_overrides: Mapping[str, int] = field(default_factory=dict)
+    """Per-key rates (API key id -> requests per minute) replacing `requests_per_minute`."""
+    org_requests_per_minute_overrides: Mapping[str, int] = field(default_factory=dict)
+    """Per-org rates (org id -> requests per minute) replacing `org_requests_per_minute`."""
+    idempotency_ttl_seconds: float = 24 * 3600.0
+    """How long an `Idempotency-Key` is remembered; after that it may start a new run."""
+    # [limits] loop safety (`flows.TemplateEngine`).
+    template_seconds: float = 5.0
+    """The longest one template render may run (off the event loop) before its step fails with
+    TEMPLATE_ERROR."""
 
     def __post_init__(self) -> None:
         _choice("log level", self.log_level, LOG_LEVELS)
         _choice("log format", self.log_format, LOG_FORMATS)
+        if self.step_timeout_seconds > self.max_step_timeout_seconds:
+            raise ConfigError(
+                f"[limits] step_timeout_seconds ({self.step_timeout_seconds:g}) is above "
+                f"[limits] max_step_timeout_seconds ({self.max_step_timeout_seconds:g})"
+            )
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,7 +7,12 @@ from types import TracebackType
 import httpx2
 
 from noukai._config import ClientConfig, LogHandler, resolve_config
-from noukai._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from noukai._constants import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RATE_LIMIT_RETRIES,
+    DEFAULT_TIMEOUT,
+    RETRY_AFTER_CAP,
+)
 from noukai._flows import AsyncFlow, Flow, resolve_flow
 from noukai._runs import AsyncRuns, Runs
 from noukai._threads import AsyncThreads, Threads
@@ -38,6 +43,11 @@ class _ClientBase:
     def max_retries(self) -> int:
         return self._config.max_retries
 
+    @property
+    def rate_limit_retries(self) -> int:
+        """Refusals (429 or 503 with `Retry-After`) one call waits out before raising."""
+        return self._config.rate_limit_retries
+
     def _flow_name(
         self, identifier: str | None, org: str | None, project: str | None, slug: str | None
     ) -> tuple[str, str, str]:
@@ -56,7 +66,12 @@ class _ClientBase:
 
 class Noukai(_ClientBase):
     """The sync client. Reads `NOUKAI_API_KEY`, `NOUKAI_BASE_URL` and `NOUKAI_ENV` for the
-    arguments not given. Use it as a context manager, or call `close()` (safe to repeat)."""
+    arguments not given. Use it as a context manager, or call `close()` (safe to repeat).
+
+    `rate_limit_retries=N` waits out up to N refusals per call (a 429 or 503 with `Retry-After`:
+    the server did nothing), each for the server's `Retry-After` but at most
+    `max_rate_limit_wait` seconds (a longer one raises at once); the default 0 raises
+    `RateLimitError` (`.retry_after`) as soon as ordinary retries (`max_retries`) are used up."""
 
     def __init__(
         self,
@@ -71,6 +86,8 @@ class Noukai(_ClientBase):
         log_handler: LogHandler | None = None,
         log_payloads: bool = False,
         session_id: str | None = None,
+        rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
+        max_rate_limit_wait: float = RETRY_AFTER_CAP,
         http_client: httpx2.Client | None = None,
     ) -> None:
         self._config = resolve_config(
@@ -84,6 +101,8 @@ class Noukai(_ClientBase):
             log_handler=log_handler,
             log_payloads=log_payloads,
             session_id=session_id,
+            rate_limit_retries=rate_limit_retries,
+            max_rate_limit_wait=max_rate_limit_wait,
         )
         self._transport = SyncTransport(self._config, http_client)
         self.runs = Runs(self._transport)
@@ -132,6 +151,8 @@ class AsyncNoukai(_ClientBase):
         log_handler: LogHandler | None = None,
         log_payloads: bool = False,
         session_id: str | None = None,
+        rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
+        max_rate_limit_wait: float = RETRY_AFTER_CAP,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self._config = resolve_config(
@@ -145,6 +166,8 @@ class AsyncNoukai(_ClientBase):
             log_handler=log_handler,
             log_payloads=log_payloads,
             session_id=session_id,
+            rate_limit_retries=rate_limit_retries,
+            max_rate_limit_wait=max_rate_limit_wait,
         )
         self._transport = AsyncTransport(self._config, http_client)
         self.runs = AsyncRuns(self._transport)

@@ -13,8 +13,10 @@ import httpx2
 
 from noukai._constants import (
     API_VERSION,
+    DEFAULT_RATE_LIMIT_RETRIES,
     DEV_BASE_URL,
     PRODUCTION_BASE_URL,
+    RETRY_AFTER_CAP,
 )
 from noukai._errors import AuthenticationError
 from noukai._version import __version__
@@ -38,6 +40,10 @@ class ClientConfig:
     log_handler: LogHandler | None
     log_payloads: bool
     session_id: str | None
+    rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES
+    """How many refusals (429 or 503 with `Retry-After`) one call waits out and sends again."""
+    max_rate_limit_wait: float = RETRY_AFTER_CAP
+    """The longest `Retry-After` waited for; a longer one raises at once."""
 
     def headers(self) -> dict[str, str]:
         return {
@@ -68,6 +74,8 @@ def resolve_config(
     log_payloads: bool,
     session_id: str | None,
     environ: Mapping[str, str] | None = None,
+    rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
+    max_rate_limit_wait: float = RETRY_AFTER_CAP,
 ) -> ClientConfig:
     environ = os.environ if environ is None else environ
     key = api_key if api_key is not None else environ.get("NOUKAI_API_KEY")
@@ -85,6 +93,15 @@ def resolve_config(
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    if (
+        isinstance(rate_limit_retries, bool)
+        or not isinstance(rate_limit_retries, int)
+        or rate_limit_retries < 0
+    ):
+        raise ValueError(f"rate_limit_retries must be an int >= 0, got {rate_limit_retries!r}")
+    wait = max_rate_limit_wait
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < float("inf"):
+        raise ValueError(f"max_rate_limit_wait must be a number of seconds >= 0, got {wait!r}")
     return ClientConfig(
         api_key=key,
         base_url=resolve_base_url(env=env, base_url=base_url, environ=environ),
@@ -95,6 +112,8 @@ def resolve_config(
         log_handler=log_handler,
         log_payloads=log_payloads,
         session_id=session_id,
+        rate_limit_retries=rate_limit_retries,
+        max_rate_limit_wait=float(wait),
     )
 
 

@@ -20,6 +20,8 @@ RETRY_INITIAL_DELAY: Final = 0.5
 RETRY_MAX_DELAY: Final = 8.0
 RETRY_AFTER_CAP: Final = 60.0
 """A `Retry-After` longer than this is not waited for: the error is raised instead."""
+DEFAULT_RATE_LIMIT_RETRIES: Final = 0
+"""Refusals (429/503 with `Retry-After`) waited out per call unless the caller asks for more."""
 
 HEARTBEAT_SECONDS: Final = 15.0
 """The server's default heartbeat interval; a stream silent for three of them is dead."""

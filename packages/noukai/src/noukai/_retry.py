@@ -6,6 +6,14 @@ same run). Only replayable requests are retried: on connection errors and on 408
 503 and 504, honouring `Retry-After`. An error answer that names an `executionId` is a run's outcome
 (the run happened and failed) and is never retried. Timeouts are never retried either: the
 `timeout` is the caller's budget for the call.
+
+A *refusal* is different: a 429 or 503 that says when to come back (`Retry-After`) and names no
+run. The server refused the request before doing anything (RATE_LIMITED, QUEUE_FULL, no free
+database connection), so sending it again is safe whatever the request. With
+`rate_limit_retries=N` a call waits out up to N refusals (each wait exactly the server's
+`Retry-After`, at most `max_rate_limit_wait`), whether or not it is replayable; these do not use
+up `max_retries`. Past them, the ordinary rules above apply, and then the error is raised
+(`RateLimitError` with `.retry_after` for a 429).
 """
 
 from __future__ import annotations
@@ -17,6 +25,16 @@ from noukai._constants import RETRY_AFTER_CAP, RETRY_INITIAL_DELAY, RETRY_MAX_DE
 from noukai._errors import NoukaiError, RateLimitError
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REFUSAL_STATUSES = frozenset({429, 503})
+
+
+def refusal_wait(error: NoukaiError, retry_after: float | None) -> float | None:
+    """The server's `Retry-After` when `error` is a refusal (see the module docstring), else None."""
+    if error.status_code not in REFUSAL_STATUSES or error.execution_id is not None:
+        return None
+    if isinstance(error, RateLimitError) and error.retry_after is not None:
+        return error.retry_after
+    return retry_after
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
@@ -33,6 +51,17 @@ class RetryPolicy:
     initial_delay: float = RETRY_INITIAL_DELAY
     max_delay: float = RETRY_MAX_DELAY
     retry_after_cap: float = RETRY_AFTER_CAP
+    rate_limit_retries: int = 0
+
+    def after_refusal(
+        self, refusals_done: int, error: NoukaiError, *, retry_after: float | None = None
+    ) -> float | None:
+        """Seconds to wait before sending a refused request again, or None (not a refusal, none
+        of `rate_limit_retries` left, or a `Retry-After` beyond `retry_after_cap`)."""
+        wait = refusal_wait(error, retry_after)
+        if wait is None or refusals_done >= self.rate_limit_retries or wait > self.retry_after_cap:
+            return None
+        return wait
 
     def after_connection_error(
         self, retries_done: int, *, replayable: bool, rng: random.Random

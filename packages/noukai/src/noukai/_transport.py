@@ -56,6 +56,19 @@ class Call:
         return self.json is not _NO_BODY
 
 
+@dataclass(slots=True)
+class Tries:
+    """What one call has used: ordinary retries (`max_retries`) and refusals waited out
+    (`rate_limit_retries`)."""
+
+    retries: int = 0
+    refusals: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.retries + self.refusals
+
+
 @dataclass(frozen=True, slots=True)
 class ApiResponse:
     status_code: int
@@ -67,7 +80,11 @@ class ApiResponse:
 class _TransportBase:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self._policy = RetryPolicy(max_retries=config.max_retries)
+        self._policy = RetryPolicy(
+            max_retries=config.max_retries,
+            retry_after_cap=config.max_rate_limit_wait,
+            rate_limit_retries=config.rate_limit_retries,
+        )
         self._rng = random.Random()
 
     # -- requests ---------------------------------------------------------------------------
@@ -92,34 +109,41 @@ class _TransportBase:
         t = self.config.timeout
         return httpx2.Timeout(connect=t, read=read_timeout, write=t, pool=t)
 
-    def _after_transport_error(self, call: Call, retries: int, exc: httpx2.TransportError) -> float:
-        """Seconds to wait before retrying, or raises the SDK's error for `exc`."""
+    def _after_transport_error(self, call: Call, tries: Tries, exc: httpx2.TransportError) -> float:
+        """Seconds to wait before retrying (counted in `tries`), or raises the SDK's error for `exc`."""
         if isinstance(exc, httpx2.TimeoutException):
             raise APITimeoutError(f"{call.method} {call.path} timed out") from exc
-        delay = self._policy.after_connection_error(retries, replayable=call.replayable, rng=self._rng)
+        delay = self._policy.after_connection_error(tries.retries, replayable=call.replayable, rng=self._rng)
         if delay is None:
             raise APIConnectionError(f"{call.method} {call.path} failed: {exc!r}") from exc
-        self._log_retry(call, retries, delay, f"{type(exc).__name__}")
+        self._log_retry(call, tries.total, delay, f"{type(exc).__name__}")
+        tries.retries += 1
         return delay
 
     def _after_answer(
-        self, call: Call, retries: int, status: int, headers: httpx2.Headers, raw: bytes
+        self, call: Call, tries: Tries, status: int, headers: httpx2.Headers, raw: bytes
     ) -> ApiResponse | tuple[NoukaiError, float | None]:
+        """The answer, or its error and the wait before sending again (None: raise it); counts
+        the retry it plans in `tries`."""
+        attempt = tries.total
         request_id = headers.get("x-request-id")
         body = parse_body(raw)
-        self._log_response(call, retries, status, request_id, body)
+        self._log_response(call, attempt, status, request_id, body)
         if 200 <= status < 300:
             return ApiResponse(status, headers, body, request_id)
         error = error_from_response(status, headers, raw)
-        delay = self._policy.after_error(
-            retries,
-            error,
-            replayable=call.replayable,
-            rng=self._rng,
-            retry_after=parse_retry_after(headers.get("retry-after")),
-        )
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        delay = self._policy.after_refusal(tries.refusals, error, retry_after=retry_after)
         if delay is not None:
-            self._log_retry(call, retries, delay, f"HTTP {status}")
+            tries.refusals += 1
+        else:
+            delay = self._policy.after_error(
+                tries.retries, error, replayable=call.replayable, rng=self._rng, retry_after=retry_after
+            )
+            if delay is not None:
+                tries.retries += 1
+        if delay is not None:
+            self._log_retry(call, attempt, delay, f"HTTP {status}")
         return error, delay
 
     # -- logging ----------------------------------------------------------------------------
@@ -197,23 +221,21 @@ class SyncTransport(_TransportBase):
         self.http = http_client or httpx2.Client(timeout=config.timeout, follow_redirects=False)
 
     def request(self, call: Call) -> ApiResponse:
-        retries = 0
+        tries = Tries()
         while True:
-            self._log_request(call, retries)
+            self._log_request(call, tries.total)
             try:
                 status, headers, raw = self._send(call)
             except httpx2.TransportError as exc:
-                self.sleep(self._after_transport_error(call, retries, exc))
-                retries += 1
+                self.sleep(self._after_transport_error(call, tries, exc))
                 continue
-            outcome = self._after_answer(call, retries, status, headers, raw)
+            outcome = self._after_answer(call, tries, status, headers, raw)
             if isinstance(outcome, ApiResponse):
                 return outcome
             error, delay = outcome
             if delay is None:
                 raise error
             self.sleep(delay)
-            retries += 1
 
     def _send(self, call: Call) -> tuple[int, httpx2.Headers, bytes]:
         budget = self._timeout(call)
@@ -250,23 +272,21 @@ class AsyncTransport(_TransportBase):
         self.http = http_client or httpx2.AsyncClient(timeout=config.timeout, follow_redirects=False)
 
     async def request(self, call: Call) -> ApiResponse:
-        retries = 0
+        tries = Tries()
         while True:
-            self._log_request(call, retries)
+            self._log_request(call, tries.total)
             try:
                 status, headers, raw = await self._send(call)
             except httpx2.TransportError as exc:
-                await self.sleep(self._after_transport_error(call, retries, exc))
-                retries += 1
+                await self.sleep(self._after_transport_error(call, tries, exc))
                 continue
-            outcome = self._after_answer(call, retries, status, headers, raw)
+            outcome = self._after_answer(call, tries, status, headers, raw)
             if isinstance(outcome, ApiResponse):
                 return outcome
             error, delay = outcome
             if delay is None:
                 raise error
             await self.sleep(delay)
-            retries += 1
 
     async def _send(self, call: Call) -> tuple[int, httpx2.Headers, bytes]:
         budget = self._timeout(call)

@@ -16,13 +16,16 @@ from noukai_server.api import endpoints
 from noukai_server.api.docs import install_docs, install_openapi
 from noukai_server.api.errors import install_error_handlers
 from noukai_server.api.mcp_endpoint import MCP_PATH, McpEndpoint
+from noukai_server.api.rate_limits import RateLimitHeaders, RateLimits
 from noukai_server.api.request_id import RequestIdMiddleware
 from noukai_server.api.responses import answers, json_response
 from noukai_server.api.routes import (
     agui,
+    credits,
     execute,
     flows,
     jobs,
+    keys,
     openai_compat,
     sessions,
     stream,
@@ -48,10 +51,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(config, functions=functions, tools=tools)
         app.state.services = services
+        app.state.rate_limits = limits = RateLimits.of(config, services.store)  # None: unlimited
         try:
             async with mcp.running():  # /mcp: the MCP SDK's session manager
                 yield
         finally:
+            if limits is not None:
+                await limits.aclose()
             await services.close()
 
     app = FastAPI(
@@ -75,6 +81,8 @@ def create_app(
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(threads.router, prefix=API_PREFIX)
     app.include_router(agui.router, prefix=API_PREFIX)
+    app.include_router(keys.router, prefix=API_PREFIX)
+    app.include_router(credits.router, prefix=API_PREFIX)
     app.include_router(openai_compat.router)  # /openai/v1: docs/protocols.md
     app.router.routes.append(Route(MCP_PATH, endpoint=mcp))  # flows as MCP tools
 
@@ -83,5 +91,6 @@ def create_app(
         """Liveness: answers without a key once the store is open."""
         return json_response({"status": "ok", "version": __version__})
 
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -13,9 +13,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from noukai.types.errors import ErrorCode
+from noukai_server.api import rate_limits
 from noukai_server.api.errors import ApiError
 from noukai_server.api.services import Services
-from noukai_server.store import ApiKeyRecord
+from noukai_server.store import ApiKeyExpired, ApiKeyRecord
 
 
 def services_of(request: Request) -> Services:
@@ -50,17 +51,42 @@ async def api_key(
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(ErrorCode.UNAUTHENTICATED, "missing API key: send `Authorization: Bearer nk_...`")
-    record = await services_of(request).store.authenticate(token.strip())
+    record = await authenticate(services_of(request), token.strip())
     if record is None:
         raise ApiError(ErrorCode.UNAUTHENTICATED, "invalid or revoked API key")
+    await rate_limits.enforce(request, record)  # 429 RATE_LIMITED over the key's or org's rate
     return record
 
 
-def authorize(key: ApiKeyRecord, org: str, project: str | None = None) -> None:
+async def authenticate(svc: Services, token: str) -> ApiKeyRecord | None:
+    """The key's record; None for a key that is not ours, wrong or revoked; 401 UNAUTHENTICATED
+    saying so for a genuine key past its expiry (the store learns that only after the hash
+    matched, so the message tells nothing to someone who does not hold the key)."""
+    try:
+        return await svc.store.authenticate(token)
+    except ApiKeyExpired as exc:
+        raise ApiError(
+            ErrorCode.UNAUTHENTICATED,
+            f"this API key expired at {exc.expires_at.isoformat()}: create a new one (`noukai keys create`)",
+        ) from None
+
+
+def authorize(key: ApiKeyRecord, org: str, project: str | None = None, *, scope: str = "read") -> None:
+    """403 FORBIDDEN unless the key belongs to `org` and `project` and has `scope`
+    (`require_scope`). `project` None names something of the whole org (its credits, its usage):
+    a key limited to one project is refused it. The tenant is checked first: another tenant is
+    told only that the key cannot access it."""
     if key.org_id != org:
         raise ApiError(ErrorCode.FORBIDDEN, f"this API key cannot access org {org!r}")
-    if key.project_slug is not None and project is not None and key.project_slug != project:
+    if key.project_slug is not None and project is None:
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            f"this API key is limited to project {org}/{key.project_slug}: what belongs to the whole"
+            " org needs an org-wide key",
+        )
+    if key.project_slug is not None and key.project_slug != project:
         raise ApiError(ErrorCode.FORBIDDEN, f"this API key cannot access project {org}/{project}")
+    require_scope(key, scope)
 
 
 SCOPE_RANKS: dict[str, int] = {"read": 0, "run": 1, "admin": 2}

@@ -62,7 +62,7 @@ async def _api_error(_: Request, exc: Exception) -> Response:
 
 async def _rejected(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestRejected)
-    return error_response(exc.code, exc.message, **exc.details)
+    return error_response(exc.code, exc.message, headers=exc.headers or None, **exc.details)
 
 
 async def _validation(_: Request, exc: Exception) -> Response:

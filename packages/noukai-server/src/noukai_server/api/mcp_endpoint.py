@@ -3,7 +3,8 @@ SDK's own server and transport, stateless: every HTTP request stands alone, so a
 can serve any request).
 
 The bearer key is checked here, before the SDK sees the request (401 in the usual envelope
-otherwise); the handlers read the key from the request the SDK hands them. The translation is
+otherwise, 403 FORBIDDEN for a key without the `run` scope: the endpoint exists to run flows);
+the handlers read the key from the request the SDK hands them. The translation is
 `runtime.protocols.mcp_tools`. docs/protocols.md.
 """
 
@@ -24,7 +25,8 @@ from starlette.types import Receive, Scope, Send
 
 from noukai.types.errors import ErrorCode
 from noukai_server import __version__
-from noukai_server.api.errors import error_response
+from noukai_server.api.auth import authenticate, require_scope
+from noukai_server.api.errors import ApiError, error_response
 from noukai_server.api.services import Services
 from noukai_server.runtime.protocols import ProtocolRuns
 from noukai_server.runtime.protocols.mcp_tools import FlowTool, call_flow, flow_tools
@@ -108,14 +110,21 @@ class McpEndpoint:
         if scope["type"] != "http":
             return
         services: Services = scope["app"].state.services
-        key = await _authenticate(services, scope)
-        if key is None:
-            response = error_response(
-                ErrorCode.UNAUTHENTICATED,
-                "missing or invalid API key: send `Authorization: Bearer nk_...`",
-                headers={"WWW-Authenticate": 'Bearer realm="noukai"'},
+        try:
+            key = await _authenticate(services, scope)
+            if key is None:
+                raise ApiError(
+                    ErrorCode.UNAUTHENTICATED,
+                    "missing or invalid API key: send `Authorization: Bearer nk_...`",
+                )
+            require_scope(key, "run")
+        except ApiError as exc:
+            headers = (
+                {"WWW-Authenticate": 'Bearer realm="noukai"'}
+                if exc.code == ErrorCode.UNAUTHENTICATED
+                else None
             )
-            await response(scope, receive, send)
+            await error_response(exc.code, exc.message, headers=headers)(scope, receive, send)
             return
         runs = ProtocolRuns(
             services.store, services.bus, services.runs, heartbeat_seconds=services.config.heartbeat_seconds
@@ -129,4 +138,4 @@ async def _authenticate(services: Services, scope: Scope) -> ApiKeyRecord | None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return await services.store.authenticate(token.strip())
+    return await authenticate(services, token.strip())

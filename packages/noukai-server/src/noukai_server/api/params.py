@@ -24,7 +24,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
 """What the store keeps of a key (its token column)."""
 
 _IDEMPOTENCY = (
-    "Requests with the same key start one run; a repeat follows the run already started"
+    "Requests with the same key start one run; a repeat follows the run already started. A key is"
+    " remembered for `[limits] idempotency_ttl_seconds` (24 h by default), then may start a new run;"
+    " reused with a different request (flow, version, inputs) it is answered 409 IDEMPOTENCY_CONFLICT"
     f" (at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters; blank means none)."
 )
 _EXECUTION_ID = "The run's execution id."

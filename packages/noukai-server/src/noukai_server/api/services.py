@@ -14,6 +14,7 @@ from noukai_server.providers import ModelRegistry
 from noukai_server.runtime import FlowCache, RunService, Worker
 from noukai_server.runtime.assembly import Execution
 from noukai_server.runtime.flow_admin import FlowAdmin, FlowChecks
+from noukai_server.runtime.quotas import RunLimits
 from noukai_server.runtime.sessions import SessionService
 from noukai_server.runtime.traces import TraceService
 from noukai_server.store import Store
@@ -60,7 +61,14 @@ class Services:
             session_retention_seconds=config.session_retention_seconds,
         )
         retention.start()
-        runs = RunService(store, bus, execution.flows, local=worker)
+        runs = RunService(
+            store,
+            bus,
+            execution.flows,
+            local=worker,
+            limits=RunLimits.of(config),
+            idempotency_ttl_seconds=config.idempotency_ttl_seconds,
+        )
         traces = TraceService(store, max_context_bytes=config.trace_context_max_bytes)
         sessions = SessionService(store, traces, retention_seconds=config.session_retention_seconds)
         return cls(

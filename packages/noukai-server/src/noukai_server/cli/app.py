@@ -7,8 +7,8 @@ data dir.
 
 Only `serve` and `migrate` create a store. `keys` and `flows push` open an existing one (else exit
 1, nothing created), and only in local mode: when a server URL is configured (`--url` or
-`NOUKAI_BASE_URL`, unless `--local`), `flows push` goes through the server's HTTP API
-(`cli/remote.py`) and `keys` refuses (exit 2): the HTTP API has no key endpoints.
+`NOUKAI_BASE_URL`, unless `--local`), they go through the server's HTTP API (`cli/remote.py`,
+`cli/remote_keys.py`: the keys API, with an admin `--api-key`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -28,6 +29,7 @@ from noukai.types import API_PREFIX
 from noukai_server import __version__
 from noukai_server.cli.config_cmd import ConfigFileOption, config_app
 from noukai_server.cli.config_cmd import init as init_command
+from noukai_server.cli.credits_cmd import credits_app
 from noukai_server.cli.flow_files import BadFlowFile, flow_checks, flow_files, load_flow_files, read_flow_file
 from noukai_server.cli.run import run as run_command
 from noukai_server.cli.worker import worker as worker_command
@@ -35,11 +37,12 @@ from noukai_server.config import LOG_FORMATS, LOG_LEVELS, ConfigError
 
 if TYPE_CHECKING:
     from noukai_server.cli.reload import FlowWatcher
+    from noukai_server.cli.remote import Remote
     from noukai_server.config import ServerConfig
     from noukai_server.engine import FunctionRegistry, ToolRegistry
     from noukai_server.flows import FlowSpec
     from noukai_server.runtime.flow_admin import FlowChecks
-    from noukai_server.store import Store
+    from noukai_server.store import ApiKeyRecord, Store
 
 # The server, store and flow modules are imported inside the commands that need them: importing
 # SQLAlchemy and FastAPI costs seconds on a slow machine, and `noukai run` or `noukai version`
@@ -58,6 +61,7 @@ app.add_typer(flows_app, name="flows")
 app.command("run")(run_command)
 app.command("worker")(worker_command)
 app.add_typer(config_app, name="config")
+app.add_typer(credits_app, name="credits")
 app.command("init")(init_command)
 
 DataDir = Annotated[
@@ -156,7 +160,9 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 _REMOTE_HINT = "or push through a running server with --url URL (or NOUKAI_BASE_URL) and --api-key KEY"
-_KEYS_HINT = "key management is local: run this on the server host"
+_KEYS_HINT = (
+    "or manage keys through a running server with --url URL (or NOUKAI_BASE_URL) and an admin --api-key KEY"
+)
 
 
 async def _open_existing_store(
@@ -228,17 +234,42 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def _keys_are_local(ctx: typer.Context, url: str | None, local: bool, command: str) -> None:
-    """`keys` in remote mode: exit 2, as the HTTP API has no key endpoints (nothing is written)."""
+def _keys_remote(ctx: typer.Context, url: str | None, api_key: str | None, local: bool) -> Remote | None:
+    """`keys` in remote mode: the server to manage keys on through its keys API (with an admin
+    `--api-key`; exit 2 without one); None in local mode."""
+    from noukai_server.cli.remote import Remote
+    from noukai_server.cli.run import UsageError
+
     server = _server_url(ctx, url, local)
-    if server is not None:
+    if server is None:
+        return None
+    try:
+        return Remote.of(server, api_key)
+    except UsageError as exc:
         raise _fail(
-            f"a server URL is configured (--url or NOUKAI_BASE_URL: {server}), but key management is "
-            "local-only on this server version: its HTTP API has no key endpoints, so nothing was done.\n"
-            f"  Run `noukai keys {command} ... --local --data-dir DIR` (or --database-url URL) on the "
-            "server host, against the store `noukai serve` uses.",
+            f"{exc}: key management at {server} needs an admin key of the org"
+            " (or manage the store directly: --local --data-dir DIR)",
             code=2,
-        )
+        ) from exc
+
+
+def _remote_org(org: str | None, command: str) -> str:
+    if org is None:
+        raise _fail(f"`keys {command}` through a server manages one org's keys: give --org ORG", code=2)
+    return org
+
+
+T = TypeVar("T")
+
+
+def _remotely(call: Callable[[], T]) -> T:
+    """`call`, a request to the server; exit 1 with the server's refusal."""
+    from noukai_server.cli.remote import RemoteFailure
+
+    try:
+        return call()
+    except RemoteFailure as exc:
+        raise _fail(str(exc)) from exc
 
 
 @app.command()
@@ -464,11 +495,16 @@ def _parse_flow_file(path: Path, config: ServerConfig) -> FlowSpec:
 async def _dev_key(store: Store, config: ServerConfig) -> str:
     """The dev key is kept (mode 0600) in the data dir so later starts can print it again; the
     database holds only its hash."""
+    from noukai_server.store import ApiKeyExpired
+
     path = config.data_dir / DEV_KEY_FILE
     if path.exists():
         key = path.read_text().strip()
-        if await store.authenticate(key) is not None:
-            return key
+        try:
+            if await store.authenticate(key) is not None:
+                return key
+        except ApiKeyExpired:  # not one `serve` made (those never expire): replaced like a revoked one
+            pass
     _, key = await store.create_api_key(config.dev_org, config.dev_project, name="dev")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -511,6 +547,19 @@ def keys_create(
     org: Annotated[str, typer.Option(help="The org the key belongs to.")],
     project: Annotated[str | None, typer.Option(help="Limit the key to one project.")] = None,
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="admin: everything, flows and keys included; run: start and steer runs, threads"
+            " and jobs, and read; read: read runs, streams, traces, sessions and flows only."
+        ),
+    ] = "admin",
+    expires_in: Annotated[
+        str | None, typer.Option(help="Stop working after this long: 30d, 12h, 90m, 3600s, 2w.")
+    ] = None,
+    expires_at: Annotated[
+        str | None, typer.Option(help="Stop working at this ISO 8601 time (UTC without a zone).")
+    ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     config_file: ConfigFileOption = None,
@@ -518,13 +567,36 @@ def keys_create(
     api_key: ApiKey = None,
     local: Local = False,
 ) -> None:
-    """Create a key and print it (only the key, on stdout). It cannot be shown again."""
-    _keys_are_local(ctx, url, local, "create")
+    """Create a key and print it (only the key, on stdout). It cannot be shown again.
+
+    `admin` unless --scope says less: what every key could do before scopes existed."""
+    from datetime import UTC, datetime
+
+    from noukai_server.cli.key_listing import BadExpiry, expiry
+    from noukai_server.store import KEY_SCOPES
+
+    if scope not in KEY_SCOPES:
+        raise _fail(f"--scope {scope!r}: use one of {', '.join(KEY_SCOPES)}", code=2)
+    try:
+        expires = expiry(expires_in, expires_at, datetime.now(UTC))
+    except BadExpiry as exc:
+        raise _fail(str(exc), code=2) from exc
+    remote = _keys_remote(ctx, url, api_key, local)
+    if remote is not None:
+        from noukai_server.cli import remote_keys
+
+        made = _remotely(
+            lambda: remote_keys.create_key(
+                remote, org, project=project, name=name, scope=scope, expires_at=expires
+            )
+        )
+        sys.stdout.write(made + "\n")
+        return
 
     async def run() -> str:
         store = await _open_existing_store(data_dir, database_url, _KEYS_HINT, config_file)
         try:
-            _, key = await store.create_api_key(org, project, name=name)
+            _, key = await store.create_api_key(org, project, name=name, scope=scope, expires_at=expires)
             return key
         finally:
             await store.close()
@@ -535,7 +607,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     ctx: typer.Context,
-    org: Annotated[str, typer.Option(help="The org whose keys to list.")],
+    org: Annotated[str | None, typer.Option(help="Only this org's keys (default: every org's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of key objects.")] = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     config_file: ConfigFileOption = None,
@@ -543,26 +616,38 @@ def keys_list(
     api_key: ApiKey = None,
     local: Local = False,
 ) -> None:
-    """List an org's keys (ids and scopes, never the secrets)."""
-    _keys_are_local(ctx, url, local, "list")
+    """List keys: id, name, org/project, scope, state (active, expired, revoked), creation, last
+    use and expiry; never the secrets."""
+    import json
+    from datetime import UTC, datetime
 
-    async def run() -> None:
-        store = await _open_existing_store(data_dir, database_url, _KEYS_HINT, config_file)
-        try:
-            for record in await store.list_api_keys(org):
-                state = "revoked" if record.revoked else "active"
-                scope = record.project_slug or "*"
-                typer.echo(f"{record.id}\t{org}/{scope}\t{state}\t{record.name or ''}")
-        finally:
-            await store.close()
+    from noukai_server.api.key_info import key_info
+    from noukai_server.cli.key_listing import key_table
 
-    asyncio.run(run())
+    remote = _keys_remote(ctx, url, api_key, local)
+    if remote is not None:
+        from noukai_server.cli import remote_keys
+
+        listed = _remotely(lambda: remote_keys.list_keys(remote, _remote_org(org, "list")))
+    else:
+
+        async def run() -> list[ApiKeyRecord]:
+            store = await _open_existing_store(data_dir, database_url, _KEYS_HINT, config_file)
+            try:
+                return await store.list_api_keys(org)
+            finally:
+                await store.close()
+
+        records, now = asyncio.run(run()), datetime.now(UTC)
+        listed = [key_info(record, now) for record in records]
+    typer.echo(json.dumps(listed, indent=2) if as_json else key_table(listed))
 
 
 @keys_app.command("revoke")
 def keys_revoke(
     ctx: typer.Context,
     key_id: Annotated[str, typer.Argument(help="The key id (the part after nk_ and before _).")],
+    org: Annotated[str | None, typer.Option(help="The key's org (needed in remote mode).")] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     config_file: ConfigFileOption = None,
@@ -571,7 +656,12 @@ def keys_revoke(
     local: Local = False,
 ) -> None:
     """Revoke a key at once."""
-    _keys_are_local(ctx, url, local, "revoke")
+    remote = _keys_remote(ctx, url, api_key, local)
+    if remote is not None:
+        from noukai_server.cli import remote_keys
+
+        _remotely(lambda: remote_keys.revoke_key(remote, _remote_org(org, "revoke"), key_id))
+        return
 
     async def run() -> bool:
         store = await _open_existing_store(data_dir, database_url, _KEYS_HINT, config_file)

@@ -60,12 +60,14 @@ async def load_flow_files(
     """Save each flow file as a draft of the dev project, unless its draft is already the same. A
     file that is not a valid flow is skipped (a warning in the log); returns `name: reason` for
     each skipped file."""
+    from noukai_server.flows import parse_off_loop
     from noukai_server.runtime.flow_admin import save_flow
 
     skipped: list[str] = []
     for path in paths:
         try:
-            spec = read_flow_file(path, checks)
+            # Off the event loop: `serve --reload` reads changed files while the server serves.
+            spec = await parse_off_loop(read_flow_file, path, checks)
         except BadFlowFile as exc:
             logger.warning("skipped flow file %s: %s", path, exc, extra={"file": str(path)})
             skipped.append(f"{path.name}: {exc}")

@@ -13,6 +13,7 @@ from noukai_server.engine.outcome import (
 from noukai_server.engine.runner import FlowEngine
 from noukai_server.engine.sink import EventSink
 from noukai_server.engine.state import RunInputs, RunState
+from noukai_server.engine.timeouts import StepTimeouts
 from noukai_server.engine.tools import ToolRegistry, default_tools
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "RunInputs",
     "RunState",
     "StepFailure",
+    "StepTimeouts",
     "ToolRegistry",
     "Yielded",
     "default_functions",

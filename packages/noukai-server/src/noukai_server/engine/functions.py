@@ -9,15 +9,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio.to_thread
+import regex  # type: ignore[import-untyped]  # no stubs published; used in one place
 
 from noukai_server.flows._checks import argument_faults, describe_call
 
 StepFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
+
+# The builtins below run on worker threads, but one C call (a regex match, json.loads, str.upper)
+# holds the GIL until it returns: each input is capped so no call can stall the event loop.
+MAX_TEXT_CHARS = 1024 * 1024
+"""The longest text (or JSON document) a builtin function takes."""
+MAX_PATTERN_CHARS = 10_000
+REGEX_SECONDS = 1.0
+"""How long one `text.findall` may match; the `regex` engine checks it and releases the GIL."""
 
 
 class FunctionRegistry:
@@ -66,28 +74,62 @@ class FunctionRegistry:
         return await anyio.to_thread.run_sync(lambda: function(**arguments), abandon_on_cancel=True)
 
 
+def _bounded_text(text: str, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a string, got {type(text).__name__}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"{what} is longer than {MAX_TEXT_CHARS} characters")
+    return text
+
+
 def _word_count(text: str) -> int:
-    return len(text.split())
+    return len(_bounded_text(text).split())
 
 
 def _split_words(text: str) -> list[str]:
-    return text.split()
+    return _bounded_text(text).split()
 
 
 def _parse_json(text: str) -> Any:
-    return json.loads(text)
+    try:
+        return json.loads(_bounded_text(text))
+    except RecursionError:
+        raise ValueError("the JSON document nests too deeply") from None
 
 
 def _upper(text: str) -> str:
-    return text.upper()
+    return _bounded_text(text).upper()
 
 
 def _join(items: list[Any], separator: str = " ") -> str:
-    return separator.join(str(item) for item in items)
+    _bounded_text(separator, "separator")
+    parts: list[str] = []
+    size = 0
+    for item in items:
+        part = str(item)
+        size += len(part) + len(separator)
+        if size > MAX_TEXT_CHARS + len(separator):
+            raise ValueError(f"the joined text would be longer than {MAX_TEXT_CHARS} characters")
+        parts.append(part)
+    return separator.join(parts)
 
 
 def _regex_findall(text: str, pattern: str) -> list[Any]:
-    return re.findall(pattern, text)
+    _bounded_text(text)
+    if len(_bounded_text(pattern, "pattern")) > MAX_PATTERN_CHARS:
+        raise ValueError(f"pattern is longer than {MAX_PATTERN_CHARS} characters")
+    try:
+        # `regex` rather than `re`: `re` backtracks catastrophically (`(a|aa)+$`) holding the GIL,
+        # with no way to stop it; `regex` gives up after `timeout` and lets other threads run.
+        found: list[Any] = regex.findall(pattern, text, timeout=REGEX_SECONDS, concurrent=True)
+        return found
+    except regex.error as exc:
+        raise ValueError(f"invalid pattern: {exc}") from None
+    except TimeoutError:
+        raise TimeoutError(
+            f"the pattern ran past its {REGEX_SECONDS:g} s limit on this text "
+            "(it backtracks catastrophically; make it unambiguous, e.g. (a+)$ rather than (a|aa)+$)"
+        ) from None
 
 
 async def _sleep(seconds: float, value: Any = None) -> Any:

@@ -40,9 +40,10 @@ from noukai_server.engine.outcome import (
     Yielded,
 )
 from noukai_server.engine.retry import MIN_ATTEMPTS_AFTER_INTERRUPTION, backoff_seconds
-from noukai_server.engine.sink import EventSink, UnstorableValue
+from noukai_server.engine.sink import CreditsExhausted, EventSink, UnstorableValue
 from noukai_server.engine.state import AgentPause, RunInputs, RunState, ToolResult
 from noukai_server.engine.steps import StepCall, StepExecutors, StepOutput
+from noukai_server.engine.timeouts import StepTimeouts
 from noukai_server.engine.tool_source import ToolSource
 from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import FlowSpec, StepSpec, TemplateEngine, TemplateError, build_context
@@ -60,6 +61,7 @@ class FlowEngine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         tools: ToolSource | None = None,
+        step_timeouts: StepTimeouts | None = None,
     ) -> None:
         self.models = models
         self.functions = functions
@@ -68,6 +70,8 @@ class FlowEngine:
         self._executors = StepExecutors(models, functions, templates, self.tools)
         self._sleep = sleep
         self._jitter = jitter
+        self.step_timeouts = step_timeouts or StepTimeouts()
+        """Every step attempt runs under one (`StepTimeouts.for_step`)."""
 
     async def run(
         self,
@@ -97,7 +101,13 @@ class FlowEngine:
             failure = await self._run_step(flow, step, index, inputs, state, sink, run, first)
             if failure is not None:
                 return failure
-            await sink.checkpoint(index + 1, state)
+            try:
+                await sink.checkpoint(index + 1, state)
+            except CreditsExhausted as exhausted:
+                if index + 1 < len(steps):  # after the last step, the run simply completes
+                    following = steps[index + 1]
+                    message = f"{exhausted}: step '{following.id}' and the ones after it were not run"
+                    return Failed(following.id, index + 1, ErrorCode.CREDITS_EXHAUSTED.value, message)
             if pause_after is not None and index >= pause_after and index + 1 < len(steps):
                 return PausedBetweenSteps(step.id, index, index + 1)
             if stop_between_steps is not None and index + 1 < len(steps) and stop_between_steps():
@@ -221,7 +231,7 @@ class FlowEngine:
                 "attempt": attempt,
             }
             await sink.emit(ev.STEP_STARTED, step_started)
-        if not self._should_run(step, context):
+        if not await self._should_run(step, context):
             state.outputs[step.id] = None
             if step.id not in state.skipped:
                 state.skipped.append(step.id)
@@ -270,13 +280,13 @@ class FlowEngine:
         state.completion_tokens += result.completion_tokens
         state.cost_usd += result.cost
 
-    def _should_run(self, step: StepSpec, context: Mapping[str, Any]) -> bool:
+    async def _should_run(self, step: StepSpec, context: Mapping[str, Any]) -> bool:
         if step.when is None:
             return True
         if isinstance(step.when, bool):
             return step.when
         try:
-            return self.templates.is_truthy(self.templates.render_value(step.when, context))
+            return self.templates.is_truthy(await self.templates.render_value_async(step.when, context))
         except TemplateError as exc:
             raise StepFailure(
                 ErrorCode.TEMPLATE_ERROR, f"step '{step.id}', field 'when': {exc.message}"
@@ -292,12 +302,12 @@ class FlowEngine:
         attempt: int,
         tool_call: _ToolCallFields,
     ) -> StepOutput:
-        """`_execute`, stopped after the step's `timeout_seconds` (the whole attempt: every model
-        call, tool call and `foreach` iteration in it). An in-flight model stream is closed by
-        the cancellation; a sync python function's thread is abandoned (see FunctionRegistry)."""
-        if step.timeout_seconds is None:
-            return await self._execute(flow, step, index, context, sink, attempt, tool_call)
-        deadline = asyncio.timeout(step.timeout_seconds)
+        """`_execute`, stopped after the step's timeout (`StepTimeouts.for_step`: the whole
+        attempt, every model call, tool call, MCP call and `foreach` iteration in it). An in-flight
+        model stream is closed by the cancellation; a sync python function's thread is abandoned
+        (see FunctionRegistry)."""
+        timeout = self.step_timeouts.for_step(flow, step)
+        deadline = asyncio.timeout(timeout.seconds)
         try:
             async with deadline:
                 return await self._execute(flow, step, index, context, sink, attempt, tool_call)
@@ -306,8 +316,8 @@ class FlowEngine:
                 raise
             raise StepFailure(
                 ErrorCode.STEP_TIMEOUT,
-                f"step '{step.id}' attempt {attempt} ran past its timeout_seconds "
-                f"({step.timeout_seconds:g} s) and was stopped",
+                f"step '{step.id}' attempt {attempt} ran past {timeout.source} "
+                f"({timeout.seconds:g} s) and was stopped",
                 retryable=True,
             ) from None
 
@@ -335,7 +345,7 @@ class FlowEngine:
             )
             return await self._executors.execute(call, sink)
         try:
-            items = self.templates.render_value(step.foreach, context)
+            items = await self.templates.render_value_async(step.foreach, context)
         except TemplateError as exc:
             raise StepFailure(
                 ErrorCode.TEMPLATE_ERROR, f"step '{step.id}', field 'foreach': {exc.message}"

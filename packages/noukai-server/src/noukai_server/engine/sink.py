@@ -57,6 +57,16 @@ class UnstorableValue(ValueError):
         return cls(event_type, where, problem, loop_index if isinstance(loop_index, int) else None)
 
 
+class CreditsExhausted(Exception):
+    """`checkpoint` stored the step's checkpoint (and charged the step), and the run's org has no
+    credit left: the run must not start another step. The engine fails the run at this step
+    boundary with `CREDITS_EXHAUSTED` (after the last step, the run simply completes)."""
+
+    def __init__(self, balance_usd: str) -> None:
+        super().__init__(f"the org's credit balance is {balance_usd} USD")
+        self.balance_usd = balance_usd
+
+
 def _unstorable(value: Any, where: str) -> Iterator[tuple[str, str]]:
     """Where `value` holds something orjson cannot write, and what, depth first."""
     if isinstance(value, bool) or value is None or isinstance(value, str | float):
@@ -122,5 +132,7 @@ class EventSink(Protocol):
     ) -> None: ...
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
-        """A step finished: make the cursor and outputs durable together with its events."""
+        """A step finished: make the cursor and outputs durable together with its events (and the
+        step's charge). Raises `CreditsExhausted`, once all that is stored, when the org's credit
+        balance is no longer positive."""
         ...

@@ -3,7 +3,7 @@ streaming deltas through the sink while it works; failures are raised as `StepFa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -92,7 +92,9 @@ class StepExecutors:
         if isinstance(step, LlmStep):
             return await self._llm(step, call, sink)
         if isinstance(step, TemplateStep):
-            return StepOutput(self._render(call, "template", self._templates.render_structure, step.template))
+            return StepOutput(
+                await self._render(call, "template", self._templates.render_structure_async, step.template)
+            )
         if isinstance(step, PythonStep):
             return await self._python(step, call, sink)
         if isinstance(step, AgentStep):
@@ -101,11 +103,16 @@ class StepExecutors:
             ErrorCode.INVALID_TREE, f"step type {step.type!r} is not supported by this server yet"
         )
 
-    def _render(
-        self, call: StepCall, field: str, render: Callable[[Any, Mapping[str, Any]], T], source: Any
+    async def _render(
+        self,
+        call: StepCall,
+        field: str,
+        render: Callable[[Any, Mapping[str, Any]], Awaitable[T]],
+        source: Any,
     ) -> T:
+        """Render one field off the event loop (see TemplateEngine); a failure fails the step."""
         try:
-            return render(source, call.context)
+            return await render(source, call.context)
         except TemplateError as exc:
             # For a structure the error's field is the path inside it, e.g. `a[1].b`.
             where = field
@@ -118,7 +125,7 @@ class StepExecutors:
     async def _python(self, step: PythonStep, call: StepCall, sink: EventSink) -> StepOutput:
         if step.function not in self._functions:
             raise StepFailure(ErrorCode.INVALID_TREE, f"no function named {step.function!r}")
-        arguments = self._render(call, "args", self._templates.render_structure, step.args)
+        arguments = await self._render(call, "args", self._templates.render_structure_async, step.args)
         await _emit_input(sink, call, {"function": step.function}, {"args": arguments})
         try:
             return StepOutput(await self._functions.call(step.function, arguments))
@@ -130,9 +137,9 @@ class StepExecutors:
             ) from exc
 
     async def _llm(self, step: LlmStep, call: StepCall, sink: EventSink) -> StepOutput:
-        render_text = self._templates.render_text
-        system = self._render(call, "system", render_text, step.system) if step.system else None
-        prompt = self._render(call, "prompt", render_text, step.prompt)
+        render_text = self._templates.render_text_async
+        system = await self._render(call, "system", render_text, step.system) if step.system else None
+        prompt = await self._render(call, "prompt", render_text, step.prompt)
         content: dict[str, Any] = {"prompt": prompt}
         if system is not None:
             content["system"] = system
@@ -174,9 +181,9 @@ class StepExecutors:
         unknown = [name for name in step.tools if name not in self._tools]
         if unknown:
             raise StepFailure(ErrorCode.INVALID_TREE, f"step '{step.id}': no server-side tool {unknown[0]!r}")
-        render_text = self._templates.render_text
-        system = self._render(call, "system", render_text, step.system) if step.system else None
-        prompt = self._render(call, "prompt", render_text, step.prompt)
+        render_text = self._templates.render_text_async
+        system = await self._render(call, "system", render_text, step.system) if step.system else None
+        prompt = await self._render(call, "prompt", render_text, step.prompt)
         if call.resume is None:
             content: dict[str, Any] = {"prompt": prompt}
             if system is not None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from noukai_server.store import Store
+from noukai_server.store import Store, rate_counters
 
 logger = logging.getLogger("noukai.retention")
 THREAD_BATCH = 50
@@ -50,6 +50,7 @@ class RetentionTask:
                 break
             await asyncio.sleep(0.05)  # let queued writes through between batches
         await self.erase_expired_threads()
+        await rate_counters.sweep_expired(self._store)  # request-rate windows that have passed
         return total
 
     async def erase_expired_threads(self) -> int:

@@ -16,9 +16,9 @@ import orjson
 
 from noukai.types.events import EventFields
 from noukai_server.bus import Bus, LogEvent
-from noukai_server.engine.sink import UnstorableValue
+from noukai_server.engine.sink import CreditsExhausted, UnstorableValue
 from noukai_server.engine.state import RunState
-from noukai_server.store import UNSET, EventRow, RunUpdate, Store
+from noukai_server.store import UNSET, EventRow, RunUpdate, StepCharge, Store, micro_to_usd
 
 MAX_PENDING = 512
 """`emit` waits for the background writes once this many events are waiting to be written."""
@@ -37,6 +37,10 @@ class RunLogWriter:
         self._flusher: asyncio.Task[None] | None = None
         self._update: RunUpdate | None = None
         """A run update to apply with the next write (see `flush`)."""
+        self._charge: StepCharge | None = None
+        """A step charge to apply with the next write, with `_update` (see `checkpoint`)."""
+        self._balance_micro_usd: int | None = None
+        """The org's balance as the last charge left it (None: unlimited, or nothing charged)."""
         self._failure: BaseException | None = None
         # Batches must commit in seq order, so only one write is in flight at a time.
         self._write_lock = asyncio.Lock()
@@ -82,7 +86,18 @@ class RunLogWriter:
         self._pending.append((event, self._now()))
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
+        # The step's charge rides on the checkpoint's write: one transaction moves the cursor past
+        # the step and charges it (`Store.record_step`), so a step is charged iff it is done.
+        self._charge = StepCharge(
+            step_index=next_step_index - 1,
+            total_cost_usd=state.cost_usd,
+            prompt_tokens=state.prompt_tokens,
+            completion_tokens=state.completion_tokens,
+        )
+        self._balance_micro_usd = None
         await self.flush(RunUpdate(cursor=next_step_index, state=state.to_json()))
+        if self._balance_micro_usd is not None and self._balance_micro_usd <= 0:
+            raise CreditsExhausted(micro_to_usd(self._balance_micro_usd))
 
     async def flush(self, update: RunUpdate | None = None) -> None:
         """Wait until everything emitted so far is stored, and `update` applied with the last of it
@@ -117,8 +132,15 @@ class RunLogWriter:
         async with self._write_lock:
             batch, self._pending = self._pending, []
             update, self._update = self._update, None
+            # A charge goes with its checkpoint's update (they are set together; a charge is
+            # cumulative, so a later one covers an earlier one that was never written).
+            charge, self._charge = (self._charge, None) if update is not None else (None, self._charge)
             rows = [EventRow(e.seq, e.type, e.data.decode(), created_at=at) for e, at in batch]
-            promoted = await self._store.record(self._run_id, self._attempt, rows, update)
+            if charge is None:
+                promoted = await self._store.record(self._run_id, self._attempt, rows, update)
+            else:
+                recorded = await self._store.record_step(self._run_id, self._attempt, rows, update, charge)
+                promoted, self._balance_micro_usd = recorded.promoted, recorded.balance_micro_usd
             if batch:
                 await self._bus.publish(self._run_id, [e for e, _ in batch])
             if promoted is not None:  # the next turn of this run's thread can start now

@@ -4,7 +4,9 @@ from noukai_server.flows._context import build_context
 from noukai_server.flows._errors import FlowIssue, FlowValidationError, OverrideError, TemplateError
 from noukai_server.flows._inputs import InputError, bind_parameters
 from noukai_server.flows._loader import load_flow, load_flow_file
+from noukai_server.flows._offload import parse_off_loop
 from noukai_server.flows._overrides import apply_block_overrides
+from noukai_server.flows._source import MAX_NESTING, nests_too_deep
 from noukai_server.flows._spec import (
     AgentStep,
     FlowInput,
@@ -19,6 +21,7 @@ from noukai_server.flows._spec import (
 from noukai_server.flows._templates import TemplateEngine
 
 __all__ = [
+    "MAX_NESTING",
     "AgentStep",
     "FlowInput",
     "FlowIssue",
@@ -39,4 +42,6 @@ __all__ = [
     "build_context",
     "load_flow",
     "load_flow_file",
+    "nests_too_deep",
+    "parse_off_loop",
 ]

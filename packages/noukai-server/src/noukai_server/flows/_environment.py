@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import pprint  # noqa: F401  # imported by Jinja's `pprint` filter on first use, see below
+import textwrap  # noqa: F401  # imported by Jinja's `wordwrap` filter on first use, see below
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined
+from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
+from noukai_server.flows._caps import (
+    LimitExceeded,
+    bounded_filters,
+    check_binop,
+    check_length,
+    check_method,
+    check_result,
+    check_weight,
+    format_size,
+)
+from noukai_server.flows._deadline import checked, checkpoint, tick, ticking
 from noukai_server.flows._filters import finalize_value, from_json, to_json
 from noukai_server.flows._paths import Path, format_path
 
+# pprint and textwrap are imported above, not by a filter's first call during a render: a first
+# import inside a render would count against that render's deadline (see `_deadline`).
 DEFAULT_MAX_OUTPUT_CHARS = 1024 * 1024
-# An integer power beyond this many bits is a memory bomb, not a computation a prompt needs.
-_MAX_POWER_BITS = 100_000
+# `tojson(indent=…)` multiplies a value's size by its depth times this; prompts need 2 or 4.
+_MAX_JSON_INDENT = 8
 # Bounds the search for "which context value was that?" when an error message is built.
 _MAX_LOCATE_NODES = 10_000
 
@@ -84,24 +100,110 @@ class _MissingKey(_StrictUndefined):
     __slots__ = ()
 
 
-class FlowEnvironment(ImmutableSandboxedEnvironment):
-    """Sandboxed (no Python internals, no mutation), strict (undefined raises), no autoescape."""
+def _ticked_iter(iterable: nodes.Node) -> nodes.Call:
+    """The iterable of a `{% for %}`, wrapped so that each item ticks the render's deadline (see
+    `_deadline`). Jinja's parser never builds an `EnvironmentAttribute`: a template cannot name it."""
+    return nodes.Call(
+        nodes.EnvironmentAttribute("ticking"), [iterable], [], None, None, lineno=iterable.lineno
+    )
 
-    intercepted_binops = frozenset({"*", "**"})
+
+def _is_ticked_iter(node: nodes.Call) -> bool:
+    return isinstance(node.node, nodes.EnvironmentAttribute) and node.node.name == "ticking"
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """Compiles `a ~ b` to the environment's size-checked join instead of Jinja's plain one, and a
+    loop's iterable to a ticking one."""
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        if not _is_ticked_iter(node):
+            super().visit_Call(node, frame, forward_caller=forward_caller)
+            return
+        # Our own wrapper: called directly, the sandbox's `call` has nothing to vet.
+        self.write("environment.ticking(")
+        self.visit(node.args[0], frame)
+        self.write(")")
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.join_text((")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class FlowEnvironment(ImmutableSandboxedEnvironment):
+    """Sandboxed (no Python internals, no mutation), strict (undefined raises), no autoescape, and
+    size-capped: no operation builds a value longer than `max_output_chars` (see `_caps`)."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+", "-", "//"})
+    code_generator_class = _BoundedCodeGenerator
+    # Called by the code `_BoundedCodeGenerator` writes for every `{% for %}`.
+    ticking = staticmethod(ticking)
 
     def __init__(self, *, max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> None:
         super().__init__(
             undefined=_StrictUndefined,
             autoescape=False,
-            finalize=finalize_value,
+            finalize=self._finalize,
             # A prompt renders exactly as written, trailing newline included.
             keep_trailing_newline=True,
         )
         self.max_output_chars = max_output_chars
-        self.filters["tojson"] = to_json
+        self.filters.update(bounded_filters(self.filters, max_output_chars))
+        self.filters["tojson"] = self._to_json
         self.filters["fromjson"] = from_json
+        # `lipsum(100000)` builds megabytes of text in one C-speed call; no prompt needs it.
+        self.globals.pop("lipsum", None)
+        # Compiled templates call filters and tests directly, and `map`, `select` … call them per
+        # item: each call checks the render's deadline first.
+        self.filters.update({name: checked(f) for name, f in self.filters.items()})
+        self.tests.update({name: checked(f) for name, f in self.tests.items()})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        # Every way a template can run long goes through a loop or one of the hooks below (a
+        # macro's recursion is a call), so ticking there bounds a render by its deadline.
+        tree = super()._parse(source, name, filename)
+        for loop in list(tree.find_all(nodes.For)):
+            loop.iter = _ticked_iter(loop.iter)
+        return tree
+
+    def _finalize(self, value: Any) -> Any:
+        check_weight("'{{ }}'", value, self.max_output_chars)
+        return finalize_value(value)
+
+    def _to_json(self, value: Any, indent: int | None = None) -> str:
+        if indent is not None and not 0 <= indent <= _MAX_JSON_INDENT:
+            raise LimitExceeded(f"tojson's indent must be between 0 and {_MAX_JSON_INDENT}")
+        check_weight("'tojson'", value, self.max_output_chars // (1 + (indent or 0)))
+        return to_json(value, indent)
+
+    def concat(self, parts: Iterable[str]) -> str:
+        """Jinja's join of a block's output (`{% set x %}…{% endset %}`, macros), size-checked as it goes."""
+        kept: list[str] = []
+        size = 0
+        for part in parts:
+            size += len(part)
+            check_length("a block", size, self.max_output_chars)
+            kept.append(part)
+        return "".join(kept)
+
+    def join_text(self, parts: tuple[Any, ...]) -> str:
+        """`a ~ b ~ c`: each operand as text, refused before the joined text would pass the cap."""
+        limit = self.max_output_chars
+        texts = []
+        size = 0
+        for part in parts:
+            check_weight("'~'", part, limit)
+            text = str(part)
+            size += len(text)
+            check_length("'~'", size, limit)
+            texts.append(text)
+        return "".join(texts)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        tick()
         # Flow data is JSON: `parameters.items` means the key "items", never the dict method, so a
         # missing key is undefined (`default` applies, `when` fails) rather than a truthy method.
         if isinstance(obj, Mapping):
@@ -114,6 +216,7 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        tick()  # also reached per item by filters given an `attribute`
         # Item syntax on a mapping reads data only: no fallback to its attributes at all.
         if isinstance(obj, Mapping):
             try:
@@ -123,10 +226,34 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        checkpoint()
+        if isinstance(__obj, LoopContext) and args:
+            # `loop(children)` in a recursive loop iterates `children` outside the compiled `for`.
+            args = (ticking(args[0]), *args[1:])
         if isinstance(__obj, _MissingKey):
             # `parameters.items()`: the call of a read-only mapping method, vetted by the sandbox.
             __obj = __self._mapping_method(__obj)
+        args = check_method(__obj, args, __self.max_output_chars)
         return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # `'{:>99999999}'.format(1)`: the sandbox's formatter would build it; weigh it first.
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        template: str = value.__self__
+        is_map = value.__name__ == "format_map"
+        limit = self.max_output_chars
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if is_map and len(args) == 1 and isinstance(args[0], Mapping):
+                size = format_size(template, (), args[0], limit)
+            else:
+                size = format_size(template, args, kwargs, limit)
+            check_length("'format'", size, limit)
+            return wrapped(*args, **kwargs)
+
+        return bounded
 
     def _mapping_method(self, missing: _MissingKey) -> Any:
         mapping, name = missing._undefined_obj, missing._undefined_name
@@ -143,21 +270,8 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         )
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        # `'a' * 10**9` would allocate before any output cap could see it; refuse it up front.
-        if operator == "*":
-            self._check_repeat(left, right)
-            self._check_repeat(right, left)
-        elif operator == "**":
-            _check_power(left, right)
-        return super().call_binop(context, operator, left, right)
-
-    def _check_repeat(self, sequence: Any, times: Any) -> None:
-        repeats = isinstance(sequence, str | list | tuple) and isinstance(times, int)
-        if repeats and len(sequence) * times > self.max_output_chars:
-            raise SecurityError(f"'*' would build a value longer than {self.max_output_chars} items")
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    integers = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-    if integers and exponent * abs(base).bit_length() > _MAX_POWER_BITS:
-        raise SecurityError("'**' would build a number too large")
+        # `'a' * 10**9` or squaring a huge integer runs in one C call that no deadline can stop:
+        # refuse it before it starts.
+        tick()
+        check_binop(operator, left, right, self.max_output_chars)
+        return check_result(operator, super().call_binop(context, operator, left, right))

@@ -17,6 +17,8 @@ MAX_SOURCE_BYTES = 1024 * 1024
 # YAML aliases can make a small document expand enormously; flows never need this many values.
 MAX_VALUES = 100_000
 MAX_DEPTH = 64
+MAX_NESTING = MAX_DEPTH
+"""How deep a flow document may nest (public name of MAX_DEPTH)."""
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -82,11 +84,46 @@ def _decode(source: str | bytes, filename: str | None) -> str:
     if size > MAX_SOURCE_BYTES:
         raise _fail(f"flow document is larger than {MAX_SOURCE_BYTES} bytes", filename=filename)
     if isinstance(source, str):
-        return source
-    try:
-        return source.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _fail(f"flow document is not valid UTF-8 (byte {exc.start})", filename=filename) from None
+        text = source
+    else:
+        try:
+            text = source.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise _fail(f"flow document is not valid UTF-8 (byte {exc.start})", filename=filename) from None
+    if bracket_depth_exceeds(text.encode("utf-8", "surrogatepass"), MAX_DEPTH):
+        raise _fail(f"flow document nests deeper than {MAX_DEPTH} levels", filename=filename)
+    return text
+
+
+_PARENTHESES = bytes.maketrans(b"[]{}", b"()()")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def nests_too_deep(document: bytes) -> bool:
+    """Whether a flow document's brackets nest deeper than MAX_NESTING (`bracket_depth_exceeds`)."""
+    return bracket_depth_exceeds(document, MAX_DEPTH)
+
+
+def bracket_depth_exceeds(document: bytes, limit: int) -> bool:
+    """Whether `[`/`{` nest more than `limit` deep in `document`, told in a few C-speed passes
+    before any parser sees it (PyYAML spends about a second on 200 KB of `[[[[`, in pure Python).
+
+    Every bracket counts, quoted or not (telling YAML's scalars apart needs its parser), so a text
+    with more than `limit` unclosed brackets is refused too: no flow needs that.
+    """
+    brackets = document.translate(_PARENTHESES, _NOT_BRACKETS)
+    too_deep = b"(" * (limit + 1)
+    # Each pass removes the innermost pair of every group, so `limit` passes empty any group that
+    # nests at most `limit` deep; a run of `limit + 1` opening brackets settles it at once.
+    for _ in range(limit):
+        if too_deep in brackets:
+            return True
+        shorter = brackets.replace(b"()", b"")
+        if len(shorter) == len(brackets):
+            break
+        brackets = shorter
+    # What is left is `)))(((` (unclosed brackets nest too), or a group deeper than `limit`.
+    return b"()" in brackets or brackets.count(b"(") > limit
 
 
 def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:

@@ -286,6 +286,12 @@ class FlowSpec(_Model):
     wrong type, missing optional ones take their default, and templates may read only
     declared names under `parameters` (undeclared extra parameters are still accepted)."""
     retry: RetryPolicy | None = None
+    step_timeout_seconds: float | None = Field(default=None, gt=0)
+    """Each step attempt's timeout when the step sets no `timeout_seconds`; unset: the server's
+    `[limits] step_timeout_seconds`. Clamped to the server's `max_step_timeout_seconds`."""
+    run_timeout_seconds: float | None = Field(default=None, gt=0)
+    """The run's total deadline, counted from its creation; unset: the server's
+    `[limits] max_run_seconds`, which also caps it (larger values are clamped)."""
     history: HistoryWindow | None = None
     """The thread history window of a run started on a thread (`threadId`); all of it without."""
     steps: list[StepSpec] = Field(min_length=1)

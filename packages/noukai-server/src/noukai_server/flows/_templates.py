@@ -4,20 +4,66 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import jinja2
 from jinja2 import Undefined, nodes
 from jinja2.environment import Template, TemplateExpression
 
+from noukai_server.flows._deadline import RenderPool
 from noukai_server.flows._environment import DEFAULT_MAX_OUTPUT_CHARS, FlowEnvironment, rendering
 from noukai_server.flows._errors import TemplateError
 from noukai_server.flows._paths import Path, format_path
 
+DEFAULT_TEMPLATE_SECONDS = 5.0
 _FALSY_STRINGS = frozenset({"", "false", "0", "no", "off", "none", "null"})
+T = TypeVar("T")
+
+# A template made only of these nodes costs time linear in the size of the values it reads: no
+# loop, no call, no arithmetic. Such a template is rendered right on the event loop (most prompts
+# are `Hello {{ parameters.name }}`), every other one on a render thread with a deadline.
+_CHEAP_NODES = (
+    nodes.Template,
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Name,
+    nodes.Getattr,
+    nodes.Getitem,
+    nodes.Const,
+    nodes.Filter,
+    nodes.Test,
+    nodes.CondExpr,
+    nodes.Compare,
+    nodes.Operand,
+    nodes.And,
+    nodes.Or,
+    nodes.Not,
+    nodes.Concat,
+    nodes.If,
+    nodes.Assign,
+)
+_CHEAP_FILTERS = frozenset(
+    {
+        "default",
+        "d",
+        "lower",
+        "upper",
+        "trim",
+        "length",
+        "count",
+        "first",
+        "last",
+        "capitalize",
+        "tojson",
+        "string",
+        "int",
+        "float",
+        "abs",
+    }
+)
 
 
 class TemplateCacheInfo(NamedTuple):
@@ -32,14 +78,30 @@ class _Compiled:
     template: Template
     # Set when the source is exactly one `{{ expression }}`: evaluated natively by render_value.
     expression: TemplateExpression | None
+    # Provably fast whatever the data (see _CHEAP_NODES): safe to render on the event loop.
+    cheap: bool
 
 
 class TemplateEngine:
-    """Compiles and renders flow templates; safe to share between threads and runs."""
+    """Compiles and renders flow templates; safe to share between threads and runs.
 
-    def __init__(self, *, cache_size: int = 512, max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> None:
-        if cache_size < 1 or max_output_chars < 1:
-            raise ValueError("cache_size and max_output_chars must be positive")
+    The `render_*` methods run on the calling thread; the `render_*_async` ones, for the event
+    loop, run a template on a render thread unless it is provably cheap (see `_CHEAP_NODES`),
+    and fail with TemplateError once it runs past `template_seconds` (the template checks its
+    deadline itself, see `_deadline`).
+    """
+
+    def __init__(
+        self,
+        *,
+        cache_size: int = 512,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        template_seconds: float = DEFAULT_TEMPLATE_SECONDS,
+    ) -> None:
+        if cache_size < 1 or max_output_chars < 1 or template_seconds <= 0:
+            raise ValueError("cache_size, max_output_chars and template_seconds must be positive")
+        self.template_seconds = template_seconds
+        self._render_pool: RenderPool | None = None
         self._env = FlowEnvironment(max_output_chars=max_output_chars)
         self._max_output_chars = max_output_chars
         self._cache: OrderedDict[str, _Compiled] = OrderedDict()
@@ -72,6 +134,37 @@ class TemplateEngine:
         A failing leaf raises TemplateError whose `field` is the leaf's path, e.g. `greeting.name`.
         """
         return self._render_tree(value, context, ())
+
+    async def render_text_async(self, source: str, context: Mapping[str, Any]) -> str:
+        """render_text, off the event loop with a deadline unless the template is cheap."""
+        return await self._bounded((source,), lambda: self.render_text(source, context))
+
+    async def render_value_async(self, source: str, context: Mapping[str, Any]) -> Any:
+        """render_value, off the event loop with a deadline unless the template is cheap."""
+        return await self._bounded((source,), lambda: self.render_value(source, context))
+
+    async def render_structure_async(self, value: Any, context: Mapping[str, Any]) -> Any:
+        """render_structure in one hop off the event loop, unless every template in it is cheap.
+        The deadline covers the whole structure."""
+        return await self._bounded(_leaves(value), lambda: self.render_structure(value, context))
+
+    def is_cheap(self, source: str) -> bool:
+        """Whether `source` is compiled already and provably cheap to render (see _CHEAP_NODES)."""
+        with self._lock:
+            found = self._cache.get(source)
+        return found is not None and found.cheap
+
+    async def _bounded(self, sources: Iterable[str], render: Callable[[], T]) -> T:
+        if all(self.is_cheap(source) for source in sources):
+            return render()
+        # A cancelled step (its timeout, a cancel) stops the render at its next tick.
+        return await self._pool().run(render)
+
+    def _pool(self) -> RenderPool:
+        with self._lock:
+            if self._render_pool is None:
+                self._render_pool = RenderPool(self.template_seconds)
+            return self._render_pool
 
     @staticmethod
     def is_truthy(value: Any) -> bool:
@@ -138,13 +231,39 @@ class TemplateEngine:
 
 def _compile(env: FlowEnvironment, source: str) -> _Compiled:
     template = env.from_string(source)
-    expression_node = _lone_expression(env.parse(source))
+    tree = env.parse(source)
+    cheap = _is_cheap(tree)
+    expression_node = _lone_expression(tree)
     if expression_node is None:
-        return _Compiled(template, None)
+        return _Compiled(template, None, cheap)
     # The same shape jinja2's compile_expression builds, from the node we already parsed.
     body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression_node)], lineno=1)
     body.set_environment(env)
-    return _Compiled(template, TemplateExpression(env.from_string(body), undefined_to_none=False))
+    return _Compiled(template, TemplateExpression(env.from_string(body), undefined_to_none=False), cheap)
+
+
+def _is_cheap(tree: nodes.Template) -> bool:
+    for node in (tree, *tree.find_all(nodes.Node)):
+        if type(node) not in _CHEAP_NODES:
+            return False
+        if isinstance(node, nodes.Filter) and node.name not in _CHEAP_FILTERS:
+            return False
+    return True
+
+
+def _leaves(value: Any) -> list[str]:
+    """Every string in a nested structure (the templates render_structure would render)."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
 
 
 def _lone_expression(tree: nodes.Template) -> nodes.Expr | None:

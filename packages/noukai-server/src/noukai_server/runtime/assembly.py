@@ -15,6 +15,7 @@ from noukai_server.config import ServerConfig
 from noukai_server.engine import (
     FlowEngine,
     FunctionRegistry,
+    StepTimeouts,
     ToolRegistry,
     default_functions,
     default_tools,
@@ -24,6 +25,7 @@ from noukai_server.flows import TemplateEngine
 from noukai_server.mcp.tools import McpTools
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime.flow_cache import FlowCache
+from noukai_server.runtime.gil import favour_the_event_loop
 from noukai_server.runtime.worker import Worker
 from noukai_server.store import OrgCaps, PoolSize, Store
 from noukai_server.store.db import normalise_url
@@ -41,11 +43,17 @@ class StartupFailed(Exception):
 
 def org_caps(config: ServerConfig) -> OrgCaps:
     """The fair-claiming caps of a worker: `org_max_running` across the deployment, else half of
-    this worker's slots (at least 1) on this worker; the per-org overrides across the deployment."""
+    this worker's slots (at least 1) on this worker; the per-org overrides across the deployment;
+    `key_max_running` (and its overrides) per API key, across the deployment."""
     overrides = dict(config.org_max_running_overrides)
-    if config.org_max_running is not None:
-        return OrgCaps(config.org_max_running, overrides)
-    return OrgCaps(max(1, config.worker_concurrency // 2), overrides, default_per_worker=True)
+    per_worker = config.org_max_running is None
+    return OrgCaps(
+        max(1, config.worker_concurrency // 2) if config.org_max_running is None else config.org_max_running,
+        overrides,
+        default_per_worker=per_worker,
+        key_default=config.key_max_running,
+        key_overrides=dict(config.key_max_running_overrides),
+    )
 
 
 @dataclass(slots=True)
@@ -92,7 +100,10 @@ class Execution:
         mcp = McpTools(config.mcp_servers)
         agent_tools = ToolSources(tools, mcp)
         flows = FlowCache(known_functions=set(functions.names()), known_tools=set(agent_tools.names()))
-        engine = FlowEngine(models, functions, TemplateEngine(), tools=agent_tools)
+        timeouts = StepTimeouts(config.step_timeout_seconds, config.max_step_timeout_seconds)
+        favour_the_event_loop()  # templates, regexes and parsing compute on threads beside the loop
+        templates = TemplateEngine(template_seconds=config.template_seconds)
+        engine = FlowEngine(models, functions, templates, tools=agent_tools, step_timeouts=timeouts)
         return cls(store, bus, models, functions, tools, flows, engine, mcp, agent_tools)
 
     def worker(self, config: ServerConfig) -> Worker:

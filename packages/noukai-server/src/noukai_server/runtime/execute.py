@@ -59,6 +59,7 @@ async def execute(
     body: ExecuteRequest,
     *,
     org_id: str,
+    api_key_id: str | None = None,
     session_id: str | None,
     idempotency_key: str | None,
     heartbeat_seconds: float,
@@ -91,6 +92,7 @@ async def execute(
             idempotency_key=idempotency_key,
             thread_id=body.thread_id,
             multitask=body.multitask,
+            api_key_id=api_key_id,
         )
     waiter = asyncio.ensure_future(runs.wait_settled(run.id, subscription))
     done, _ = await asyncio.wait({waiter}, timeout=heartbeat_seconds)

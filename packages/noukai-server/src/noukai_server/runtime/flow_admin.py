@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from noukai.types.errors import ErrorCode
 from noukai_server.engine import FunctionRegistry
 from noukai_server.engine.tool_source import ToolSource
-from noukai_server.flows import FlowIssue, FlowSpec, FlowValidationError, load_flow
+from noukai_server.flows import (
+    MAX_NESTING,
+    FlowIssue,
+    FlowSpec,
+    FlowValidationError,
+    load_flow,
+    nests_too_deep,
+    parse_off_loop,
+)
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime.errors import RequestRejected
 from noukai_server.store import FlowRecord, FlowVersionRecord, Store
+
+T = TypeVar("T")
 
 
 def parse_flow_document(
@@ -117,6 +127,23 @@ def _version_json(version: FlowVersionRecord, *, document: bool) -> dict[str, An
     return body
 
 
+FLOW_TOO_DEEP = f"flow document nests deeper than {MAX_NESTING} levels"
+
+
+def refuse_deep_document(raw: bytes) -> None:
+    """INVALID_TREE when `raw` nests deeper than `MAX_NESTING`: decided in a few C-speed passes,
+    so such a document never reaches a parser (a 200 KB one froze the server in YAML's)."""
+    if nests_too_deep(raw):
+        issue = {"message": FLOW_TOO_DEEP, "stepId": None, "stepIndex": None, "field": None, "line": None}
+        raise RequestRejected(ErrorCode.INVALID_TREE, FLOW_TOO_DEEP, issues=[issue])
+
+
+async def parse_body_off_loop(parse: Callable[[bytes], T], raw: bytes) -> T:
+    """`parse(raw)` on the flow parsing thread (see `flows.parse_off_loop`): routers parse request
+    bodies there rather than on the event loop."""
+    return await parse_off_loop(parse, raw)
+
+
 def _invalid(exc: FlowValidationError) -> RequestRejected:
     issues = [
         {
@@ -159,7 +186,8 @@ class FlowAdmin:
         """Validate the document (parsed JSON, or JSON/YAML text) and make it the flow's draft,
         creating the flow if needed. Published versions are never changed."""
         try:
-            spec = self._checks.parse(source, slug=slug, filename=filename)
+            # Off the event loop, a few at a time: a large document takes a while to parse.
+            spec = await parse_off_loop(self._checks.parse, source, slug=slug, filename=filename)
         except FlowValidationError as exc:
             raise _invalid(exc) from exc
         flow, _ = await save_flow(self._store, org, project, spec)

@@ -46,6 +46,7 @@ async def submit_job(
     *,
     session_id: str | None,
     idempotency_key: str | None,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
     """Queue a run of `target`; the answer (sent with 202) names the run to poll."""
     if body.tools:
@@ -63,6 +64,7 @@ async def submit_job(
         idempotency_key=idempotency_key,
         thread_id=body.thread_id,
         multitask=body.multitask,
+        api_key_id=api_key_id,
     )
     return {
         "executionId": run.id,

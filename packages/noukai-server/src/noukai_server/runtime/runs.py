@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -30,10 +31,23 @@ from noukai_server.flows import (
     apply_block_overrides,
     bind_parameters,
 )
+from noukai_server.runtime.credits import refuse_without_credit
 from noukai_server.runtime.errors import RequestRejected
 from noukai_server.runtime.flow_cache import FlowCache
+from noukai_server.runtime.idempotency import conflict_rejected, request_fingerprint
+from noukai_server.runtime.quotas import RunLimits, queue_full
 from noukai_server.runtime.threads import thread_errors, thread_turn, tool_turns
-from noukai_server.store import EventRow, FlowHead, HistoryWindow, NewRun, RunRecord, Store, ThreadTurn
+from noukai_server.store import (
+    EventRow,
+    FlowHead,
+    HistoryWindow,
+    IdempotencyConflict,
+    NewRun,
+    QueueFull,
+    RunRecord,
+    Store,
+    ThreadTurn,
+)
 from noukai_server.store.records import TriggerType
 
 MAX_MESSAGES_BYTES = 1024 * 1024
@@ -73,9 +87,9 @@ class LocalWorker(Protocol):
     @property
     def lease_seconds(self) -> float: ...
 
-    def reserve(self, org: str) -> bool: ...
+    def reserve(self, org: str, key_id: str | None = None) -> bool: ...
 
-    def release(self, org: str) -> None: ...
+    def release(self, org: str, key_id: str | None = None) -> None: ...
 
     def adopt(self, run: RunRecord) -> None: ...
 
@@ -89,6 +103,8 @@ class RunService:
         *,
         poll_interval: float = 1.0,
         local: LocalWorker | None = None,
+        limits: RunLimits | None = None,
+        idempotency_ttl_seconds: float | None = None,
     ):
         self._store = store
         self._bus = bus
@@ -96,6 +112,10 @@ class RunService:
         self._poll_interval = poll_interval
         self._local = local
         """New runs go straight to this worker while it has room (else through the queue)."""
+        self._limits = limits or RunLimits()
+        """Each new run's deadline and the queued-runs caps it is created under."""
+        self._idempotency_ttl = idempotency_ttl_seconds
+        """How long an idempotency key is remembered (None: for ever)."""
 
     async def resolve(self, org: str, project: str, slug: str, version: int | None) -> FlowTarget:
         """Base path: the latest published version, else the draft. 0: the draft. N: version N.
@@ -224,7 +244,10 @@ class RunService:
         run_id: str | None = None,
         thread_id: str | None = None,
         multitask: str | None = None,
+        api_key_id: str | None = None,
     ) -> RunRecord:
+        """Create a run of `target`; `api_key_id` is the key that asked (its running and queued
+        caps apply, and usage is counted against it)."""
         session_id = session_id_of(session_id)
         inputs = bind_inputs(target, inputs)
         thread: ThreadTurn | None = None
@@ -244,15 +267,52 @@ class RunService:
             pause_after=pause_after,
             idempotency_key=idempotency_key,
             thread=thread,
+            api_key_id=api_key_id,
+            request_hash=None
+            if idempotency_key is None
+            else request_fingerprint(
+                trigger=trigger,
+                flow_id=target.flow.id,
+                version=target.version,
+                inputs=inputs.to_json(),
+                thread_id=thread_id,
+                multitask=multitask,
+                pause_after=pause_after,
+            ),
+            deadline_at=self._limits.deadline_at(target.spec, datetime.now(UTC)),
         )
-        if thread is not None:  # through the queue: the turn may have to wait for the thread
+        try:
+            try:
+                await refuse_without_credit(self._store, target.flow.org_id)
+                return await self._create(new)
+            except (RequestRejected, QueueFull):
+                # A retry of a request that already made its run gets that run, whatever the
+                # org's credit or queue say now: only a new run is refused.
+                repeat = await self._store.idempotent_repeat(
+                    new, idempotency_ttl_seconds=self._idempotency_ttl
+                )
+                if repeat is None:
+                    raise
+                return repeat
+        except QueueFull as refused:
+            raise queue_full(refused) from None
+        except IdempotencyConflict as conflict:  # the key is remembered for another request
+            raise conflict_rejected(conflict) from None
+
+    async def _create(self, new: NewRun) -> RunRecord:
+        caps = self._limits.queue_caps
+        if new.thread is not None:  # through the queue: the turn may have to wait for the thread
             with thread_errors():
-                run = await self._store.create_run(new)
+                run = await self._store.create_run(
+                    new, queue_caps=caps, idempotency_ttl_seconds=self._idempotency_ttl
+                )
             await self._bus.announce_work()
             return run
         local = self._local
-        if local is None or not local.reserve(new.org_id):
-            run = await self._store.create_run(new)
+        if local is None or not local.reserve(new.org_id, new.api_key_id):
+            run = await self._store.create_run(
+                new, queue_caps=caps, idempotency_ttl_seconds=self._idempotency_ttl
+            )
             await self._bus.announce_work()
             return run
         # Shielded: once reserved, the slot must be adopted or released whatever the caller does.
@@ -263,15 +323,19 @@ class RunService:
         instead of an insert plus a claim, and no wait for the claim loop to wake."""
         try:
             run = await self._store.create_run(
-                new, lease_to=local.worker_id, lease_seconds=local.lease_seconds
+                new,
+                lease_to=local.worker_id,
+                lease_seconds=local.lease_seconds,
+                queue_caps=self._limits.queue_caps,
+                idempotency_ttl_seconds=self._idempotency_ttl,
             )
         except BaseException:
-            local.release(new.org_id)
+            local.release(new.org_id, new.api_key_id)
             raise
         if run.created:
             local.adopt(run)
         else:  # an idempotent repeat: the run already exists, wherever it is
-            local.release(new.org_id)
+            local.release(new.org_id, new.api_key_id)
         return run
 
     async def launch(
@@ -284,6 +348,7 @@ class RunService:
         idempotency_key: str | None = None,
         thread_id: str | None = None,
         multitask: str | None = None,
+        api_key_id: str | None = None,
     ) -> tuple[RunRecord, Subscription]:
         """Create a run already subscribed to its live events (subscribing first means its end
         cannot slip past). The caller owns the subscription (`wait_settled` closes it)."""
@@ -299,6 +364,7 @@ class RunService:
                 run_id=run_id,
                 thread_id=thread_id,
                 multitask=multitask,
+                api_key_id=api_key_id,
             )
         except BaseException:
             await subscription.aclose()
@@ -309,7 +375,13 @@ class RunService:
         return run, subscription
 
     async def begin_step_segment(
-        self, target: FlowTarget, body: StepRequest, *, org: str, session_id: str | None = None
+        self,
+        target: FlowTarget,
+        body: StepRequest,
+        *,
+        org: str,
+        session_id: str | None = None,
+        api_key_id: str | None = None,
     ) -> tuple[str, int]:
         """Start or advance a paced run for one `/step` call; returns the run id and the seq after
         which this call's events begin. The first call creates the run; each later call moves a
@@ -339,6 +411,7 @@ class RunService:
                 pause_after=pause_after,
                 thread_id=body.thread_id,
                 multitask=body.multitask,
+                api_key_id=api_key_id,
             )
             return run.id, 0
         if body.tool_call_messages is not None:

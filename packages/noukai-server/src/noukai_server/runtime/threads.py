@@ -15,6 +15,7 @@ from typing import Any
 
 from noukai.types.errors import ErrorCode
 from noukai_server.engine import RunInputs
+from noukai_server.runtime.credits import refuse_without_credit
 from noukai_server.runtime.errors import RequestRejected
 from noukai_server.store import (
     HistoryWindow,
@@ -122,6 +123,8 @@ class ThreadService:
         once past its TTL."""
         if not is_uuid(thread_id):
             raise RequestRejected(ErrorCode.THREAD_NOT_FOUND, f"no thread {thread_id}")
+        # Named for a run about to start (AG-UI): an org out of credit gets no thread either.
+        await refuse_without_credit(self._store, tenant.org)
         with thread_errors():
             thread, created = await self._store.ensure_thread(
                 tenant.org, project_slug, thread_id, ttl_seconds=self._default_ttl

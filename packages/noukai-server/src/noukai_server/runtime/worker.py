@@ -22,6 +22,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 from noukai.types import events as ev
@@ -98,6 +99,8 @@ class Worker:
         """Runs stop at their next step boundary and are handed back (`drain`)."""
         self._org_running: dict[str, int] = {}
         """Runs of each org this worker runs or holds a slot for (the hand-off's cap check)."""
+        self._key_running: dict[str, int] = {}
+        """The same per API key (runs started without a key are not counted)."""
         self._reserved = 0
         """Slots held for runs the API is creating already leased to this worker (`reserve`)."""
         self._handed_back: list[str] = []
@@ -196,38 +199,40 @@ class Worker:
     def lease_seconds(self) -> float:
         return self._lease_seconds
 
-    def reserve(self, org: str) -> bool:
-        """Hold a slot for a run of `org` about to be created already leased to this worker (the
-        API's direct hand-off: no trip through the queue and no claim); False when full, stopping,
-        or when `org` already has its cap of runs here (the run then goes through the queue, whose
-        claim applies the deployment-wide cap). Every True is followed by exactly one `adopt` or
-        `release` for the same org."""
+    def reserve(self, org: str, key_id: str | None = None) -> bool:
+        """Hold a slot for a run of `org` (started with `key_id`) about to be created already
+        leased to this worker (the API's direct hand-off: no trip through the queue and no claim);
+        False when full, stopping, or when `org` or the key already has its cap of runs here (the
+        run then goes through the queue, whose claim applies the deployment-wide caps). Every True
+        is followed by exactly one `adopt` or `release` for the same org and key."""
         if self._stopping or not self._has_room():
             return False
-        cap = None if self._org_caps is None else self._org_caps.cap(org)
+        caps = self._org_caps
+        cap = None if caps is None else caps.cap(org)
         if cap is not None and self._org_running.get(org, 0) >= cap:
             return False
+        key_cap = None if caps is None else caps.key_cap(key_id)
+        if key_cap is not None and key_id is not None and self._key_running.get(key_id, 0) >= key_cap:
+            return False
         self._reserved += 1
-        self._count(org, +1)
+        self._count(org, key_id, +1)
         return True
 
-    def release(self, org: str) -> None:
+    def release(self, org: str, key_id: str | None = None) -> None:
         self._reserved -= 1
-        self._count(org, -1)
+        self._count(org, key_id, -1)
 
     def adopt(self, run: RunRecord) -> None:
         """Start a reserved run that was created leased to this worker."""
-        self.release(run.org_id)
+        self.release(run.org_id, run.api_key_id)
         if self._stopping:
             return  # its lease expires and the queue hands it out again
         self._run(run)
 
-    def _count(self, org: str, delta: int) -> None:
-        count = self._org_running.get(org, 0) + delta
-        if count:
-            self._org_running[org] = count
-        else:
-            del self._org_running[org]
+    def _count(self, org: str, key_id: str | None, delta: int) -> None:
+        _add(self._org_running, org, delta)
+        if key_id is not None:
+            _add(self._key_running, key_id, delta)
 
     def _has_room(self) -> bool:
         return len(self._active) + self._reserved < self._concurrency
@@ -235,7 +240,7 @@ class Worker:
     def _run(self, run: RunRecord) -> None:
         task = asyncio.create_task(self._process(run), name=f"run-{run.id}")
         self._active[run.id] = task
-        self._count(run.org_id, +1)
+        self._count(run.org_id, run.api_key_id, +1)
         task.add_done_callback(lambda done: self._forget(run))
 
     def _cancel_now(self, run_id: str) -> None:
@@ -247,7 +252,7 @@ class Worker:
 
     def _forget(self, run: RunRecord) -> None:
         self._active.pop(run.id, None)
-        self._count(run.org_id, -1)
+        self._count(run.org_id, run.api_key_id, -1)
 
     async def _process(self, run: RunRecord) -> None:
         run_id_var.set(run.id)  # this task's own context: every line of the run carries its id
@@ -261,6 +266,10 @@ class Worker:
         writer = _LoggedWriter(self._store, self._bus, run.id, run.attempt, run.last_seq)
         if run.cancel_requested:  # cancelled while it was being handed from one worker to another
             await self._finish_cancelled(run, writer)
+            return
+        if seconds_left(run.deadline_at) == 0:  # queued (or re-claimed) past its deadline: never runs
+            with contextlib.suppress(LeaseLost):
+                await self._fail(run, writer, run_timeout_error(run))
             return
         body = asyncio.create_task(self._drive(run, writer))
         stop_reason: list[str] = []
@@ -320,18 +329,29 @@ class Worker:
             return
         state = RunState.from_json(run.state)
         resume = await self._resume_point(run, spec, state)
-        outcome = await self._engine.run(
-            spec,
-            inputs,
-            state,
-            writer,
-            run={"id": run.id, "flow": spec.slug, "version": run.flow_version},
-            start_index=run.cursor,
-            pause_after=run.pause_after,
-            attempt=resume.attempt,
-            interrupted=resume.interrupted,
-            stop_between_steps=self._is_draining,
-        )
+        # The run's deadline stops it wherever it is, mid-step included (the step's attempt is
+        # cancelled like a cancel would; the writer's batches are shielded, so the log stays whole).
+        left = seconds_left(run.deadline_at)
+        deadline = asyncio.timeout(left)
+        try:
+            async with deadline:
+                outcome = await self._engine.run(
+                    spec,
+                    inputs,
+                    state,
+                    writer,
+                    run={"id": run.id, "flow": spec.slug, "version": run.flow_version},
+                    start_index=run.cursor,
+                    pause_after=run.pause_after,
+                    attempt=resume.attempt,
+                    interrupted=resume.interrupted,
+                    stop_between_steps=self._is_draining,
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            await self._fail(run, writer, run_timeout_error(run), state)
+            return
         if isinstance(outcome, Completed):
             completed: FlowCompletedFields = {
                 "runId": run.id,
@@ -491,6 +511,31 @@ def _log_step_failure(event_type: str, payload: Mapping[str, Any]) -> None:
         retry,
         extra={"step_id": payload.get("stepId"), "code": code},
     )
+
+
+def _add(counts: dict[str, int], name: str, delta: int) -> None:
+    count = counts.get(name, 0) + delta
+    if count:
+        counts[name] = count
+    else:
+        del counts[name]
+
+
+def seconds_left(deadline_at: datetime | None) -> float | None:
+    """Seconds until a run's deadline (0 once past it); None for a run without one."""
+    if deadline_at is None:
+        return None
+    if deadline_at.tzinfo is None:
+        deadline_at = deadline_at.replace(tzinfo=UTC)
+    return max(0.0, (deadline_at - datetime.now(UTC)).total_seconds())
+
+
+def run_timeout_error(run: RunRecord) -> RunErrorDetail:
+    at = "" if run.deadline_at is None else f" ({run.deadline_at.isoformat(timespec='seconds')})"
+    return {
+        "code": ErrorCode.RUN_TIMEOUT.value,
+        "message": f"run {run.id} passed its deadline{at} and was stopped",
+    }
 
 
 def _summary(state: RunState, step_count: int) -> FlowCompletedSummary:

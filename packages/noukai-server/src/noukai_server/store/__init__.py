@@ -6,10 +6,24 @@ Runs on SQLite (embedded default: one file, WAL, a single serialised writer) and
 
 from __future__ import annotations
 
+from .credits import (
+    USAGE_GROUPS,
+    BadAmount,
+    CreditBalance,
+    CreditGrant,
+    OrgNotFound,
+    Recorded,
+    StepCharge,
+    UsageGroup,
+    UsageRow,
+    micro_to_usd,
+    usd_to_micro,
+)
 from .db import PoolSize
 from .errors import (
     EventSequenceError,
     FlowNotFound,
+    IdempotencyConflict,
     InvalidIdentifier,
     LeaseLost,
     NotFoundError,
@@ -23,8 +37,11 @@ from .errors import (
     ThreadNotFound,
     UnsupportedDatabase,
 )
+from .keys import SCOPES as KEY_SCOPES
+from .keys import ApiKeyExpired
 from .migrate import upgrade_database
 from .queue import OrgCaps
+from .quotas import QueueCaps, QueueFull
 from .records import (
     UNSET,
     ApiKeyRecord,
@@ -50,8 +67,14 @@ from .records import (
 from .store import Store
 
 __all__ = [
+    "KEY_SCOPES",
     "UNSET",
+    "USAGE_GROUPS",
+    "ApiKeyExpired",
     "ApiKeyRecord",
+    "BadAmount",
+    "CreditBalance",
+    "CreditGrant",
     "EventRow",
     "EventSequenceError",
     "FlowHead",
@@ -59,6 +82,7 @@ __all__ = [
     "FlowRecord",
     "FlowVersionRecord",
     "HistoryWindow",
+    "IdempotencyConflict",
     "InvalidIdentifier",
     "LeaseLost",
     "LeaseState",
@@ -66,8 +90,12 @@ __all__ = [
     "NewRun",
     "NotFoundError",
     "OrgCaps",
+    "OrgNotFound",
     "PoolSize",
     "ProjectRecord",
+    "QueueCaps",
+    "QueueFull",
+    "Recorded",
     "RunBusy",
     "RunHead",
     "RunNotFound",
@@ -75,6 +103,7 @@ __all__ = [
     "RunStatus",
     "RunUpdate",
     "SchemaMismatch",
+    "StepCharge",
     "Store",
     "StoreBusy",
     "StoreError",
@@ -87,5 +116,9 @@ __all__ = [
     "ThreadTurn",
     "TriggerType",
     "UnsupportedDatabase",
+    "UsageGroup",
+    "UsageRow",
+    "micro_to_usd",
     "upgrade_database",
+    "usd_to_micro",
 ]

@@ -10,6 +10,7 @@ StoreError
 ├── LeaseLost
 ├── RunBusy
 ├── ThreadBusy
+├── IdempotencyConflict
 ├── StoreBusy
 ├── EventSequenceError (ValueError)
 ├── InvalidIdentifier (ValueError)
@@ -67,6 +68,15 @@ class LeaseLost(StoreError):
     claimed again, released, or cancelled. The worker must drop the run without writing anything;
     nothing of the rejected call was written.
     """
+
+
+class IdempotencyConflict(StoreError):
+    """The idempotency key is still remembered for a run made by a different request (another
+    flow, version or inputs): replaying that run would answer a request nobody sent."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class RunBusy(StoreError):

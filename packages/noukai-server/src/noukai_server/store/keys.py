@@ -7,6 +7,10 @@ Why a plain SHA-256 and not a slow password hash (bcrypt, argon2): slow hashes e
 guessing *low-entropy* secrets (passwords) expensive. Our secrets are 256 random bits; nobody can
 enumerate them whatever the hash costs, so a fast hash loses nothing, and it keeps authentication
 cheap on every request.
+
+A key has scopes (`SCOPES`, space-separated in `api_keys.scopes`) and may expire (`expires_at`).
+Expiry is checked only after the hash comparison, so an expired key costs the same as any other
+and only its holder (who presented the matching secret) learns that it expired.
 """
 
 from __future__ import annotations
@@ -31,12 +35,46 @@ KEY_PREFIX = "nk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 """`last_used_at` is written at most this often per key, so authentication stays a pure read."""
 
+SCOPES = ("admin", "run", "read")
+"""From most to least: `admin` manages flows, keys and credits; `run` starts and steers runs;
+`read` reads. `api.auth.SCOPE_RANKS` says what each grants."""
+DEFAULT_SCOPE = "admin"
+"""What a key made without naming a scope gets: keys made before scopes existed were all-powerful
+in their org, and the SDKs, the docs and the dev key push flows with such keys."""
+
 _ID_ATTEMPTS = 5
 _MAX_KEY_LENGTH = 256
 _KEY_RE = re.compile(r"nk_([0-9a-f]{12})_([A-Za-z0-9_-]{32,})")
 # Compared against when the key id is unknown, so that a miss costs the same hash-and-compare as a
 # hit and response timing does not tell which key ids exist.
 _DUMMY_HASH = hashlib.sha256(b"noukai-dummy-key").hexdigest()
+
+
+class ApiKeyExpired(StoreError):
+    """The key is genuine and not revoked, but its `expires_at` has passed."""
+
+    def __init__(self, key_id: str, expires_at: datetime) -> None:
+        super().__init__(f"API key {key_id} expired at {expires_at.isoformat()}")
+        self.key_id = key_id
+        self.expires_at = expires_at
+
+
+def validate_scope(scope: str) -> str:
+    """`scope` if it is one of `SCOPES`, else ValueError naming them."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+    return scope
+
+
+def is_expired(record: ApiKeyRecord, now: datetime) -> bool:
+    return record.expires_at is not None and record.expires_at <= now
+
+
+def check_not_expired(record: ApiKeyRecord, now: datetime) -> ApiKeyRecord:
+    """`record`, or ApiKeyExpired."""
+    if record.expires_at is not None and is_expired(record, now):
+        raise ApiKeyExpired(record.id, record.expires_at)
+    return record
 
 
 def generate_api_key() -> tuple[str, str]:
@@ -85,9 +123,19 @@ async def get_api_key(conn: AsyncConnection, key_id: str) -> ApiKeyRecord | None
 
 
 async def create_api_key(
-    conn: AsyncConnection, org: str, project: str | None, name: str | None, now: datetime
+    conn: AsyncConnection,
+    org: str,
+    project: str | None,
+    name: str | None,
+    now: datetime,
+    *,
+    scope: str = DEFAULT_SCOPE,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKeyRecord, str]:
     validate.slug(org, "org")
+    validate_scope(scope)
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValueError("expires_at must carry a time zone")
     if project is None:
         await ensure_org(conn, org, now)
         project_id = None
@@ -104,6 +152,8 @@ async def create_api_key(
                 name=name,
                 key_hash=hash_api_key(plaintext),
                 created_at=now,
+                scopes=scope,
+                expires_at=expires_at,
             )
             .on_conflict_do_nothing()
             .returning(api_keys.c.id)
@@ -119,7 +169,8 @@ async def create_api_key(
 
 
 async def find_for_authentication(conn: AsyncConnection, key: str) -> ApiKeyRecord | None:
-    """The record of a valid, unrevoked key; None for anything else (without saying why)."""
+    """The record of a genuine, unrevoked key; None for anything else (without saying why). An
+    expired key's record is returned too: the caller checks `check_not_expired`."""
     key_id = parse_api_key(key)
     if key_id is None:
         return None
@@ -165,8 +216,9 @@ async def revoke_api_key(conn: AsyncConnection, key_id: str, now: datetime) -> b
     return result.first() is not None
 
 
-async def list_api_keys(conn: AsyncConnection, org: str) -> list[ApiKeyRecord]:
-    rows = await conn.execute(
-        _select().where(api_keys.c.org_id == org).order_by(api_keys.c.created_at, api_keys.c.id)
-    )
-    return [_record(row) for row in rows]
+async def list_api_keys(conn: AsyncConnection, org: str | None) -> list[ApiKeyRecord]:
+    """The org's keys (every org's with None), oldest first."""
+    query = _select().order_by(api_keys.c.org_id, api_keys.c.created_at, api_keys.c.id)
+    if org is not None:
+        query = query.where(api_keys.c.org_id == org)
+    return [_record(row) for row in await conn.execute(query)]

@@ -59,20 +59,42 @@ class OrgCaps:
     default: int | None
     overrides: Mapping[str, int] = field(default_factory=dict)
     default_per_worker: bool = False
+    key_default: int | None = None
+    """The most runs started with one API key (`runs.api_key_id`) running at once, across the
+    deployment; None: no per-key cap. Runs without a key are only under their org's cap."""
+    key_overrides: Mapping[str, int] = field(default_factory=dict)
+    """Per-key caps (key id -> runs) replacing `key_default`."""
 
     def __post_init__(self) -> None:
-        caps: list[tuple[str, int | None]] = [("every org", self.default), *self.overrides.items()]
+        caps: list[tuple[str, int | None]] = [
+            ("every org", self.default),
+            *self.overrides.items(),
+            ("every key", self.key_default),
+            *(("key " + key, cap) for key, cap in self.key_overrides.items()),
+        ]
         for org, cap in caps:
             if cap is not None and cap < 1:
                 raise ValueError(f"the running-runs cap of {org} must be >= 1, got {cap}")
 
     @property
     def active(self) -> bool:
+        return self.orgs_active or self.keys_active
+
+    @property
+    def orgs_active(self) -> bool:
         return self.default is not None or bool(self.overrides)
+
+    @property
+    def keys_active(self) -> bool:
+        return self.key_default is not None or bool(self.key_overrides)
 
     def cap(self, org: str) -> int | None:
         """The org's cap; None: uncapped."""
         return self.overrides.get(org, self.default)
+
+    def key_cap(self, key_id: str | None) -> int | None:
+        """The key's cap; None: uncapped (and always for a run started without a key)."""
+        return None if key_id is None else self.key_overrides.get(key_id, self.key_default)
 
 
 def capped_orgs(caps: OrgCaps, worker_id: str, now: datetime) -> sa.Select[tuple[str]]:
@@ -93,6 +115,26 @@ def capped_orgs(caps: OrgCaps, worker_id: str, now: datetime) -> sa.Select[tuple
         sa.select(runs.c.org_id)
         .where(literal_condition(RUNNING), runs.c.available_at > now)
         .group_by(runs.c.org_id)
+        .having(reached)
+    )
+
+
+def capped_keys(caps: OrgCaps, now: datetime) -> sa.Select[tuple[str]]:
+    """The API keys at or above their cap of live leases, across the deployment (the same range
+    scan of the running rows as `capped_orgs`)."""
+    count = sa.func.count()
+    reached: sa.ColumnElement[bool] = (
+        sa.false() if caps.key_default is None else count >= sa.literal(caps.key_default, sa.Integer())
+    )
+    if caps.key_overrides:
+        reached = sa.case(
+            *((runs.c.api_key_id == key, count >= cap) for key, cap in sorted(caps.key_overrides.items())),
+            else_=reached,
+        )
+    return (
+        sa.select(runs.c.api_key_id)
+        .where(literal_condition(RUNNING), runs.c.available_at > now, runs.c.api_key_id.is_not(None))
+        .group_by(runs.c.api_key_id)
         .having(reached)
     )
 
@@ -123,8 +165,11 @@ def claim_statement(
         literal_condition(CLAIMABLE_PREDICATE),
         runs.c.available_at <= now,
     )
-    if caps is not None and caps.active:
+    if caps is not None and caps.orgs_active:
         claimable = (*claimable, runs.c.org_id.not_in(capped_orgs(caps, worker_id, now)))
+    if caps is not None and caps.keys_active:
+        free_key = sa.or_(runs.c.api_key_id.is_(None), runs.c.api_key_id.not_in(capped_keys(caps, now)))
+        claimable = (*claimable, free_key)
     # SKIP LOCKED: concurrent claimers on PostgreSQL pass over each other's candidates instead of
     # queueing on them (SQLite renders no FOR UPDATE; its single writer serialises claims).
     oldest = (

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import validate
+from . import idempotency, validate
 from .db import dialect_insert
 from .errors import FlowNotFound
 from .records import TERMINAL_STATUSES, UNSET, NewRun, RunHead, RunRecord, RunStatus, RunUpdate
@@ -51,6 +51,21 @@ async def list_session_runs(conn: AsyncConnection, session_id: str, limit: int) 
 
 Lease = tuple[str, float]
 """(worker id, lease seconds): create a run already claimed by that worker."""
+
+
+async def idempotent_repeat(
+    conn: AsyncConnection, new: NewRun, now: datetime, ttl: timedelta | None
+) -> RunRecord | None:
+    """The run a repeat of `new`'s idempotency key gets (`idempotency.repeat_of`), or None when
+    the key is unused or past its TTL (a new run would take it)."""
+    if new.idempotency_key is None:
+        return None
+    same_key = sa.and_(runs.c.org_id == new.org_id, runs.c.idempotency_key == new.idempotency_key)
+    row = (await conn.execute(sa.select(*runs.c).where(same_key))).first()
+    if row is None:
+        return None
+    existing = run_record(row)
+    return None if idempotency.forgotten(existing, now, ttl) else idempotency.repeat_of(existing, new)
 
 
 def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) -> dict[str, Any]:
@@ -108,9 +123,15 @@ def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) ->
 
 
 async def create_run(
-    conn: AsyncConnection, new: NewRun, now: datetime, lease: Lease | None = None
+    conn: AsyncConnection,
+    new: NewRun,
+    now: datetime,
+    lease: Lease | None = None,
+    idempotency_ttl: timedelta | None = None,
 ) -> RunRecord:
-    """Insert a queued run; with an idempotency key already used in the org, return that run.
+    """Insert a queued run; with an idempotency key already used in the org, return that run
+    (`idempotency.repeat_of`: `IdempotencyConflict` for another request), unless the key is past
+    `idempotency_ttl`: then the old run gives it up and a new run is inserted.
 
     The returned record's `created` is True only when this call inserted the row.
     """
@@ -128,12 +149,19 @@ async def create_run(
     row = (await conn.execute(insert.returning(*runs.c))).first()
     if row is not None:
         return run_record(row, created=True)
-    existing = (
+    same_key = sa.and_(runs.c.org_id == new.org_id, runs.c.idempotency_key == new.idempotency_key)
+    existing = run_record((await conn.execute(sa.select(runs).where(same_key))).one())
+    if idempotency.forgotten(existing, now, idempotency_ttl):
+        # The key outlived its TTL: the old run gives it up (a concurrent twin doing the same
+        # waits on this row's lock, then finds the key gone) and ours takes it.
         await conn.execute(
-            sa.select(runs).where(runs.c.org_id == new.org_id, runs.c.idempotency_key == new.idempotency_key)
+            sa.update(runs).where(runs.c.id == existing.id, same_key).values(idempotency_key=None)
         )
-    ).one()
-    return run_record(existing)
+        row = (await conn.execute(insert.returning(*runs.c))).first()
+        if row is not None:
+            return run_record(row, created=True)
+        existing = run_record((await conn.execute(sa.select(runs).where(same_key))).one())
+    return idempotency.repeat_of(existing, new)
 
 
 def update_values(update: RunUpdate | None, now: datetime, *, leased: bool) -> dict[str, Any]:

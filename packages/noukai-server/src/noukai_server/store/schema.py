@@ -245,3 +245,61 @@ thread_messages = sa.Table(
     _timestamp("created_at"),
     sa.CheckConstraint("position >= 1", name="position_positive"),
 )
+
+# -- credits and usage ---------------------------------------------------------------------------
+# Money is integer micro-dollars (millionths of a USD) in a BigInteger: exact on both stores (SQLite
+# has no exact decimal type: its NUMERIC is a float when the value has a fraction), and a balance
+# moves with one atomic `balance = balance - ?`. See `credits.py` for how costs are rounded.
+
+credit_balances = sa.Table(
+    "credit_balances",
+    metadata,
+    # A row makes the org's runs limited by its balance; an org without one is unlimited.
+    sa.Column("org_id", sa.String(SLUG_LENGTH), sa.ForeignKey("orgs.id"), primary_key=True),
+    sa.Column("balance_micro_usd", sa.BigInteger(), nullable=False),
+    _timestamp("updated_at"),
+)
+
+credit_grants = sa.Table(
+    "credit_grants",
+    metadata,
+    # Every credit added (or, negative, taken back) by an operator, with the balance it left.
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), sa.ForeignKey("orgs.id"), nullable=False),
+    sa.Column("amount_micro_usd", sa.BigInteger(), nullable=False),
+    sa.Column("balance_micro_usd", sa.BigInteger(), nullable=False),
+    sa.Column("note", sa.Text(), nullable=True),
+    _timestamp("created_at"),
+    sa.Index(None, "org_id", "created_at"),
+)
+
+step_charges = sa.Table(
+    "step_charges",
+    metadata,
+    # One row per completed step that cost or used anything, written with the step's checkpoint.
+    # The key (run, step index) makes a charge idempotent. The run's tenant, flow and key are copied
+    # in (no foreign keys): usage is queried by them over time and outlives runs and keys.
+    sa.Column("run_id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("step_index", sa.Integer(), primary_key=True),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), nullable=False),
+    sa.Column("project_id", sa.String(UUID_LENGTH), nullable=False),
+    sa.Column("flow_id", sa.String(UUID_LENGTH), nullable=False),
+    sa.Column("api_key_id", sa.String(KEY_ID_LENGTH), nullable=True),
+    sa.Column("cost_micro_usd", sa.BigInteger(), nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
+    _timestamp("created_at"),
+    sa.Index(None, "org_id", "created_at"),
+)
+
+rate_counters = sa.Table(
+    "rate_counters",
+    metadata,
+    # Request-rate counters when no Redis is configured (`rate_counters.StoreRateStorage`): one row
+    # per limited identity and window (the key names both), counting until `expires_at_ms` (epoch
+    # milliseconds: `limits` works in epoch time). Expired rows are swept by the retention task.
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger(), nullable=False),
+    sa.Index(None, "expires_at_ms"),
+)

@@ -30,17 +30,18 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from . import credits, idempotency, keys, queue, validate
 from . import events as event_log
-from . import keys, queue, validate
 from .db import SQLITE_BUSY_TIMEOUT_MS, finish_even_if_cancelled
 from .errors import FlowNotFound, RunNotFound
+from .quotas import QueueCaps, check_queue_sqlite
 from .records import ApiKeyRecord, EventRow, FlowHead, NewRun, RunHead, RunRecord, RunUpdate
 from .runs_repo import RUN_COLUMNS, Lease, queued_run_values, update_values
 from .schema import CLAIMABLE_PREDICATE
@@ -150,6 +151,10 @@ class SqliteHotPath:
         except sqlite3.Error as exc:
             raise _as_store_error(exc) from exc
 
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `job` in the next group commit (for callers outside this module: `Store`)."""
+        return await self._write(job)
+
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run `job` in the next group commit. Once called it runs to its end even if the caller is
         cancelled (the cancellation is delivered after), like `Database.write`."""
@@ -235,7 +240,7 @@ class SqliteHotPath:
         if row is None:
             keys.verify(key, None, revoked=False)
             return None
-        *fields, key_hash = row
+        *fields, scopes, expires_at, key_hash = row
         key_id, org_id, project_id, project_slug, name, created_at, last_used_at, revoked_at = fields
         if not keys.verify(key, key_hash, revoked=revoked_at is not None):
             return None
@@ -248,6 +253,8 @@ class SqliteHotPath:
             created_at=decode_time(created_at),  # type: ignore[arg-type]
             last_used_at=decode_time(last_used_at),
             revoked_at=None,
+            scopes=scopes,
+            expires_at=decode_time(expires_at),
         )
 
     # -- flows -----------------------------------------------------------------------------------
@@ -290,7 +297,14 @@ class SqliteHotPath:
 
         return await self._read(job)
 
-    async def create_run(self, new: NewRun, now: datetime, lease: Lease | None = None) -> RunRecord:
+    async def create_run(
+        self,
+        new: NewRun,
+        now: datetime,
+        lease: Lease | None = None,
+        idempotency_ttl: timedelta | None = None,
+        queue_caps: QueueCaps | None = None,
+    ) -> RunRecord:
         validate.optional_token(new.session_id, "session id")
         validate.optional_token(new.idempotency_key, "idempotency key")
         conflict = " ON CONFLICT (org_id, idempotency_key) DO NOTHING" if new.idempotency_key else ""
@@ -308,13 +322,19 @@ class SqliteHotPath:
                 raise FlowNotFound(
                     f"no flow with id {new.flow_id!r} in project {new.project_id!r} of {new.org_id!r}"
                 )
+            check_queue_sqlite(conn, new, queue_caps)  # counted in the insert's transaction
             if conn.execute(_INSERT_RUN + conflict, params).rowcount == 1:
                 return created
-            existing = conn.execute(
-                f"SELECT {RUN_SELECT} FROM runs WHERE org_id = ? AND idempotency_key = ?",
-                (new.org_id, new.idempotency_key),
-            ).fetchone()
-            return run_from_row(existing)
+            same_key = (new.org_id, new.idempotency_key)
+            existing = run_from_row(
+                conn.execute(f"SELECT {RUN_SELECT} FROM runs {_SAME_KEY}", same_key).fetchone()
+            )
+            if idempotency.forgotten(existing, now, idempotency_ttl):
+                # Past its TTL: the old run gives the key up and ours takes it (`idempotency`).
+                conn.execute(f"UPDATE runs SET idempotency_key = NULL {_SAME_KEY}", same_key)
+                conn.execute(_INSERT_RUN, params)
+                return created
+            return idempotency.repeat_of(existing, new)
 
         return await self._write(job)
 
@@ -329,8 +349,8 @@ class SqliteHotPath:
         sql = _CLAIM
         params: tuple[Any, ...] = (worker_id, expires, expires, at, at, at, at)
         if caps is not None and caps.active:
-            sql, cap_params = _capped_claim(caps, worker_id)
-            params = (worker_id, expires, expires, at, at, at, at, *cap_params, at)
+            sql, cap_params = _capped_claim(caps, worker_id, at)
+            params = (worker_id, expires, expires, at, at, at, *cap_params, at)
 
         def job(conn: sqlite3.Connection) -> RunRecord | None:
             rows = conn.execute(sql, params).fetchall()
@@ -348,6 +368,37 @@ class SqliteHotPath:
     ) -> None:
         """`queue.record`: the worker's write, fenced by `attempt`; `LeaseLost`,
         `EventSequenceError` or `RunNotFound` and nothing written otherwise."""
+        await self._write(self._record_job(run_id, attempt, events, update, now))
+
+    async def record_charged(
+        self,
+        run_id: str,
+        attempt: int,
+        events: Sequence[EventRow],
+        update: RunUpdate | None,
+        now: datetime,
+        charge: credits.StepCharge,
+    ) -> int | None:
+        """`record`, charging the step in the same transaction once the fenced update took
+        (`credits.charge_step`); the org's balance afterwards (None: unlimited)."""
+        recorded = self._record_job(run_id, attempt, events, update, now)
+        at = encode_time(now)
+
+        def job(conn: sqlite3.Connection) -> int | None:
+            recorded(conn)
+            return credits.charge_step(_sqlite_execute(conn), run_id, charge, at)
+
+        return await self._write(job)
+
+    def _record_job(
+        self,
+        run_id: str,
+        attempt: int,
+        events: Sequence[EventRow],
+        update: RunUpdate | None,
+        now: datetime,
+    ) -> Callable[[sqlite3.Connection], None]:
+        """The job of `record`, which `record_charged` runs with its charge."""
         event_log.check_batch(events)
         values = update_values(update, now, leased=True)
         if events:
@@ -372,7 +423,16 @@ class SqliteHotPath:
                 raise RunNotFound(f"no run with id {run_id!r}")
             raise queue.refusal(run_id, attempt, events, *current)
 
-        await self._write(job)
+        return job
+
+    async def credit_balance(self, org: str) -> int | None:
+        """The org's balance in micro-dollars; None when it has none (unlimited)."""
+
+        def job(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(credits.BALANCE_OF_ORG, {"org": org}).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._read(job)
 
     async def thread_of(self, run_id: str) -> str | None:
         """The run's thread id (None: not a thread's run, or no such run)."""
@@ -430,9 +490,13 @@ class SqliteHotPath:
         return await self._read(job, inline=limit is not None and limit <= INLINE_READ_LIMIT)
 
 
+_SAME_KEY = "WHERE org_id = ? AND idempotency_key = ?"
+"""The run holding an idempotency key in an org (at most one: the unique constraint)."""
+
 _FIND_KEY = (
     "SELECT api_keys.id, api_keys.org_id, api_keys.project_id, projects.slug, api_keys.name, "
-    "api_keys.created_at, api_keys.last_used_at, api_keys.revoked_at, api_keys.key_hash "
+    "api_keys.created_at, api_keys.last_used_at, api_keys.revoked_at, api_keys.scopes, "
+    "api_keys.expires_at, api_keys.key_hash "
     "FROM api_keys LEFT JOIN projects ON projects.id = api_keys.project_id WHERE api_keys.id = ?"
 )
 
@@ -459,26 +523,53 @@ _CLAIM = (
 )
 
 
-def _capped_claim(caps: queue.OrgCaps, worker_id: str) -> tuple[str, list[Any]]:
-    """`_CLAIM` skipping the orgs that hold their cap of live leases (`queue.capped_orgs`), and
-    the parameters of its `HAVING` (they follow the time of the live-lease test)."""
-    overrides = sorted(caps.overrides.items())
-    default_count = "sum(lease_owner = ?)" if caps.default_per_worker else "count(*)"
-    reached = f"{default_count} >= ?"
-    if overrides:
-        reached = "CASE org_id " + "WHEN ? THEN count(*) >= ? " * len(overrides) + f"ELSE {reached} END"
-    sql = _CLAIM.replace(
-        "ORDER BY available_at",
-        f"AND org_id NOT IN (SELECT org_id FROM runs WHERE {queue.RUNNING} AND available_at > ? "
-        f"GROUP BY org_id HAVING {reached}) ORDER BY available_at",
-    )
+def _capped_claim(caps: queue.OrgCaps, worker_id: str, at: str) -> tuple[str, list[Any]]:
+    """`_CLAIM` skipping the orgs (`queue.capped_orgs`) and the API keys (`queue.capped_keys`)
+    that hold their cap of live leases, and the parameters of those tests (they follow the time
+    of the claim's own `available_at` test, in the order the tests appear)."""
+    tests: list[str] = []
     params: list[Any] = []
-    for org, cap in overrides:
-        params += [org, cap]
-    if caps.default_per_worker:
-        params.append(worker_id)
-    params.append(caps.default)
+    if caps.orgs_active:
+        overrides = sorted(caps.overrides.items())
+        default_count = "sum(lease_owner = ?)" if caps.default_per_worker else "count(*)"
+        reached = f"{default_count} >= ?"
+        if overrides:
+            reached = "CASE org_id " + "WHEN ? THEN count(*) >= ? " * len(overrides) + f"ELSE {reached} END"
+        tests.append(
+            f"AND org_id NOT IN (SELECT org_id FROM runs WHERE {queue.RUNNING} AND available_at > ? "
+            f"GROUP BY org_id HAVING {reached})"
+        )
+        params.append(at)
+        for org, cap in overrides:
+            params += [org, cap]
+        if caps.default_per_worker:
+            params.append(worker_id)
+        params.append(caps.default)
+    if caps.keys_active:
+        key_overrides = sorted(caps.key_overrides.items())
+        key_reached = "0" if caps.key_default is None else "count(*) >= ?"
+        if key_overrides:
+            key_reached = "CASE api_key_id " + "WHEN ? THEN count(*) >= ? " * len(key_overrides)
+            key_reached += "ELSE " + ("0" if caps.key_default is None else "count(*) >= ?") + " END"
+        tests.append(
+            "AND (api_key_id IS NULL OR api_key_id NOT IN (SELECT api_key_id FROM runs "
+            f"WHERE {queue.RUNNING} AND available_at > ? AND api_key_id IS NOT NULL "
+            f"GROUP BY api_key_id HAVING {key_reached}))"
+        )
+        params.append(at)
+        for key, cap in key_overrides:
+            params += [key, cap]
+        if caps.key_default is not None:
+            params.append(caps.key_default)
+    sql = _CLAIM.replace("ORDER BY available_at", " ".join(tests) + " ORDER BY available_at")
     return sql, params
+
+
+def _sqlite_execute(conn: sqlite3.Connection) -> credits.Execute:
+    def execute(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in conn.execute(sql, dict(params)).fetchall()]
+
+    return execute
 
 
 def _run_batch(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:

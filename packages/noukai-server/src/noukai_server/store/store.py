@@ -8,19 +8,21 @@ than assuming a cancelled write did not happen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
-from typing import Any
+import sqlite3
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import credits, flows_repo, keys, queue, runs_repo, tenancy, threads_repo
 from . import events as event_log
-from . import flows_repo, keys, queue, runs_repo, tenancy, threads_repo
 from .db import Database, Dialect, PoolSize
 from .head_reads import HeadReads
 from .migrate import check_schema, upgrade
 from .queue import OrgCaps
+from .quotas import QueueCaps, check_queue
 from .records import TERMINAL_STATUSES as _TERMINAL
 from .records import (
     ApiKeyRecord,
@@ -43,6 +45,7 @@ from .schema import TOKEN_LENGTH
 from .sqlite_hot import SqliteHotPath
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -123,22 +126,36 @@ class Store:
     # -- API keys ------------------------------------------------------------------------------
 
     async def create_api_key(
-        self, org: str, project: str | None = None, name: str | None = None
+        self,
+        org: str,
+        project: str | None = None,
+        name: str | None = None,
+        *,
+        scope: str = keys.DEFAULT_SCOPE,
+        expires_at: datetime | None = None,
     ) -> tuple[ApiKeyRecord, str]:
-        """A new key for the org (or one project of it): `(record, plaintext)`.
+        """A new key for the org (or one project of it): `(record, plaintext)`, with one of
+        `keys.SCOPES` (ValueError otherwise) and an optional expiry.
 
         The plaintext is returned this once and never stored; creates the org/project if missing.
         """
-        return await self._db.write(lambda conn: keys.create_api_key(conn, org, project, name, self._clock()))
+        return await self._db.write(
+            lambda conn: keys.create_api_key(
+                conn, org, project, name, self._clock(), scope=scope, expires_at=expires_at
+            )
+        )
 
     async def authenticate(self, key: str) -> ApiKeyRecord | None:
-        """The record of a valid, unrevoked key; None for anything else (never says which)."""
+        """The record of a valid, unrevoked key; None for anything else (never says which).
+        `keys.ApiKeyExpired` for a genuine key past its expiry (only its holder can learn that)."""
         if self._hot is not None:
             record = await self._hot.find_api_key(key)
         else:
             async with self._db.read() as conn:
                 record = await keys.find_for_authentication(conn, key)
         now = self._clock()
+        if record is not None:
+            keys.check_not_expired(record, now)
         if record is None or not keys.last_used_is_stale(record, now):
             return record
         key_id = record.id
@@ -155,7 +172,13 @@ class Store:
         """True if the key existed and was active; it authenticates no more."""
         return await self._db.write(lambda conn: keys.revoke_api_key(conn, key_id, self._clock()))
 
-    async def list_api_keys(self, org: str) -> list[ApiKeyRecord]:
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """A key's record by id, whatever its state (revoked, expired): for managing keys."""
+        async with self._db.read() as conn:
+            return await keys.get_api_key(conn, key_id)
+
+    async def list_api_keys(self, org: str | None) -> list[ApiKeyRecord]:
+        """The org's keys, or every org's with None."""
         async with self._db.read() as conn:
             return await keys.list_api_keys(conn, org)
 
@@ -216,22 +239,73 @@ class Store:
     # -- runs ----------------------------------------------------------------------------------
 
     async def create_run(
-        self, new: NewRun, *, lease_to: str | None = None, lease_seconds: float = 30.0
+        self,
+        new: NewRun,
+        *,
+        lease_to: str | None = None,
+        lease_seconds: float = 30.0,
+        queue_caps: QueueCaps | None = None,
+        idempotency_ttl_seconds: float | None = None,
     ) -> RunRecord:
         """Queue a new run. If `new.idempotency_key` was already used in the org, the existing run
-        is returned instead and nothing is created: check `record.created`.
+        is returned instead and nothing is created: check `record.created`. A repeat whose
+        `request_hash` differs raises `IdempotencyConflict`; a key older than
+        `idempotency_ttl_seconds` (None: never forgotten) starts a new run (see `idempotency`).
 
         With `lease_to`, the run is created already claimed by that worker (running, attempt 1,
         leased for `lease_seconds`), for a worker in this process to start at once instead of
-        claiming it from the queue."""
+        claiming it from the queue. With `queue_caps`, `QueueFull` (and nothing written) when the
+        run's org or key already has its cap of queued runs, counted in the insert's transaction."""
         lease = None if lease_to is None else (lease_to, lease_seconds)
+        ttl = None if idempotency_ttl_seconds is None else timedelta(seconds=idempotency_ttl_seconds)
         if new.thread is not None:  # a thread's turn: `threads_repo.create_thread_run`
-            return await self._db.write(
-                lambda conn: threads_repo.create_thread_run(conn, new, self._clock(), lease)
-            )
+
+            async def thread_turn(conn: AsyncConnection) -> RunRecord:
+                await check_queue(conn, new, queue_caps)
+                return await threads_repo.create_thread_run(conn, new, self._clock(), lease, ttl)
+
+            return await self._db.write(thread_turn)
         if self._hot is not None:
-            return await self._hot.create_run(new, self._clock(), lease)
-        return await self._db.write(lambda conn: runs_repo.create_run(conn, new, self._clock(), lease))
+            return await self._hot.create_run(new, self._clock(), lease, ttl, queue_caps=queue_caps)
+
+        async def queued(conn: AsyncConnection) -> RunRecord:
+            await check_queue(conn, new, queue_caps)
+            return await runs_repo.create_run(conn, new, self._clock(), lease, ttl)
+
+        return await self._db.write(queued)
+
+    async def idempotent_repeat(
+        self, new: NewRun, *, idempotency_ttl_seconds: float | None = None
+    ) -> RunRecord | None:
+        """What `create_run` would answer a repeat of `new`'s idempotency key without writing: the
+        run that holds the key, `IdempotencyConflict` for another request, or None (no key, an
+        unused one, or one past its TTL). A refusal that would stop a new run (no credit, a full
+        queue) asks this first, so a retried request still gets the run it already made."""
+        if new.idempotency_key is None:
+            return None
+        ttl = None if idempotency_ttl_seconds is None else timedelta(seconds=idempotency_ttl_seconds)
+        async with self._db.read() as conn:
+            return await runs_repo.idempotent_repeat(conn, new, self._clock(), ttl)
+
+    async def counters_write(
+        self,
+        on_sqlite: Callable[[sqlite3.Connection], T],
+        on_sqlalchemy: Callable[[AsyncConnection], Awaitable[T]],
+    ) -> T:
+        """One write transaction of the request-rate counters (`rate_counters`): `on_sqlite` on the
+        SQLite hot path (group-committed with the runs' writes), else `on_sqlalchemy`."""
+        if self._hot is not None:
+            return await self._hot.write(on_sqlite)
+        if self._db.dialect != "postgresql":
+            return await self._db.write(on_sqlalchemy)
+
+        async def unflushed(conn: AsyncConnection) -> T:
+            # A counter lost in a crash costs a request's worth of rate; waiting for the WAL
+            # flush on every request cost about 5 ms per transaction (docs/deployment.md).
+            await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            return await on_sqlalchemy(conn)
+
+        return await self._db.write(unflushed)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         if self._hot is not None:
@@ -383,6 +457,80 @@ class Store:
         return await self._db.write(
             lambda conn: queue.append_events_unleased(conn, run_id, events, update, self._clock())
         )
+
+    # -- credits and usage -----------------------------------------------------------------------
+
+    async def record_step(
+        self,
+        run_id: str,
+        attempt: int,
+        events: Sequence[EventRow],
+        update: RunUpdate | None,
+        charge: credits.StepCharge,
+    ) -> credits.Recorded:
+        """`record`, charging a completed step in the same transaction (`credits.charge_step`):
+        the charge is stored exactly when the step's checkpoint is, and never twice for one step.
+        Raises what `record` raises, with nothing written or charged."""
+        ends_thread_run = (
+            update is not None
+            and update.status in _TERMINAL
+            and self._hot is not None
+            and await self._hot.thread_of(run_id) is not None
+        )
+        if self._hot is not None and not ends_thread_run:
+            balance = await self._hot.record_charged(run_id, attempt, events, update, self._clock(), charge)
+            return credits.Recorded(None, balance)
+
+        async def work(conn: AsyncConnection) -> credits.Recorded:
+            now = self._clock()
+            promoted = await queue.record(conn, run_id, attempt, events, update, now)
+            return credits.Recorded(promoted, await credits.charge_step_async(conn, run_id, charge, now))
+
+        return await self._db.write(work)
+
+    async def credit_balance(self, org: str) -> credits.CreditBalance | None:
+        """The org's balance; None when it has none (its runs are not limited)."""
+        async with self._db.read() as conn:
+            return await credits.get_balance(conn, org)
+
+    async def credit_balance_micro_usd(self, org: str) -> int | None:
+        """Just the balance, in micro-dollars (None: unlimited): the check before each run starts."""
+        if self._hot is not None:
+            return await self._hot.credit_balance(org)
+        balance = await self.credit_balance(org)
+        return None if balance is None else balance.balance_micro_usd
+
+    async def add_credits(
+        self, org: str, amount_micro_usd: int, *, note: str | None = None
+    ) -> credits.CreditGrant:
+        """Add credit (negative: take some back) to an existing org; `credits.OrgNotFound` if
+        there is none. The org's first grant gives it a balance, limiting its runs from then on."""
+        for retry in (False, True):
+            try:
+                return await self._db.write(
+                    lambda conn: credits.add_credits(conn, org, amount_micro_usd, note, self._clock())
+                )
+            except IntegrityError:  # two first grants at once: the other one created the balance
+                if retry:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def list_credit_grants(self, org: str, *, limit: int = 20) -> list[credits.CreditGrant]:
+        """The org's latest grants and corrections, newest first."""
+        async with self._db.read() as conn:
+            return await credits.list_grants(conn, org, limit)
+
+    async def usage(
+        self,
+        org: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: credits.UsageGroup = "org",
+    ) -> list[credits.UsageRow]:
+        """What the org's completed steps cost in `[since, until)`, per org, project, flow or key."""
+        async with self._db.read() as conn:
+            return await credits.usage(conn, org, since, until, group_by)
 
     # -- the event log ---------------------------------------------------------------------------
 

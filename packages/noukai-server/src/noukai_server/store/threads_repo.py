@@ -24,7 +24,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import tenancy, validate
+from . import idempotency, tenancy, validate
 from .errors import ThreadBusy, ThreadExpired, ThreadNotFound
 from .records import (
     TERMINAL_STATUSES,
@@ -209,7 +209,11 @@ def _usable(thread: ThreadRecord | None, thread_id: str, now: datetime) -> Threa
 
 
 async def create_thread_run(
-    conn: AsyncConnection, new: NewRun, now: datetime, lease: Lease | None = None
+    conn: AsyncConnection,
+    new: NewRun,
+    now: datetime,
+    lease: Lease | None = None,
+    idempotency_ttl: timedelta | None = None,
 ) -> RunRecord:
     """Insert `new` as the next turn of its thread (see the module docstring). Raises
     `ThreadNotFound` (no such thread in the run's org and project), `ThreadExpired` or
@@ -218,6 +222,8 @@ async def create_thread_run(
     assert turn is not None
     validate.optional_token(new.session_id, "session id")
     validate.optional_token(new.idempotency_key, "idempotency key")
+    # Locked first: concurrent turns of one thread with one key then see each other's run.
+    thread = await get_thread(conn, turn.thread_id, for_update=True)
     if new.idempotency_key is not None:
         existing = (
             await conn.execute(
@@ -227,8 +233,11 @@ async def create_thread_run(
             )
         ).first()
         if existing is not None:
-            return run_record(existing)
-    thread = await get_thread(conn, turn.thread_id, for_update=True)
+            found = run_record(existing)
+            if not idempotency.forgotten(found, now, idempotency_ttl):
+                return idempotency.repeat_of(found, new)
+            # Past its TTL: the old run gives the key up and this turn takes it (`idempotency`).
+            await conn.execute(sa.update(runs).where(runs.c.id == found.id).values(idempotency_key=None))
     if thread is not None and (thread.org_id, thread.project_id) != (new.org_id, new.project_id):
         thread = None
     thread = _usable(thread, turn.thread_id, now)

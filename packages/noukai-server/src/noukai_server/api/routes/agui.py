@@ -34,7 +34,7 @@ router = APIRouter(tags=["protocols"], include_in_schema=False)
 
 
 async def _agui(request: Request, svc: Services, key: ApiKeyRecord, address: FlowAddress) -> Response:
-    authorize(key, address.org, address.project)
+    authorize(key, address.org, address.project, scope="run")
     body = await read_model(request, RunAgentInputBody)
     agui = agui_request(body)
     runs = ProtocolRuns(svc.store, svc.bus, svc.runs, heartbeat_seconds=svc.config.heartbeat_seconds)
@@ -47,7 +47,7 @@ async def _agui(request: Request, svc: Services, key: ApiKeyRecord, address: Flo
         tenant = Tenant(key.org_id, key.project_id)
         inputs, thread_id = await on_client_thread(threads, tenant, address.project, agui)
         segment = await runs.start(
-            target, inputs, session_id=request.headers.get("x-session-id"), thread_id=thread_id
+            target, inputs, session_id=request.headers.get("x-session-id"), thread_id=thread_id, key=key
         )
     translation = AguiTranslation(segment, agui.thread_id, agui.run_id)
     return sse_response(agui_stream(translation, runs.events(segment)), svc.streams)

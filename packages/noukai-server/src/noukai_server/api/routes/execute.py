@@ -62,7 +62,7 @@ async def _execute(
     session_id: str | None,
     idempotency_key: str | None,
 ) -> Response:
-    authorize(key, org, project)
+    authorize(key, org, project, scope="run")
     target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
     answer = await run_execute(
         svc.runs,
@@ -70,6 +70,7 @@ async def _execute(
         target,
         body,
         org_id=key.org_id,
+        api_key_id=key.id,
         session_id=session_id,
         idempotency_key=idempotency_key_of(idempotency_key),
         heartbeat_seconds=svc.config.heartbeat_seconds,

@@ -23,6 +23,7 @@ from noukai_server.api.errors import ApiError
 from noukai_server.api.params import Org, Project, Slug
 from noukai_server.api.responses import KEYED, TENANT, answers, fails, json_response
 from noukai_server.api.services import Services
+from noukai_server.runtime.flow_admin import parse_body_off_loop, refuse_deep_document
 
 router = APIRouter(prefix="/flows", tags=["flow management"])
 
@@ -61,6 +62,18 @@ def _looks_like_yaml(raw: bytes) -> bool:
     return isinstance(data, dict)
 
 
+_LOOKS_LIKE_YAML = object()
+
+
+def _json_or_raw(raw: bytes) -> Any:
+    """The parsed JSON body; `raw` itself when it is not JSON (the flow parser says why); or
+    `_LOOKS_LIKE_YAML` when it reads as YAML (the client forgot the YAML content type)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _LOOKS_LIKE_YAML if _looks_like_yaml(raw) else raw
+
+
 def _issue(message: str) -> dict[str, Any]:
     return {"message": message, "stepId": None, "stepIndex": None, "field": None, "line": None}
 
@@ -82,20 +95,19 @@ async def save_draft(
     key: Annotated[Any, Depends(api_key)],
 ) -> Response:
     """Create the flow or replace its draft. Published versions are never changed."""
-    authorize(key, org, project)
+    authorize(key, org, project, scope="admin")
     raw = await request.body()
     if len(raw) > MAX_FLOW_BYTES:
         raise ApiError(ErrorCode.BODY_TOO_LARGE, "a flow document may be at most 1 MiB")
+    refuse_deep_document(raw)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     source: Any = raw
     filename = "flow.yaml" if content_type in _YAML_TYPES else "flow.json"
     if filename == "flow.json":
-        # Parsed here so a document without a slug can take it from the path.
-        try:
-            source = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            if _looks_like_yaml(raw):
-                raise ApiError(ErrorCode.INVALID_TREE, _YAML_HINT, issues=[_issue(_YAML_HINT)]) from None
+        # Parsed here so a document without a slug can take it from the path; off the event loop.
+        source = await parse_body_off_loop(_json_or_raw, raw)
+        if source is _LOOKS_LIKE_YAML:
+            raise ApiError(ErrorCode.INVALID_TREE, _YAML_HINT, issues=[_issue(_YAML_HINT)])
     return json_response(await svc.flow_admin.save_draft(org, project, slug, source, filename=filename))
 
 
@@ -108,7 +120,7 @@ async def publish(
     org: Org, project: Project, slug: Slug, svc: Svc, key: Annotated[Any, Depends(api_key)]
 ) -> Response:
     """Freeze the current draft as the next numbered version."""
-    authorize(key, org, project)
+    authorize(key, org, project, scope="admin")
     return json_response(await svc.flow_admin.publish(org, project, slug), status_code=201)
 
 

@@ -70,11 +70,16 @@ async def _submit(
     session_id: str | None,
     idempotency_key: str | None,
 ) -> Response:
-    authorize(key, org, project)
+    authorize(key, org, project, scope="run")
     target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
     body = await read_model(request, ExecuteRequest)
     answer = await job_runtime.submit_job(
-        svc.runs, target, body, session_id=session_id, idempotency_key=idempotency_key_of(idempotency_key)
+        svc.runs,
+        target,
+        body,
+        session_id=session_id,
+        idempotency_key=idempotency_key_of(idempotency_key),
+        api_key_id=key.id,
     )
     return json_response(answer, status_code=202)
 

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from noukai_server.api.auth import api_key, services_of
+from noukai_server.api.auth import api_key, require_scope, services_of
 from noukai_server.api.body import read_model
 from noukai_server.api.errors import ApiError
 from noukai_server.api.responses import json_response
@@ -43,9 +43,18 @@ EXECUTION_HEADER: Final = "x-noukai-execution-id"
 router = APIRouter(prefix=OPENAI_PREFIX, tags=["openai compatible"], include_in_schema=False)
 
 
-def _error(code: str, message: str, *, param: str | None = None, during_run: bool = False) -> Response:
+def _error(
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    during_run: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Response:
     status, body = openai_error(code, message, param=param, during_run=during_run)
-    response = Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    response = Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="noukai"'
     return response
@@ -55,7 +64,8 @@ async def _answer(handler: Callable[[], Awaitable[Response]]) -> Response:
     try:
         return await handler()
     except (ApiError, RequestRejected) as exc:
-        return _error(exc.code, exc.message, param=_param(exc.details))
+        # Headers kept: a 429's `Retry-After` is what OpenAI clients wait on before retrying.
+        return _error(exc.code, exc.message, param=_param(exc.details), headers=exc.headers or None)
 
 
 def _param(details: dict[str, Any]) -> str | None:
@@ -111,6 +121,7 @@ async def chat_completions(request: Request) -> Response:
 
     async def handle() -> Response:
         key = await api_key(request)
+        require_scope(key, "run")
         body = await read_model(request, ChatCompletionBody)
         thread_id = request.headers.get(THREAD_HEADER) or None
         chat = chat_request(body, on_thread=thread_id is not None)
@@ -121,7 +132,9 @@ async def chat_completions(request: Request) -> Response:
             segment = await runs.resume(target, key, chat.tool_results)
         else:
             session_id = request.headers.get("x-session-id")
-            segment = await runs.start(target, chat.inputs, session_id=session_id, thread_id=thread_id)
+            segment = await runs.start(
+                target, chat.inputs, session_id=session_id, thread_id=thread_id, key=key
+            )
         translation = ChatTranslation(segment, chat.model)
         events = runs.events(segment)
         run_header = (EXECUTION_HEADER.encode(), segment.run_id.encode())

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
 from noukai.types.wire import CancelResult, RunInfo, StepRequest
-from noukai_server.api.auth import api_key, authorize, services, services_of
+from noukai_server.api.auth import api_key, authorize, require_scope, services, services_of
 from noukai_server.api.body import read_model
 from noukai_server.api.endpoints import Endpoint, Param
 from noukai_server.api.errors import ApiError
@@ -97,12 +97,14 @@ async def step(
     """Run the next step (or, with `runRemaining`, every remaining step) as an SSE stream."""
     svc = services_of(request)
     key = await api_key(request)
-    authorize(key, org, project)
+    authorize(key, org, project, scope="run")
     # `/v0/step` steps through the draft. The hosted backend refuses it (INVALID_VERSION) and the
     # contract allows either; serving it keeps the README's promise that "draft" works everywhere.
     target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
     body = await read_model(request, StepRequest)
-    run_id, after = await svc.runs.begin_step_segment(target, body, org=key.org_id, session_id=x_session_id)
+    run_id, after = await svc.runs.begin_step_segment(
+        target, body, org=key.org_id, session_id=x_session_id, api_key_id=key.id
+    )
     policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=SEGMENT_ENDS)
     return sse_response(
         follow_frames(lambda: RunEventFollower(svc.store, svc.bus, run_id, after), policy), svc.streams
@@ -238,10 +240,15 @@ async def live_trace(
 
 @router.post(
     "/runs/{execution_id}/cancel",
-    responses={**answers(CancelResult, "The run's status now, and whether it will stop"), **_RUN_ERRORS},
+    responses={
+        **answers(CancelResult, "The run's status now, and whether it will stop"),
+        # FORBIDDEN: a key without the `run` scope.
+        **fails(KEYED, (ErrorCode.FORBIDDEN, ErrorCode.RUN_NOT_FOUND)),
+    },
 )
 async def cancel_run(execution_id: ExecutionId, svc: Svc, key: Key) -> Response:
     """Stop a queued, running or waiting run at its next safe point. Idempotent."""
+    require_scope(key, "run")
     run = await _run_for(svc, key, execution_id)
     return json_response(cancel_result(await svc.runs.cancel(run)))
 

@@ -22,7 +22,7 @@ from noukai.types.wire import (
     ThreadInfo,
     ThreadMessagePage,
 )
-from noukai_server.api.auth import api_key, services
+from noukai_server.api.auth import api_key, require_scope, services
 from noukai_server.api.body import openapi_body, read_model
 from noukai_server.api.errors import ApiError
 from noukai_server.api.responses import JSON_BODY, KEYED, answers, fails, json_response, streams
@@ -62,6 +62,7 @@ def _tenant(key: ApiKeyRecord) -> Tenant:
 async def create_thread(request: Request, svc: Svc, key: Key) -> Response:
     """Create a thread of the key's project (an org-wide key names the `project`). It expires
     `ttlSeconds` after its last activity (the server's `thread_ttl_seconds` by default)."""
+    require_scope(key, "run")
     body = await read_model(request, ThreadCreate)
     project = key.project_slug
     if project is None:
@@ -112,7 +113,7 @@ async def list_messages(
     "/threads/{thread_id}",
     responses={
         **answers(ThreadErased, "What was erased"),
-        **fails(KEYED, _FOUND, (ErrorCode.THREAD_BUSY,)),
+        **fails(KEYED, _FOUND, (ErrorCode.THREAD_BUSY, ErrorCode.FORBIDDEN)),
     },
 )
 async def delete_thread(thread_id: ThreadId, svc: Svc, key: Key) -> Response:
@@ -120,6 +121,7 @@ async def delete_thread(thread_id: ThreadId, svc: Svc, key: Key) -> Response:
     its runs' event logs are deleted, and its runs' inputs, states, results and errors are blanked
     (the run rows stay: id, flow, status, times). 409 THREAD_BUSY while one of its runs is active:
     cancel it first. An expired thread can be deleted too."""
+    require_scope(key, "run")
     erased = await _service(svc).delete(_tenant(key), thread_id)
     return json_response(
         {
@@ -137,13 +139,14 @@ async def delete_thread(thread_id: ThreadId, svc: Svc, key: Key) -> Response:
     status_code=201,
     responses={
         **answers(ThreadInfo, "The new thread", 201),
-        **fails(KEYED, JSON_BODY, _LIVE, (ErrorCode.THREAD_POSITION_INVALID,)),
+        **fails(KEYED, JSON_BODY, _LIVE, (ErrorCode.THREAD_POSITION_INVALID, ErrorCode.FORBIDDEN)),
     },
     openapi_extra=openapi_body(ThreadFork),
 )
 async def fork_thread(thread_id: ThreadId, request: Request, svc: Svc, key: Key) -> Response:
     """A new thread of the same project whose history is a copy of this one's messages 1..`position`
     (all of them without it): branch a conversation from any point."""
+    require_scope(key, "run")
     body = await read_model(request, ThreadFork) if (await request.body()).strip() else ThreadFork()
     thread = await _service(svc).fork(
         _tenant(key),

@@ -238,12 +238,13 @@ class ProtocolRuns:
         *,
         session_id: str | None = None,
         thread_id: str | None = None,
+        key: ApiKeyRecord,
     ) -> Segment:
-        """A new run; on a server-side thread (`thread_id`), its turn is added to the thread's
-        history, which the flow reads."""
+        """A new run started with `key`; on a server-side thread (`thread_id`), its turn is added
+        to the thread's history, which the flow reads."""
         self._runs.check_inputs(target, inputs)
         run = await self._runs.start(
-            target, inputs, trigger="execute", session_id=session_id, thread_id=thread_id
+            target, inputs, trigger="execute", session_id=session_id, thread_id=thread_id, api_key_id=key.id
         )
         return Segment(target, run.id, 0)
 

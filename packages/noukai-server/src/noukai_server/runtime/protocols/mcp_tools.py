@@ -110,7 +110,7 @@ async def call_flow(
     model reads why), not a protocol error."""
     try:
         target = await runs.target(key, tool.address)
-        segment = await runs.start(target, _inputs(arguments))
+        segment = await runs.start(target, _inputs(arguments), key=key)
     except RequestRejected as exc:
         return ToolOutcome(f"{exc.code}: {exc.message}", True)
     total = float(len(target.spec.steps))

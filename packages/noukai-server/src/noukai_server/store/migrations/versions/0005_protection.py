@@ -32,9 +32,20 @@ def upgrade() -> None:
         runs.add_column(sa.Column("api_key_id", sa.String(32), nullable=True))
         runs.add_column(sa.Column("request_hash", sa.String(64), nullable=True))
         runs.add_column(sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True))
+    # Request-rate counters for deployments without Redis (`store.rate_counters`).
+    op.create_table(
+        "rate_counters",
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name="pk_rate_counters"),
+    )
+    op.create_index("ix_rate_counters_expires_at_ms", "rate_counters", ["expires_at_ms"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_rate_counters_expires_at_ms", table_name="rate_counters")
+    op.drop_table("rate_counters")
     with op.batch_alter_table("runs") as runs:
         runs.drop_column("deadline_at")
         runs.drop_column("request_hash")
