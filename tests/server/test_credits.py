@@ -470,7 +470,7 @@ def test_the_cli_through_the_admin_api(priced: ServerProcess) -> None:
 def test_the_cli_says_when_the_server_cannot_be_reached(priced: ServerProcess) -> None:
     env = {"NOUKAI_BASE_URL": f"http://127.0.0.1:{free_port()}", "NOUKAI_API_KEY": "nk_x_y"}
     result = noukai(priced, "credits", "show", "--org", "dev", env=env)
-    assert result.returncode == 1 and "could not reach" in result.stderr
+    assert result.returncode == 1 and "cannot connect" in result.stderr
 
 
 def test_a_retried_request_gets_its_run_back_when_credit_is_gone(priced: ServerProcess) -> None:

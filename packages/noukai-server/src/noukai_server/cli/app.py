@@ -18,10 +18,9 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,6 +31,19 @@ from noukai_server.cli.config_cmd import init as init_command
 from noukai_server.cli.credits_cmd import credits_app
 from noukai_server.cli.flow_files import BadFlowFile, flow_checks, flow_files, load_flow_files, read_flow_file
 from noukai_server.cli.run import run as run_command
+from noukai_server.cli.store_or_server import (
+    ApiKey,
+    DatabaseUrl,
+    DataDir,
+    Local,
+    ServerUrl,
+    admin_remote,
+)
+from noukai_server.cli.store_or_server import fail as _fail
+from noukai_server.cli.store_or_server import load_config as _config
+from noukai_server.cli.store_or_server import open_existing_store as _open_existing_store
+from noukai_server.cli.store_or_server import remotely as _remotely
+from noukai_server.cli.store_or_server import server_url as _server_url
 from noukai_server.cli.worker import worker as worker_command
 from noukai_server.config import LOG_FORMATS, LOG_LEVELS, ConfigError
 
@@ -64,41 +76,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(credits_app, name="credits")
 app.command("init")(init_command)
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="NOUKAI_DATA_DIR",
-        show_default=False,
-        help="Where the embedded store lives (default .noukai; store.data_dir in noukai.toml).",
-    ),
-]
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="NOUKAI_DATABASE_URL",
-        help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite).",
-    ),
-]
-ServerUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="NOUKAI_BASE_URL",
-        show_default=False,
-        help="A running server's URL: talk to it through its HTTP API (remote mode, the default "
-        "whenever a URL is set) instead of opening a local store.",
-    ),
-]
-ApiKey = Annotated[
-    str | None,
-    typer.Option("--api-key", envvar="NOUKAI_API_KEY", show_default=False, help="The API key (remote mode)."),
-]
-Local = Annotated[
-    bool,
-    typer.Option("--local", help="Open the local store (--data-dir / --database-url) even if a URL is set."),
-]
 DEV_KEY_FILE = "dev-api-key"
 
 logger = logging.getLogger("noukai_server.cli")
@@ -132,31 +109,11 @@ def _main(
     """Run LLM flows and stream every step."""
 
 
-def _config(
-    data_dir: Path | None, database_url: str | None, config_file: Path | None = None, **overrides: object
-) -> ServerConfig:
-    """The effective settings: the file, the environment, then these options (None: not given);
-    exit 1 with the message when one is not allowed."""
-    from noukai_server.settings import load_server_config
-
-    try:
-        return load_server_config(
-            config_file, None, data_dir=data_dir, database_url=database_url, **overrides
-        )
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
-
-
 async def _open_store(config: ServerConfig) -> Store:
     from noukai_server.store import Store
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return await Store.connect(config.resolved_database_url)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
 
 
 _REMOTE_HINT = "or push through a running server with --url URL (or NOUKAI_BASE_URL) and --api-key KEY"
@@ -165,111 +122,16 @@ _KEYS_HINT = (
 )
 
 
-async def _open_existing_store(
-    data_dir: Path | None, database_url: str | None, hint: str, config_file: Path | None = None
-) -> Store:
-    """Open the store the server uses, never creating one: exit 1 (nothing created) when the SQLite
-    file does not exist or the database has no Noukai schema yet. An existing store is brought up
-    to date like `serve` does."""
-    from noukai_server.store import Store
-    from noukai_server.store.db import Database, normalise_url
-    from noukai_server.store.errors import StoreError
-    from noukai_server.store.migrate import current_revision
-
-    try:
-        url = _config(data_dir, database_url, config_file).resolved_database_url
-        dialect, parsed = normalise_url(url)
-    except (ConfigError, StoreError) as exc:
-        raise _fail(str(exc)) from exc
-    todo = (
-        "`noukai serve` (or `noukai migrate`) creates it; point at the server's store with "
-        f"--data-dir DIR (or NOUKAI_DATA_DIR) or --database-url URL; {hint}"
-    )
-    missing = _missing_file(parsed.database or "") if dialect == "sqlite" else None
-    if missing is not None:
-        raise _fail(f"no Noukai store here: {missing} does not exist (nothing was created).\n  {todo}")
-    where = parsed.render_as_string(hide_password=True)
-    try:
-        db = await Database.open(url)
-    except Exception as exc:
-        raise _fail(f"cannot open the database {where}: {exc}") from exc
-    try:
-        async with db.read() as conn:
-            revision = await current_revision(conn)
-    finally:
-        await db.close()
-    if revision is None:
-        raise _fail(f"no Noukai store here: the database {where} has no Noukai schema.\n  {todo}")
-    return await Store.connect(url)
-
-
-def _missing_file(path: str) -> Path | None:
-    """The SQLite file's absolute path when it does not exist (opening it would create it)."""
-    file = Path(path).resolve()
-    return None if file.is_file() else file
-
-
-def _server_url(ctx: typer.Context, url: str | None, local: bool) -> str | None:
-    """The server URL in remote mode, None in local mode; exit 2 for a contradictory command line."""
-    given = {name for name in ("url", "data_dir", "database_url") if _on_command_line(ctx, name)}
-    if local:
-        if "url" in given:
-            raise _fail("--local and --url exclude each other", code=2)
-        return None
-    if not (url or "").strip():
-        return None
-    if given & {"data_dir", "database_url"}:
-        source = "--url" if "url" in given else f"NOUKAI_BASE_URL ({url})"
-        raise _fail(
-            f"{source} selects remote mode, where --data-dir and --database-url do not apply; "
-            "add --local to use the local store, or drop them to use the server",
-            code=2,
-        )
-    return url
-
-
-def _on_command_line(ctx: typer.Context, name: str) -> bool:
-    # By name: typer ships its own copy of click, whose ParameterSource is not click's.
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
-
-
 def _keys_remote(ctx: typer.Context, url: str | None, api_key: str | None, local: bool) -> Remote | None:
     """`keys` in remote mode: the server to manage keys on through its keys API (with an admin
     `--api-key`; exit 2 without one); None in local mode."""
-    from noukai_server.cli.remote import Remote
-    from noukai_server.cli.run import UsageError
-
-    server = _server_url(ctx, url, local)
-    if server is None:
-        return None
-    try:
-        return Remote.of(server, api_key)
-    except UsageError as exc:
-        raise _fail(
-            f"{exc}: key management at {server} needs an admin key of the org"
-            " (or manage the store directly: --local --data-dir DIR)",
-            code=2,
-        ) from exc
+    return admin_remote(ctx, url, api_key, local, purpose="key management")
 
 
 def _remote_org(org: str | None, command: str) -> str:
     if org is None:
         raise _fail(f"`keys {command}` through a server manages one org's keys: give --org ORG", code=2)
     return org
-
-
-T = TypeVar("T")
-
-
-def _remotely(call: Callable[[], T]) -> T:
-    """`call`, a request to the server; exit 1 with the server's refusal."""
-    from noukai_server.cli.remote import RemoteFailure
-
-    try:
-        return call()
-    except RemoteFailure as exc:
-        raise _fail(str(exc)) from exc
 
 
 @app.command()

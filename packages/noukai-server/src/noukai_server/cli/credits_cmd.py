@@ -17,6 +17,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from noukai_server.cli.config_cmd import ConfigFileOption
+from noukai_server.cli.store_or_server import (
+    ApiKey,
+    DatabaseUrl,
+    DataDir,
+    Local,
+    ServerUrl,
+    admin_remote,
+    fail,
+    open_existing_store,
+    remotely,
+)
 
 if TYPE_CHECKING:
     from noukai_server.cli.remote import Remote
@@ -24,30 +35,6 @@ if TYPE_CHECKING:
 
 credits_app = typer.Typer(help="Credit balances (USD) of orgs, and their usage.", no_args_is_help=True)
 
-# The options every store-or-server command takes (as `noukai keys` and `flows push`).
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", envvar="NOUKAI_DATA_DIR", show_default=False, help="Where the embedded store lives."
-    ),
-]
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="NOUKAI_DATABASE_URL", help="SQLAlchemy URL of the store."),
-]
-ServerUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--url", envvar="NOUKAI_BASE_URL", show_default=False, help="A running server: use its admin API."
-    ),
-]
-ApiKey = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key", envvar="NOUKAI_API_KEY", show_default=False, help="An org-wide admin key (remote mode)."
-    ),
-]
-Local = Annotated[bool, typer.Option("--local", help="Open the local store even if a URL is set.")]
 OrgOption = Annotated[str, typer.Option("--org", help="The org.")]
 
 _HINT = "or use a running server's admin API with --url URL and an admin --api-key KEY"
@@ -75,8 +62,8 @@ def add(
     try:
         usd_to_micro(usd)  # refused here, before any store or server is asked
     except BadAmount as exc:
-        raise _fail(f"--usd: {exc}", code=2) from exc
-    remote = _remote(ctx, url, api_key, local)
+        raise fail(f"--usd: {exc}", code=2) from exc
+    remote = admin_remote(ctx, url, api_key, local)
     if remote is not None:
         view = _call(remote, "POST", f"/orgs/{org}/credits", json={"usd": usd, "note": note})
     else:
@@ -97,7 +84,7 @@ def show(
     local: Local = False,
 ) -> None:
     """Show an org's balance and its latest grants."""
-    remote = _remote(ctx, url, api_key, local)
+    remote = admin_remote(ctx, url, api_key, local)
     if remote is not None:
         view = _call(remote, "GET", f"/orgs/{org}/credits")
     else:
@@ -125,11 +112,11 @@ def usage(
     from noukai_server.store import USAGE_GROUPS
 
     if group_by not in USAGE_GROUPS:
-        raise _fail(f"--group-by {group_by!r}: use one of {', '.join(USAGE_GROUPS)}", code=2)
+        raise fail(f"--group-by {group_by!r}: use one of {', '.join(USAGE_GROUPS)}", code=2)
     start, end = _utc(since), _utc(until)
     if start is not None and end is not None and end < start:
-        raise _fail("--to is before --from", code=2)
-    remote = _remote(ctx, url, api_key, local)
+        raise fail("--to is before --from", code=2)
+    remote = admin_remote(ctx, url, api_key, local)
     if remote is not None:
         params: dict[str, str] = {"group_by": group_by}
         params |= {"from": start.isoformat()} if start else {}
@@ -154,11 +141,6 @@ def usage(
 # -- plumbing -----------------------------------------------------------------------------------
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
-
-
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -169,47 +151,13 @@ def _signed(usd: str) -> str:
     return usd if usd.startswith("-") else f"+{usd}"
 
 
-def _remote(ctx: typer.Context, url: str | None, api_key: str | None, local: bool) -> Remote | None:
-    from noukai_server.cli.app import _server_url
-    from noukai_server.cli.remote import Remote
-    from noukai_server.cli.run import UsageError
-
-    server = _server_url(ctx, url, local)
-    if server is None:
-        return None
-    try:
-        return Remote.of(server, api_key)
-    except UsageError as exc:
-        raise _fail(str(exc), code=2) from exc
-
-
 def _call(
     remote: Remote, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """One admin API call; exit 1 with the server's code and message when it refuses."""
-    import httpx
+    from noukai_server.cli.remote import admin_call
 
-    from noukai_server.cli.remote import REQUEST_TIMEOUT
-
-    headers = {"Authorization": f"Bearer {remote.api_key}"}
-    try:
-        response = httpx.request(
-            method, f"{remote.root}{path}", json=json, params=params, headers=headers, timeout=REQUEST_TIMEOUT
-        )
-    except httpx.HTTPError as exc:
-        raise _fail(f"could not reach {remote.root}: {exc}") from exc
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 400:
-        detail = body.get("detail") if isinstance(body, dict) else None
-        if isinstance(detail, dict):
-            raise _fail(f"{detail.get('code')}: {detail.get('message')} (HTTP {response.status_code})")
-        raise _fail(f"the server answered HTTP {response.status_code}")
-    if not isinstance(body, dict):
-        raise _fail(f"the server answered something that is not a JSON object (HTTP {response.status_code})")
-    return body
+    return remotely(lambda: admin_call(remote, method, path, body=json, params=params))
 
 
 def _local(
@@ -219,12 +167,11 @@ def _local(
     config_file: Path | None,
 ) -> dict[str, Any]:
     """`work` on the local store; exit 1 with the code and message of a refusal."""
-    from noukai_server.cli.app import _open_existing_store
     from noukai_server.runtime import RequestRejected
     from noukai_server.runtime.credits import CreditService
 
     async def run() -> dict[str, Any]:
-        store = await _open_existing_store(data_dir, database_url, _HINT, config_file)
+        store = await open_existing_store(data_dir, database_url, _HINT, config_file)
         try:
             return await work(CreditService(store))
         finally:
@@ -233,7 +180,7 @@ def _local(
     try:
         return asyncio.run(run())
     except RequestRejected as exc:
-        raise _fail(f"{exc.code.value}: {exc.message}") from exc
+        raise fail(f"{exc.code.value}: {exc.message}") from exc
 
 
 def _print_credits(view: dict[str, Any]) -> None:

@@ -100,8 +100,29 @@ def _call(
     headers: dict[str, str],
     body: bytes | None = None,
 ) -> dict[str, Any]:
+    response, answer = exchange(client, method, url, root, headers=headers, content=body)
+    if response.is_success and isinstance(answer, dict):
+        return answer
+    raise RemoteFailure(describe_error(response.status_code, answer, response.text, root, file))
+
+
+def exchange(
+    client: httpx2.Client,
+    method: str,
+    url: str,
+    root: str,
+    *,
+    headers: dict[str, str],
+    content: bytes | None = None,
+    json_body: Any = None,
+    params: dict[str, str] | None = None,
+) -> tuple[httpx2.Response, Any]:
+    """Send one request to the server at `root`: its response and its JSON body (None when the
+    body is not JSON); `RemoteFailure` when the server cannot be reached or times out."""
     try:
-        response = client.request(method, url, headers=headers, content=body)
+        response = client.request(
+            method, url, headers=headers, content=content, json=json_body, params=params
+        )
     except httpx2.TimeoutException as exc:
         raise RemoteFailure(f"the Noukai server at {root} timed out ({exc})") from exc
     except httpx2.TransportError as exc:
@@ -113,9 +134,39 @@ def _call(
         answer = response.json()
     except ValueError:
         answer = None
+    return response, answer
+
+
+def admin_call(
+    remote: Remote,
+    method: str,
+    path: str,
+    *,
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One call of the server's admin API (keys, credits) at `path` under the API root; the JSON
+    object it answers, or `RemoteFailure` with the server's code and message."""
+    headers = {"Authorization": f"Bearer {remote.api_key}", "Accept": "application/json"}
+    with httpx2.Client(timeout=REQUEST_TIMEOUT) as client:
+        response, answer = exchange(
+            client,
+            method,
+            f"{remote.root}{path}",
+            remote.root,
+            headers=headers,
+            json_body=body,
+            params=params,
+        )
     if response.is_success and isinstance(answer, dict):
         return answer
-    raise RemoteFailure(describe_error(response.status_code, answer, response.text, root, file))
+    detail = answer.get("detail") if isinstance(answer, dict) else None
+    if isinstance(detail, dict) and "code" in detail:
+        raise RemoteFailure(
+            f"{detail['code']}: {detail.get('message', '')} (HTTP {response.status_code}, on {remote.root})"
+        )
+    snippet = " ".join(response.text.split())[:200]
+    raise RemoteFailure(f"the server at {remote.root} answered HTTP {response.status_code}: {snippet}")
 
 
 def describe_error(status: int, answer: Any, text: str, root: str, file: Path) -> str:

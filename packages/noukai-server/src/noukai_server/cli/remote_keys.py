@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import httpx2
-
-from noukai_server.cli.remote import REQUEST_TIMEOUT, Remote, RemoteFailure
+from noukai_server.cli.remote import Remote, admin_call
 
 
 def create_key(
@@ -28,40 +26,15 @@ def create_key(
     body: dict[str, Any] = {"scope": scope, "project": project, "name": name}
     if expires_at is not None:
         body["expiresAt"] = expires_at.isoformat()
-    answer = _request(remote, "POST", f"/orgs/{org}/keys", body)
+    answer = admin_call(remote, "POST", f"/orgs/{org}/keys", body=body)
     key: str = answer["key"]
     return key
 
 
 def list_keys(remote: Remote, org: str) -> list[dict[str, Any]]:
-    keys: list[dict[str, Any]] = _request(remote, "GET", f"/orgs/{org}/keys")["keys"]
+    keys: list[dict[str, Any]] = admin_call(remote, "GET", f"/orgs/{org}/keys")["keys"]
     return keys
 
 
 def revoke_key(remote: Remote, org: str, key_id: str) -> dict[str, Any]:
-    return _request(remote, "DELETE", f"/orgs/{org}/keys/{key_id}")
-
-
-def _request(remote: Remote, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {remote.api_key}", "Accept": "application/json"}
-    try:
-        with httpx2.Client(timeout=REQUEST_TIMEOUT) as client:
-            response = client.request(method, f"{remote.root}{path}", headers=headers, json=body)
-    except httpx2.TimeoutException as exc:
-        raise RemoteFailure(f"the Noukai server at {remote.root} timed out ({exc})") from exc
-    except httpx2.TransportError as exc:
-        raise RemoteFailure(
-            f"cannot connect to the Noukai server at {remote.root} ({exc}); is `noukai serve` running? "
-            "(set --url or NOUKAI_BASE_URL)"
-        ) from exc
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if response.is_success and isinstance(answer, dict):
-        return answer
-    detail = answer.get("detail") if isinstance(answer, dict) else None
-    if isinstance(detail, dict) and "code" in detail:
-        raise RemoteFailure(f"{detail['code']}: {detail.get('message', '')} (on {remote.root})")
-    snippet = " ".join(response.text.split())[:200]
-    raise RemoteFailure(f"the server at {remote.root} answered HTTP {response.status_code}: {snippet}")
+    return admin_call(remote, "DELETE", f"/orgs/{org}/keys/{key_id}")
