@@ -160,7 +160,8 @@ async def test_a_step_already_charged_is_not_charged_again(store: Store) -> None
     await store.record_step(run.id, run.attempt, [], RunUpdate(cursor=1), charge(0, "1"))
     # The same step's charge again (say, a write taken twice), even with a larger total.
     again = await store.record_step(run.id, run.attempt, [], RunUpdate(cursor=1), charge(0, "3"))
-    assert again.balance_micro_usd == 4_000_000
+    assert again.balance_micro_usd is None  # it spent nothing: no balance to tell
+    assert await store.credit_balance_micro_usd(run.org_id) == 4_000_000
     [row] = await store.usage(run.org_id)
     assert (row.cost_micro_usd, row.steps) == (1_000_000, 1)
 
@@ -201,8 +202,19 @@ async def test_a_free_step_writes_no_usage(store: Store) -> None:
     run = await claimed_run(store)
     await store.add_credits(run.org_id, 1_000_000)
     recorded = await store.record_step(run.id, run.attempt, [], RunUpdate(cursor=1), charge(0, "0"))
-    assert recorded.balance_micro_usd == 1_000_000
+    assert recorded.balance_micro_usd is None and not recorded.exhausted  # nothing spent, nothing read
+    assert await store.credit_balance_micro_usd(run.org_id) == 1_000_000
     assert await store.usage(run.org_id) == []
+
+
+async def test_a_free_step_after_others_drained_the_org_goes_on_and_a_paid_one_stops(store: Store) -> None:
+    run = await claimed_run(store)
+    await store.add_credits(run.org_id, 1_000_000)
+    await store.add_credits(run.org_id, -1_000_000)  # as if the org's other runs had spent it all
+    free = await store.record_step(run.id, run.attempt, [], RunUpdate(cursor=1), charge(0, "0"))
+    assert not free.exhausted  # a free step cannot overdraw: the run goes on
+    paid = await store.record_step(run.id, run.attempt, [], RunUpdate(cursor=2), charge(1, "0.25"))
+    assert paid.exhausted and paid.balance_micro_usd == -250_000  # one paid step over, then it stops
 
 
 async def test_concurrent_runs_lose_no_charge(store: Store) -> None:

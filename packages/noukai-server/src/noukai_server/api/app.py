@@ -16,7 +16,7 @@ from noukai_server.api import endpoints
 from noukai_server.api.docs import install_docs, install_openapi
 from noukai_server.api.errors import install_error_handlers
 from noukai_server.api.mcp_endpoint import MCP_PATH, McpEndpoint
-from noukai_server.api.rate_limits import RateLimitHeaders, RateLimits
+from noukai_server.api.rate_limits import RateLimitHeaders, RateLimits, RatePolicy
 from noukai_server.api.request_id import RequestIdMiddleware
 from noukai_server.api.responses import answers, json_response
 from noukai_server.api.routes import (
@@ -91,6 +91,7 @@ def create_app(
         """Liveness: answers without a key once the store is open."""
         return json_response({"status": "ok", "version": __version__})
 
-    app.add_middleware(RateLimitHeaders)
+    if RatePolicy.of(config).active:  # a layer on every message of every response: only when used
+        app.add_middleware(RateLimitHeaders)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -117,7 +117,8 @@ class Recorded:
     promoted: str | None
     """As `Store.record` returns: a thread's waiting run made claimable by this write."""
     balance_micro_usd: int | None
-    """The org's balance after the charge; None when the org has no balance (unlimited)."""
+    """The org's balance after the charge; None when the org has no balance (unlimited) or the
+    write spent nothing (see `charge_step`)."""
 
     @property
     def exhausted(self) -> bool:
@@ -142,10 +143,13 @@ class UsageRow:
 Execute = Callable[[str, Mapping[str, Any]], list[tuple[Any, ...]]]
 """Run one statement with named parameters and return its rows (empty for a write)."""
 
-_ALREADY = "SELECT 1 FROM step_charges WHERE run_id = :run_id AND step_index = :step_index"
 _CHARGED = (
+    # What the run was charged so far, and whether this step is among it: one read of the run's
+    # few rows (its primary key's prefix).
     "SELECT coalesce(sum(cost_micro_usd), 0), coalesce(sum(prompt_tokens), 0), "
-    "coalesce(sum(completion_tokens), 0) FROM step_charges WHERE run_id = :run_id"
+    "coalesce(sum(completion_tokens), 0), "
+    "coalesce(max(CASE WHEN step_index = :step_index THEN 1 ELSE 0 END), 0) "
+    "FROM step_charges WHERE run_id = :run_id"
 )
 _INSERT = (
     "INSERT INTO step_charges (run_id, step_index, org_id, project_id, flow_id, api_key_id, "
@@ -157,52 +161,40 @@ _SPEND = (
     "UPDATE credit_balances SET balance_micro_usd = balance_micro_usd - :cost, updated_at = :now "
     "WHERE org_id = (SELECT org_id FROM runs WHERE id = :run_id) RETURNING balance_micro_usd"
 )
-_BALANCE_OF_RUN = (
-    "SELECT balance_micro_usd FROM credit_balances "
-    "WHERE org_id = (SELECT org_id FROM runs WHERE id = :run_id)"
-)
 BALANCE_OF_ORG = "SELECT balance_micro_usd FROM credit_balances WHERE org_id = :org"
 
 
 def charge_step(execute: Execute, run_id: str, charge: StepCharge, now: Any) -> int | None:
     """Charge the run's step (inside the caller's transaction, after its fenced run update) and
-    return the org's balance afterwards, None for an org without one. `now` is the time as the
-    driver takes it.
+    return the org's balance afterwards when the step spent money, None otherwise (an org without
+    a balance, or a step that cost nothing). `now` is the time as the driver takes it.
 
     Idempotent: a step already charged is not charged again. The amount is the run's rounded total
-    minus its earlier charges; a step that cost nothing and used no tokens writes no row."""
+    minus its earlier charges; a step that cost nothing and used no tokens writes no row and runs
+    no statement. A free step does not read the balance either: it cannot overdraw, and the run's
+    next step that costs something learns the balance from its own charge (so a run whose org was
+    drained by other runs stops after at most one more paid step: the bound on overdraw)."""
     free_so_far = charge.total_cost_usd == 0 and charge.prompt_tokens == 0 and charge.completion_tokens == 0
     if free_so_far:  # nothing to charge (template steps of a run that has cost nothing yet)
-        return _balance_of_run(execute, run_id)
-    if execute(_ALREADY, {"run_id": run_id, "step_index": charge.step_index}):
-        return _balance_of_run(execute, run_id)
-    cost_before, prompt_before, completion_before = execute(_CHARGED, {"run_id": run_id})[0]
+        return None
+    params: dict[str, Any] = {"run_id": run_id, "step_index": charge.step_index}
+    cost_before, prompt_before, completion_before, already = execute(_CHARGED, params)[0]
+    if already:  # a retried attempt recording a step whose charge is stored
+        return None
     # Never negative: a total below what was charged (a state reset by hand) charges nothing.
     cost = max(cost_to_micro(charge.total_cost_usd) - int(cost_before), 0)
     prompt = max(charge.prompt_tokens - int(prompt_before), 0)
     completion = max(charge.completion_tokens - int(completion_before), 0)
     if cost == 0 and prompt == 0 and completion == 0:
-        return _balance_of_run(execute, run_id)
-    params = {
-        "run_id": run_id,
-        "step_index": charge.step_index,
-        "cost": cost,
-        "prompt": prompt,
-        "completion": completion,
-        "now": now,
-    }
+        return None
+    params |= {"cost": cost, "prompt": prompt, "completion": completion, "now": now}
     execute(_INSERT, params)
     if cost == 0:
-        return _balance_of_run(execute, run_id)
+        return None
     # One atomic decrement: concurrent runs of the org queue on this row's lock (PostgreSQL) or on
     # the single writer (SQLite), so no charge is lost; the balance may go below zero by what the
     # steps in flight cost, and each of those runs stops at its next step boundary.
     rows = execute(_SPEND, {"run_id": run_id, "cost": cost, "now": now})
-    return int(rows[0][0]) if rows else None
-
-
-def _balance_of_run(execute: Execute, run_id: str) -> int | None:
-    rows = execute(_BALANCE_OF_RUN, {"run_id": run_id})
     return int(rows[0][0]) if rows else None
 
 
