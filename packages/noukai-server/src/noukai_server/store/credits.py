@@ -143,19 +143,23 @@ class UsageRow:
 Execute = Callable[[str, Mapping[str, Any]], list[tuple[Any, ...]]]
 """Run one statement with named parameters and return its rows (empty for a write)."""
 
-_CHARGED = (
-    # What the run was charged so far, and whether this step is among it: one read of the run's
-    # few rows (its primary key's prefix).
-    "SELECT coalesce(sum(cost_micro_usd), 0), coalesce(sum(prompt_tokens), 0), "
-    "coalesce(sum(completion_tokens), 0), "
-    "coalesce(max(CASE WHEN step_index = :step_index THEN 1 ELSE 0 END), 0) "
-    "FROM step_charges WHERE run_id = :run_id"
-)
-_INSERT = (
+_CHARGE = (
+    # One statement: the step's row, holding what the run's totals add to what it was charged so
+    # far (never less than nothing), unless it adds nothing or the step is charged already (the
+    # primary key: a retried write charges nothing twice). It answers the cost it charged, or no
+    # row. SQLite wants a WHERE on an INSERT ... SELECT with ON CONFLICT; it has one.
     "INSERT INTO step_charges (run_id, step_index, org_id, project_id, flow_id, api_key_id, "
     "cost_micro_usd, prompt_tokens, completion_tokens, created_at) "
-    "SELECT id, :step_index, org_id, project_id, flow_id, api_key_id, :cost, :prompt, :completion, :now "
-    "FROM runs WHERE id = :run_id"
+    "SELECT r.id, :step_index, r.org_id, r.project_id, r.flow_id, r.api_key_id, "
+    "d.cost, d.prompt, d.completion, :now "
+    "FROM runs r, (SELECT "
+    "CASE WHEN :cost > s.cost THEN :cost - s.cost ELSE 0 END AS cost, "
+    "CASE WHEN :prompt > s.prompt THEN :prompt - s.prompt ELSE 0 END AS prompt, "
+    "CASE WHEN :completion > s.completion THEN :completion - s.completion ELSE 0 END AS completion "
+    "FROM (SELECT coalesce(sum(cost_micro_usd), 0) AS cost, coalesce(sum(prompt_tokens), 0) AS prompt, "
+    "coalesce(sum(completion_tokens), 0) AS completion FROM step_charges WHERE run_id = :run_id) s) d "
+    "WHERE r.id = :run_id AND (d.cost > 0 OR d.prompt > 0 OR d.completion > 0) "
+    "ON CONFLICT (run_id, step_index) DO NOTHING RETURNING cost_micro_usd"
 )
 _SPEND = (
     "UPDATE credit_balances SET balance_micro_usd = balance_micro_usd - :cost, updated_at = :now "
@@ -177,19 +181,17 @@ def charge_step(execute: Execute, run_id: str, charge: StepCharge, now: Any) -> 
     free_so_far = charge.total_cost_usd == 0 and charge.prompt_tokens == 0 and charge.completion_tokens == 0
     if free_so_far:  # nothing to charge (template steps of a run that has cost nothing yet)
         return None
-    params: dict[str, Any] = {"run_id": run_id, "step_index": charge.step_index}
-    cost_before, prompt_before, completion_before, already = execute(_CHARGED, params)[0]
-    if already:  # a retried attempt recording a step whose charge is stored
-        return None
-    # Never negative: a total below what was charged (a state reset by hand) charges nothing.
-    cost = max(cost_to_micro(charge.total_cost_usd) - int(cost_before), 0)
-    prompt = max(charge.prompt_tokens - int(prompt_before), 0)
-    completion = max(charge.completion_tokens - int(completion_before), 0)
-    if cost == 0 and prompt == 0 and completion == 0:
-        return None
-    params |= {"cost": cost, "prompt": prompt, "completion": completion, "now": now}
-    execute(_INSERT, params)
-    if cost == 0:
+    params = {
+        "run_id": run_id,
+        "step_index": charge.step_index,
+        "cost": cost_to_micro(charge.total_cost_usd),
+        "prompt": charge.prompt_tokens,
+        "completion": charge.completion_tokens,
+        "now": now,
+    }
+    charged = execute(_CHARGE, params)
+    cost = int(charged[0][0]) if charged else 0
+    if cost == 0:  # charged already, or the step added tokens but no cost
         return None
     # One atomic decrement: concurrent runs of the org queue on this row's lock (PostgreSQL) or on
     # the single writer (SQLite), so no charge is lost; the balance may go below zero by what the
