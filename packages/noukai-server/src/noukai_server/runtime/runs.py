@@ -284,16 +284,17 @@ class RunService:
         try:
             try:
                 await refuse_without_credit(self._store, target.flow.org_id)
-                return await self._create(new)
-            except (RequestRejected, QueueFull):
+            except RequestRejected:
                 # A retry of a request that already made its run gets that run, whatever the
-                # org's credit or queue say now: only a new run is refused.
+                # org's credit says now: only a new run is refused (the queued cap does the same
+                # in the store, in the insert's transaction: `quotas.check_queue`).
                 repeat = await self._store.idempotent_repeat(
                     new, idempotency_ttl_seconds=self._idempotency_ttl
                 )
                 if repeat is None:
                     raise
                 return repeat
+            return await self._create(new)
         except QueueFull as refused:
             raise queue_full(refused) from None
         except IdempotencyConflict as conflict:  # the key is remembered for another request

@@ -365,23 +365,16 @@ class SqliteHotPath:
         events: Sequence[EventRow],
         update: RunUpdate | None,
         now: datetime,
-    ) -> None:
-        """`queue.record`: the worker's write, fenced by `attempt`; `LeaseLost`,
-        `EventSequenceError` or `RunNotFound` and nothing written otherwise."""
-        await self._write(self._record_job(run_id, attempt, events, update, now))
-
-    async def record_charged(
-        self,
-        run_id: str,
-        attempt: int,
-        events: Sequence[EventRow],
-        update: RunUpdate | None,
-        now: datetime,
-        charge: credits.StepCharge,
+        charge: credits.StepCharge | None = None,
     ) -> int | None:
-        """`record`, charging the step in the same transaction once the fenced update took
-        (`credits.charge_step`); the org's balance afterwards (None: unlimited)."""
+        """`queue.record`: the worker's write, fenced by `attempt`; `LeaseLost`,
+        `EventSequenceError` or `RunNotFound` and nothing written otherwise. With `charge`, the
+        step is charged in the same transaction once the fenced update took
+        (`credits.charge_step`): the org's balance afterwards (None: unlimited, or nothing spent)."""
         recorded = self._record_job(run_id, attempt, events, update, now)
+        if charge is None:
+            await self._write(recorded)
+            return None
         at = encode_time(now)
 
         def job(conn: sqlite3.Connection) -> int | None:
@@ -398,7 +391,7 @@ class SqliteHotPath:
         update: RunUpdate | None,
         now: datetime,
     ) -> Callable[[sqlite3.Connection], None]:
-        """The job of `record`, which `record_charged` runs with its charge."""
+        """The fenced write of `record`, before any charge."""
         event_log.check_batch(events)
         values = update_values(update, now, leased=True)
         if events:

@@ -435,20 +435,7 @@ class Store:
         Raises `LeaseLost` (the run was re-claimed, released or is no longer running),
         `EventSequenceError`, or `RunNotFound`; in every case nothing is written.
         """
-        # A thread run's end also writes its thread (`threads_repo.on_run_end`), which only the
-        # SQLAlchemy path does: its terminal write goes there (one per run; same write lock).
-        ends_thread_run = (
-            update is not None
-            and update.status in _TERMINAL
-            and self._hot is not None
-            and await self._hot.thread_of(run_id) is not None
-        )
-        if self._hot is not None and not ends_thread_run:
-            await self._hot.record(run_id, attempt, events, update, self._clock())
-            return None
-        return await self._db.write(
-            lambda conn: queue.record(conn, run_id, attempt, events, update, self._clock())
-        )
+        return (await self._record(run_id, attempt, events, update, None)).promoted
 
     async def append_events_unleased(
         self, run_id: str, events: Sequence[EventRow], update: RunUpdate | None = None
@@ -471,6 +458,18 @@ class Store:
         """`record`, charging a completed step in the same transaction (`credits.charge_step`):
         the charge is stored exactly when the step's checkpoint is, and never twice for one step.
         Raises what `record` raises, with nothing written or charged."""
+        return await self._record(run_id, attempt, events, update, charge)
+
+    async def _record(
+        self,
+        run_id: str,
+        attempt: int,
+        events: Sequence[EventRow],
+        update: RunUpdate | None,
+        charge: credits.StepCharge | None,
+    ) -> credits.Recorded:
+        # A thread run's end also writes its thread (`threads_repo.on_run_end`), which only the
+        # SQLAlchemy path does: its terminal write goes there (one per run; same write lock).
         ends_thread_run = (
             update is not None
             and update.status in _TERMINAL
@@ -478,12 +477,14 @@ class Store:
             and await self._hot.thread_of(run_id) is not None
         )
         if self._hot is not None and not ends_thread_run:
-            balance = await self._hot.record_charged(run_id, attempt, events, update, self._clock(), charge)
+            balance = await self._hot.record(run_id, attempt, events, update, self._clock(), charge)
             return credits.Recorded(None, balance)
 
         async def work(conn: AsyncConnection) -> credits.Recorded:
             now = self._clock()
             promoted = await queue.record(conn, run_id, attempt, events, update, now)
+            if charge is None:
+                return credits.Recorded(promoted, None)
             return credits.Recorded(promoted, await credits.charge_step_async(conn, run_id, charge, now))
 
         return await self._db.write(work)
