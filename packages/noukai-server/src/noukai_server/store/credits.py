@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .db import dialect_insert
 from .errors import NotFoundError
 from .schema import UTCDateTime, credit_balances, credit_grants, flows, orgs, projects, step_charges
 
@@ -237,26 +238,19 @@ async def add_credits(
     runs limited from now on. `OrgNotFound` for an unknown org."""
     if (await conn.execute(sa.select(orgs.c.id).where(orgs.c.id == org))).first() is None:
         raise OrgNotFound(f"no org {org!r}")
-    updated = (
-        await conn.execute(
-            sa.update(credit_balances)
-            .where(credit_balances.c.org_id == org)
-            .values(
-                balance_micro_usd=credit_balances.c.balance_micro_usd + amount_micro_usd,
-                updated_at=now,
-            )
-            .returning(credit_balances.c.balance_micro_usd)
-        )
-    ).first()
-    if updated is None:
-        # The first grant. Two first grants at once: one insert fails on the primary key and its
-        # transaction is retried by the caller (admin writes are rare; see `Store.add_credits`).
-        await conn.execute(
-            sa.insert(credit_balances).values(org_id=org, balance_micro_usd=amount_micro_usd, updated_at=now)
-        )
-        balance = amount_micro_usd
-    else:
-        balance = int(updated[0])
+    # One upsert: the first grant creates the balance, later ones move it (two first grants at
+    # once both land, the second as an update).
+    upsert = dialect_insert(conn, credit_balances).values(
+        org_id=org, balance_micro_usd=amount_micro_usd, updated_at=now
+    )
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[credit_balances.c.org_id],
+        set_={
+            "balance_micro_usd": credit_balances.c.balance_micro_usd + upsert.excluded.balance_micro_usd,
+            "updated_at": upsert.excluded.updated_at,
+        },
+    )
+    balance = int((await conn.execute(upsert.returning(credit_balances.c.balance_micro_usd))).scalar_one())
     inserted = await conn.execute(
         sa.insert(credit_grants)
         .values(

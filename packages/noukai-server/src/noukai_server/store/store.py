@@ -506,15 +506,9 @@ class Store:
     ) -> credits.CreditGrant:
         """Add credit (negative: take some back) to an existing org; `credits.OrgNotFound` if
         there is none. The org's first grant gives it a balance, limiting its runs from then on."""
-        for retry in (False, True):
-            try:
-                return await self._db.write(
-                    lambda conn: credits.add_credits(conn, org, amount_micro_usd, note, self._clock())
-                )
-            except IntegrityError:  # two first grants at once: the other one created the balance
-                if retry:
-                    raise
-        raise AssertionError("unreachable")
+        return await self._db.write(
+            lambda conn: credits.add_credits(conn, org, amount_micro_usd, note, self._clock())
+        )
 
     async def list_credit_grants(self, org: str, *, limit: int = 20) -> list[credits.CreditGrant]:
         """The org's latest grants and corrections, newest first."""
