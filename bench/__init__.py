@@ -1,7 +1,8 @@
 """Noukai's benchmark harness: time to first event, events per second, runs per second.
 
 `make bench` (or `uv run python -m bench`) starts each target server in turn on a free loopback
-port (Noukai embedded, Noukai scaled out, LangGraph's in-memory dev server, the floor), drives it
+port (Noukai embedded, Noukai scaled out, LangGraph's in-memory dev server, the floor, Noukai with
+telemetry on and off), drives it
 with an asyncio load generator, and writes `bench/results/latest.json` and the generated parts of
 `docs/benchmarks.md`.
 
@@ -13,6 +14,9 @@ Modules, one concept each:
 - `targets_scaled`: Noukai scaled out (`noukai-scaled`): one API process and one worker process on
   PostgreSQL and Redis, measured per process; `deployment` starts such a deployment and `services`
   reaches PostgreSQL (a fresh database per deployment) and Redis;
+- `targets_telemetry`: the embedded server with metrics scraped and traces exported
+  (`noukai-telemetry-on`, to `otlp_sink`, a do-nothing OTLP/HTTP receiver) and with both off
+  (`noukai-telemetry-off`); `report_telemetry` writes their "Telemetry on vs off" section;
 - `lag`: the event lag from the engine's emit to the client's receipt, and where a run's time to
   first event goes;
 - `idle`, `soak` (`python -m bench.idle`, `python -m bench.soak`): idle streams per GB on one API

@@ -10,13 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procstat, report, report_scaled
+from . import procstat, report, report_scaled, report_telemetry
 from .lag import measure_lag
 from .load import long_stream, run_level, wait_for_quiet
 from .profile import profile_with_cprofile, profile_with_py_spy
 from .services import ServiceUnavailable
 from .targets import BENCH_DIR, Mode, NoukaiTarget, Target, Workload
 from .targets_scaled import ALL_TARGETS, ScaledNoukaiTarget
+from .targets_telemetry import TelemetryOffTarget, TelemetryOnTarget
+
+TELEMETRY_TARGET_TYPES = (TelemetryOnTarget, TelemetryOffTarget)
 
 ROOT = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
@@ -45,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--targets",
-        default="noukai,noukai-scaled,langgraph,floor",
+        default="noukai,noukai-scaled,langgraph,floor,noukai-telemetry-off,noukai-telemetry-on",
         help="comma-separated: " + ",".join(ALL_TARGETS),
     )
     parser.add_argument("--modes", default="step,native", help="comma-separated: step,native")
@@ -127,14 +130,20 @@ async def bench_target(
                     f"others {100 * level['other_cpu_util']:3.0f}  errors {level['errors']}"
                 )
         for mode in modes:
-            if mode not in target.modes:
-                continue
+            if mode not in target.modes or isinstance(target, TELEMETRY_TARGET_TYPES):
+                continue  # the telemetry pair compares CPU per run only
             result = await long_stream(target, long, mode, args.long_repeats)
             results["long_streams"].append(result)
             report.progress(
                 f"   {mode:6} long  {result['events_per_s']:9.0f} events/s  errors {result['errors']}"
             )
-        if isinstance(target, NoukaiTarget) and target.name != "floor" and args.lag_runs > 0:
+        telemetry_pair = isinstance(target, TELEMETRY_TARGET_TYPES)  # compared by CPU per run only
+        if (
+            isinstance(target, NoukaiTarget)
+            and target.name != "floor"
+            and args.lag_runs > 0
+            and not telemetry_pair
+        ):
             await _lags(target, args, results)
         if isinstance(target, ScaledNoukaiTarget) and args.profile_seconds > 0:
             await _profile_scaled(target, modes[0], max(c for c, _ in levels), args, results)
@@ -151,6 +160,8 @@ async def bench_target(
                 results["profile"] = {"error": str(exc)}
     finally:
         await target.stop()
+        if isinstance(target, TelemetryOnTarget):
+            results["telemetry"] = target.facts()
         results["durations_s"][target.name] = round(time.perf_counter() - started, 1)
         report.progress(f"== {target.name}: done in {results['durations_s'][target.name]:.0f}s")
     if results.get("profile", {}).get("error") and target.name == "noukai":
@@ -249,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.console(results))
     if any(r["target"] == ScaledNoukaiTarget.name for r in results["levels"]):
         print(report_scaled.console(results))
+    if report_telemetry.ran(results):
+        print(report_telemetry.console(results))
     report.write_json(results, args.out)
     if str(args.docs) != "-":
         # A run of the scaled target alone leaves the main comparison as it was, and vice versa.
@@ -256,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             report.write_docs(results, args.docs)
         if any(r["target"] == ScaledNoukaiTarget.name for r in results["levels"]):
             report_scaled.write_docs(results, args.docs)
+        if report_telemetry.ran(results):
+            report_telemetry.write_docs(results, args.docs)
     report.progress(f"wrote {args.out} in {results['duration_s']:.0f}s")
     # A wrong run from Noukai or the floor fails the bench. The peer's are its own defects: they
     # are counted in its rows and listed here, not a reason to throw the comparison away.

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import services
 from .deployment import ScaledDeployment, nofile_limit
 from .targets import TARGETS, NoukaiTarget, Target, free_port
+from .targets_telemetry import TELEMETRY_TARGETS
 
 WORKER_CONCURRENCY = 64
 """Runs the worker executes at once: the embedded server's default, so both have the same slots."""
@@ -74,5 +75,9 @@ class ScaledNoukaiTarget(NoukaiTarget):
         }
 
 
-ALL_TARGETS: dict[str, type[Target]] = {**TARGETS, ScaledNoukaiTarget.name: ScaledNoukaiTarget}
+ALL_TARGETS: dict[str, type[Target]] = {
+    **TARGETS,
+    ScaledNoukaiTarget.name: ScaledNoukaiTarget,
+    **TELEMETRY_TARGETS,
+}
 """Every target `python -m bench --targets` can name."""

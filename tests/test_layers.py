@@ -19,14 +19,16 @@ SERVER = REPO / "packages" / "noukai-server" / "src" / "noukai_server"
 ALLOWED: dict[str, set[str]] = {
     # The foundations know nothing of each other.
     "flows": set(),
-    "providers": set(),
+    "providers": {"telemetry"},
     "store": set(),
     "bus": set(),
     "defaults": set(),
     "logs": set(),  # the log's setup and its context (request and run ids)
+    # Metrics and traces: recorded from every layer below the API, so they import none of them.
+    "telemetry": {"logs"},  # logs: tracing puts trace ids on log lines
     # The engine runs steps: no HTTP, no SQL, no bus.
-    "engine": {"flows", "providers"},
-    "eventlog": {"bus", "store", "engine"},
+    "engine": {"flows", "providers", "telemetry"},
+    "eventlog": {"bus", "store", "engine", "telemetry"},
     # MCP servers as a tool source for the engine: their config, sessions and tool names.
     "mcp": {"config", "engine", "providers"},
     # `ServerConfig.from_env` calls the settings loader (lazily): the table of settings reads
@@ -45,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
         "defaults",
         "logs",
         "mcp",
+        "telemetry",
     },
     "api": {
         "flows",
@@ -58,6 +61,8 @@ ALLOWED: dict[str, set[str]] = {
         "defaults",
         "logs",
         "mcp",
+        "console",  # app.py mounts its routes
+        "telemetry",
     },
     "cli": {
         "flows",
@@ -73,7 +78,10 @@ ALLOWED: dict[str, set[str]] = {
         "logs",
         "settings",
         "mcp",
+        "telemetry",
     },
+    # The web console: static files and the routes that serve them; it knows nothing else.
+    "console": set(),
     "__main__": {"cli"},
     "__init__": set(),
 }

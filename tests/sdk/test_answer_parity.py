@@ -23,6 +23,7 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (wire.JobStatus, noukai.JobStatus),
     (wire.RunInfo, noukai.RunInfo),
     (wire.CancelResult, noukai.CancelResult),
+    (wire.RunList, noukai.RunPage),
     (wire.RunSummary, _models.RunSummary),
     (wire.StepTrace, _models.StepTrace),
     (wire.StepAttempts, _models.StepAttempts),
@@ -64,6 +65,7 @@ def test_every_answer_model_of_the_wire_is_paired() -> None:
         # Requests, not answers; the error envelope is read by the SDK's error mapping.
         "ExecuteRequest",
         "StepRequest",
+        "RerunRequest",
         "ThreadCreate",
         "ThreadFork",
         "ErrorBody",

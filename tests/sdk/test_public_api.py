@@ -21,7 +21,7 @@ EXPECTED = {
     "Threads", "AsyncThreads", "ThreadStream", "AsyncThreadStream",
     # results
     "ExecuteResult", "PausedResult", "AsyncPausedResult", "JobAccepted", "JobStatus", "Trace",
-    "RunSummary", "StepTrace", "StepAttempts", "TokenUsage", "RunInfo", "CancelResult",
+    "RunSummary", "StepTrace", "StepAttempts", "TokenUsage", "RunInfo", "RunPage", "CancelResult",
     "Thread", "ThreadMessage", "ThreadMessagePage", "ThreadDeleted", "ThreadEvent",
     # events
     "StreamEvent", "RunStarted", "StepStarted", "StepInput", "StepOutput", "StepReasoning",

@@ -43,6 +43,13 @@ PUBLIC = {
     ("GET", "/docs"),
     ("GET", "/redoc"),
     ("GET", "/docs-assets"),  # the mounted static files of the offline docs
+    # The web console: its HTML shell and static files hold no data; it reads the API with the
+    # key the user signs in with (console/__init__.py).
+    ("GET", "/"),
+    ("GET", "/console/static"),
+    # Prometheus: no tenant's data, only deployment-wide counts; guarded by its own token or, with
+    # none set, answered to loopback clients only (api/metrics_endpoint.py, test_metrics.py).
+    ("GET", "/metrics"),
 }
 """Answer without a key, on purpose."""
 
@@ -57,7 +64,12 @@ HIDDEN = {
 }
 """Served but left out of the OpenAPI document (their contracts are the protocols')."""
 
-KEY_SCOPED = {("GET", "/openai/v1/models"), ("POST", f"{API_PREFIX}/threads")}
+KEY_SCOPED = {
+    ("GET", "/openai/v1/models"),
+    ("POST", f"{API_PREFIX}/threads"),
+    ("GET", f"{API_PREFIX}/keys/me"),  # the calling key itself (the console's sign-in)
+    ("GET", f"{API_PREFIX}/runs"),  # the key's own org's (project's) runs; `?org=` another: 403
+}
 """Act on the calling key's own tenant (no tenant, no id in the address): another org's key lists
 its own flows or creates its own thread, a 2xx that must hold nothing of A's."""
 

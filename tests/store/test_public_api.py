@@ -61,6 +61,12 @@ EXPECTED = {
     "UsageRow",
     "micro_to_usd",
     "usd_to_micro",
+    # the runs list
+    "MAX_RUNS_PAGE",
+    "ListedRun",
+    "Position",
+    "RunFilter",
+    "RunPage",
 }
 
 
@@ -99,6 +105,8 @@ def test_store_methods() -> None:
         "get_run",
         "get_run_head",
         "run_heads",
+        "list_runs",
+        "unfinished_run_counts",
         "list_session_runs",
         "has_events",
         "prune_events",
@@ -161,4 +169,4 @@ def test_migrations_ship_inside_the_package() -> None:
 
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"

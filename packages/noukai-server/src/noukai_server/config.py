@@ -138,6 +138,12 @@ class ServerConfig:
     """The longest one template render may run (off the event loop) before its step fails with
     TEMPLATE_ERROR."""
 
+    # [metrics]: Prometheus (`telemetry.metrics`, `api.metrics_endpoint`).
+    metrics_enabled: bool = True
+    """Collect metrics and serve `GET /metrics`; False: neither (the route is 404)."""
+    metrics_token: str | None = None
+    """The bearer token `/metrics` requires; None: only loopback clients are answered."""
+
     def __post_init__(self) -> None:
         _choice("log level", self.log_level, LOG_LEVELS)
         _choice("log format", self.log_format, LOG_FORMATS)

@@ -1,9 +1,11 @@
 """The server's log: stdlib `logging` on stderr, as text or one JSON object per line.
 
 Every record carries the context it was written in: `request_id` inside an HTTP request (set by the
-request-id middleware) and `run_id` inside a run's execution (set by the worker). They live in
-context variables, so a task started from a request or a run inherits them, and a line needs no
-argument to carry them.
+request-id middleware), `run_id` inside a run's execution (set by the worker), and `trace_id` (with
+`span_id`) when the line is written in a traced span or in a run that has a trace: the current
+OpenTelemetry span's ids when one is being recorded, else the run's stored trace id (set with its
+`run_id`). They live in context variables, so a task started from a request or a run inherits
+them, and a line needs no argument to carry them.
 
 What is logged never includes a secret: no request headers (so no `Authorization`), no request
 bodies, no query-string values (see `redacted_query`), no provider settings.
@@ -15,6 +17,7 @@ import logging
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
@@ -23,8 +26,14 @@ import orjson
 
 request_id_var: ContextVar[str | None] = ContextVar("noukai_request_id", default=None)
 run_id_var: ContextVar[str | None] = ContextVar("noukai_run_id", default=None)
+trace_id_var: ContextVar[str | None] = ContextVar("noukai_trace_id", default=None)
+"""The trace id of the run being executed (from its stored `traceparent`)."""
 
-CONTEXT_FIELDS: Final = ("request_id", "run_id")
+SpanSource = Callable[[], tuple[str, str] | None]
+"""The current span's (trace id, span id) when one is being recorded, else None."""
+_span_source: SpanSource | None = None
+
+CONTEXT_FIELDS: Final = ("request_id", "run_id", "trace_id", "span_id")
 # The attributes every `LogRecord` has: anything else on a record came from `extra=` and is a
 # context field of the line.
 _STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
@@ -41,19 +50,32 @@ QUIET_LOGGERS: Final = ("httpx", "httpx2", "httpcore", "openai", "anthropic", "a
 provider SDKs log request options (headers included) at DEBUG, aiosqlite logs every statement."""
 
 
+def set_span_source(source: SpanSource | None) -> None:
+    """Where the ids of the current span come from (`telemetry.tracing` while tracing is on): the
+    log itself knows nothing of OpenTelemetry, and costs nothing more when tracing is off."""
+    global _span_source
+    _span_source = source
+
+
 class ContextFilter(logging.Filter):
-    """Puts the current request and run ids on every record (None outside of one)."""
+    """Puts the current request, run and trace ids on every record (None outside of one)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
         if getattr(record, "run_id", None) is None:
             record.run_id = run_id_var.get()
+        if getattr(record, "trace_id", None) is None:
+            ids = None if _span_source is None else _span_source()
+            if ids is None:
+                record.trace_id, record.span_id = trace_id_var.get(), None
+            else:
+                record.trace_id, record.span_id = ids
         return True
 
 
 def _ids(record: logging.LogRecord) -> dict[str, Any]:
-    """The request and run ids of the record, those that are set."""
+    """The request, run and trace ids of the record, those that are set."""
     fields = {name: getattr(record, name, None) for name in CONTEXT_FIELDS}
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -88,7 +110,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger: message request_id=... run_id=...`, the traceback on the lines after it.
+    """`time LEVEL logger: message request_id=... run_id=... trace_id=...`, the traceback on the
+    lines after it.
     The `extra=` fields are left to the JSON lines: the text of each message already says them."""
 
     def __init__(self) -> None:

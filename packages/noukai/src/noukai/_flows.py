@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Generator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -24,6 +24,7 @@ from noukai._events import (
     ToolCallsRequired,
 )
 from noukai._jobs import AsyncJob, Job
+from noukai._metadata import metadata_body
 from noukai._models import AsyncPausedResult, ExecuteResult, JobAccepted, PausedResult, _PausedFields
 from noukai._reconnect import ReconnectPolicy
 from noukai._replay import (
@@ -203,6 +204,7 @@ class _StepOptions:
     max_reconnects: int
     thread_id: str | None = None
     multitask: Multitask | None = None
+    metadata: dict[str, str] | None = None
 
 
 def _check_handler(handler: object | None) -> None:
@@ -251,11 +253,15 @@ class _FlowBase:
         timeout: float | None,
         session_id: str | None,
         idempotency_key: str | None,
+        metadata: dict[str, str] | None = None,
     ) -> Call:
+        body = request.model_dump(by_alias=True, exclude_none=True)
+        if metadata is not None:
+            body["metadata"] = metadata
         return Call(
             "POST",
             self._path("execute", version),
-            json=request.model_dump(by_alias=True, exclude_none=True),
+            json=body,
             headers=self._headers(session_id, idempotency_key or str(uuid.uuid4())),
             timeout=timeout,
         )
@@ -298,6 +304,7 @@ class _FlowBase:
         return StepDriver(
             path=self._path("step", options.version),
             request=request,
+            metadata=options.metadata,
             session_id=session_id,
             max_tool_rounds=options.max_tool_rounds,
             policy=ReconnectPolicy(
@@ -368,9 +375,11 @@ class _FlowBase:
         idempotency_key: str | None,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Call:
         """The `/jobs` call both clients send (pure: no I/O), with a fresh idempotency key."""
         version_segment(version)
+        tags = metadata_body(metadata)
         session = self._session(session_id)
         self._replay_miss_for_jobs(session)
         request = execute_request(
@@ -386,7 +395,7 @@ class _FlowBase:
             multitask=multitask,
         )
         headers = self._headers(session.session_id, idempotency_key or str(uuid.uuid4()))
-        return self._jobs_call(self._path("jobs", version), request, timeout, headers)
+        return self._jobs_call(self._path("jobs", version), request, timeout, headers, tags)
 
     @staticmethod
     def _jobs_call(
@@ -394,6 +403,7 @@ class _FlowBase:
         request: ExecuteRequest,
         timeout: float | None,
         headers: dict[str, str],
+        metadata: dict[str, str] | None = None,
     ) -> Call:
         body = request.model_dump(
             by_alias=True,
@@ -409,6 +419,8 @@ class _FlowBase:
                 "multitask",
             },
         )
+        if metadata is not None:
+            body["metadata"] = metadata
         return Call("POST", path, json=body, headers=headers, timeout=timeout)
 
     def _replay_miss_for_jobs(self, session: _Session) -> None:
@@ -461,10 +473,12 @@ class Flow(_FlowBase):
         idempotency_key: str | None = None,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ExecuteResult | PausedResult:
         """Run the flow and wait for its result. With `tool_handler`, tool pauses are answered
         and resumed until the flow finishes (at most `max_tool_rounds` rounds)."""
         check_sync_handler(tool_handler)
+        tags = metadata_body(metadata)
         request, session = self._execute_start(
             message=message,
             messages=messages,
@@ -484,7 +498,7 @@ class Flow(_FlowBase):
                 return replayed_result(
                     self._cassette(session).take(self.slug, "execute"), session.replay_from
                 )
-            call = self._execute_call(request, version, timeout, session.session_id, idempotency_key)
+            call = self._execute_call(request, version, timeout, session.session_id, idempotency_key, tags)
             result = self._answer(self._transport.request(call).body, session.session_id, PausedResult)
             rounds = 0
             while isinstance(result, PausedResult) and tool_handler is not None:
@@ -552,6 +566,7 @@ class Flow(_FlowBase):
         max_reconnects: int = MAX_RECONNECTS,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Stream[StreamEvent]:
         """Every event of a new run. By default the server pauses after each step and the stream
         advances it; `run_remaining=True` runs all steps in one response. Dropped connections
@@ -572,6 +587,7 @@ class Flow(_FlowBase):
             max_reconnects=max_reconnects,
             thread_id=thread_id,
             multitask=multitask,
+            metadata=metadata_body(metadata),
         )
         return self._stream(options, tool_handler, session_id, steps_only=False)
 
@@ -594,6 +610,7 @@ class Flow(_FlowBase):
         max_reconnects: int = MAX_RECONNECTS,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Stream[StepCompleted]:
         """One `StepCompleted` per finished step; raises `FlowExecutionError` if the run fails."""
         options = _StepOptions(
@@ -612,6 +629,7 @@ class Flow(_FlowBase):
             max_reconnects=max_reconnects,
             thread_id=thread_id,
             multitask=multitask,
+            metadata=metadata_body(metadata),
         )
         stream: Stream[Any] = self._stream(options, tool_handler, session_id, steps_only=True)
         return stream
@@ -666,6 +684,7 @@ class Flow(_FlowBase):
         idempotency_key: str | None = None,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Job:
         """Submit the run to the server's job queue; `job.wait()` / `job.poll()` get its result."""
         call = self._job_submission(
@@ -679,6 +698,7 @@ class Flow(_FlowBase):
             idempotency_key,
             thread_id,
             multitask,
+            metadata,
         )
         submitted = time.monotonic()
         answer = self._transport.request(call)
@@ -718,9 +738,11 @@ class AsyncFlow(_FlowBase):
         idempotency_key: str | None = None,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ExecuteResult | AsyncPausedResult:
         """Run the flow and wait for its result. `tool_handler` may be sync or async."""
         _check_handler(tool_handler)
+        tags = metadata_body(metadata)
         request, session = self._execute_start(
             message=message,
             messages=messages,
@@ -739,7 +761,7 @@ class AsyncFlow(_FlowBase):
             if session.replay_from is not None:
                 cassette = await self._cassette(session)
                 return replayed_result(cassette.take(self.slug, "execute"), session.replay_from)
-            call = self._execute_call(request, version, timeout, session.session_id, idempotency_key)
+            call = self._execute_call(request, version, timeout, session.session_id, idempotency_key, tags)
             answer = await self._transport.request(call)
             result = self._answer(answer.body, session.session_id, AsyncPausedResult)
             rounds = 0
@@ -808,6 +830,7 @@ class AsyncFlow(_FlowBase):
         max_reconnects: int = MAX_RECONNECTS,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> AsyncStream[StreamEvent]:
         """Every event of a new run (see `Flow.events`); `async for` it."""
         options = _StepOptions(
@@ -826,6 +849,7 @@ class AsyncFlow(_FlowBase):
             max_reconnects=max_reconnects,
             thread_id=thread_id,
             multitask=multitask,
+            metadata=metadata_body(metadata),
         )
         return self._stream(options, tool_handler, session_id, steps_only=False)
 
@@ -848,6 +872,7 @@ class AsyncFlow(_FlowBase):
         max_reconnects: int = MAX_RECONNECTS,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> AsyncStream[StepCompleted]:
         """One `StepCompleted` per finished step; raises `FlowExecutionError` if the run fails."""
         options = _StepOptions(
@@ -866,6 +891,7 @@ class AsyncFlow(_FlowBase):
             max_reconnects=max_reconnects,
             thread_id=thread_id,
             multitask=multitask,
+            metadata=metadata_body(metadata),
         )
         stream: AsyncStream[Any] = self._stream(options, tool_handler, session_id, steps_only=True)
         return stream
@@ -927,6 +953,7 @@ class AsyncFlow(_FlowBase):
         idempotency_key: str | None = None,
         thread_id: str | None = None,
         multitask: Multitask | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> AsyncJob:
         """Submit the run to the server's job queue (server-side async, not Python async)."""
         call = self._job_submission(
@@ -940,6 +967,7 @@ class AsyncFlow(_FlowBase):
             idempotency_key,
             thread_id,
             multitask,
+            metadata,
         )
         submitted = time.monotonic()
         accepted = JobAccepted.model_validate((await self._transport.request(call)).body)

@@ -192,10 +192,41 @@ class RunInfo(_Model):
     last_seq: int = 0
     created_at: datetime | None = None
     completed_at: datetime | None = None
+    # The fields below came with the runs API (`GET /runs`); an older server leaves the defaults.
+    org: str | None = None
+    """The org's slug."""
+    project: str | None = None
+    """The project's slug."""
+    flow: str | None = None
+    """The flow's slug."""
+    session_id: str | None = None
+    thread_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    """The caller's key/value tags, given when the run started (`metadata=`)."""
+    started_at: datetime | None = None
+    duration_ms: int | None = None
+    """Completed minus started; None while the run goes on."""
+    attempt: int = 0
+    """How many times a worker took the run (a re-claim after a lost lease counts)."""
+    cancel_requested: bool = False
+    trace_id: str | None = None
+    """The run's OpenTelemetry trace id (32 hex digits), when the server traces."""
+    rerun_of: str | None = None
+    """The execution id of the run this one re-runs (`client.runs.rerun()`)."""
+    rerun_from_step: str | None = None
+    """The step the rerun started at (the earlier steps' outputs were reused)."""
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_RUN_STATUSES
+
+
+class RunPage(_Model):
+    """One page of `client.runs.list()`: runs newest first, and the cursor of the next page."""
+
+    runs: list[RunInfo]
+    next_cursor: str | None = None
+    """Pass it as `cursor=` for the next page; None on the last page."""
 
 
 class CancelResult(_Model):

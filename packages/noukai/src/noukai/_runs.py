@@ -1,13 +1,17 @@
-"""Runs: `client.runs` (resumable events, state, cancel) and `flow.run(id)` (traces and more)."""
+"""Runs: `client.runs` (list, resumable events, state, cancel, rerun) and `flow.run(id)` (traces)."""
 
 from __future__ import annotations
 
-from typing import Literal, overload
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 from noukai._constants import HEARTBEAT_SECONDS, MAX_RECONNECTS
 from noukai._events import StreamEvent
-from noukai._models import CancelResult, RunInfo, StepAttempts, StepTrace, Trace
+from noukai._metadata import metadata_body
+from noukai._models import CancelResult, RunInfo, RunPage, StepAttempts, StepTrace, Trace
 from noukai._reconnect import ReconnectPolicy, StreamMachine
 from noukai._streams import AsyncStream, Stream, adrive, drive
 from noukai._transport import AsyncTransport, Call, SyncTransport
@@ -42,6 +46,89 @@ def _events_machine(
 
 def _cancel_call(execution_id: str) -> Call:
     return Call("POST", f"{_run_path(execution_id)}/cancel", idempotent=True)
+
+
+def _instant(name: str, value: datetime) -> str:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+@dataclass(frozen=True)
+class _RunFilters:
+    """The query of `GET /runs` (pure: built and checked once, then sent page after page)."""
+
+    params: dict[str, str | list[str]]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        org: str | None,
+        project: str | None,
+        flow: str | None,
+        version: int | None,
+        status: str | Sequence[str] | None,
+        trigger: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        session: str | None,
+        thread: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> _RunFilters:
+        params: dict[str, str | list[str]] = {}
+        for name, text in (
+            ("org", org),
+            ("project", project),
+            ("flow", flow),
+            ("trigger", trigger),
+            ("session", session),
+            ("thread", thread),
+        ):
+            if text is not None:
+                params[name] = text
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+                raise ValueError(f"version must be an int >= 0 (0: the draft), got {version!r}")
+            params["version"] = str(version)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            if not statuses or not all(isinstance(one, str) and one for one in statuses):
+                raise ValueError(f"status is a run status or a sequence of them, got {status!r}")
+            params["status"] = ",".join(statuses)
+        if since is not None:
+            params["since"] = _instant("since", since)
+        if until is not None:
+            params["until"] = _instant("until", until)
+        tags = metadata_body(metadata)
+        if tags:
+            params["metadata"] = [f"{key}:{value}" for key, value in tags.items()]
+        return cls(params)
+
+    def call(self, limit: int | None, cursor: str | None, timeout: float | None) -> Call:
+        params = dict(self.params)
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+            params["limit"] = str(limit)
+        if cursor is not None:
+            params["cursor"] = cursor
+        return Call("GET", "/runs", params=params, timeout=timeout)
+
+
+def _rerun_call(execution_id: str, from_step: str | int | None, metadata: Mapping[str, str] | None) -> Call:
+    body: dict[str, Any] = {}
+    if from_step is not None:
+        if isinstance(from_step, bool) or not isinstance(from_step, str | int):
+            raise TypeError(f"from_step is a step id or a 0-based step index, got {from_step!r}")
+        if isinstance(from_step, int) and from_step < 0:
+            raise ValueError(f"from_step index must be >= 0, got {from_step}")
+        body["fromStep"] = from_step
+    tags = metadata_body(metadata)
+    if tags is not None:
+        body["metadata"] = tags
+    # Not retried after a lost answer: a second POST would start a second rerun.
+    return Call("POST", f"{_run_path(execution_id)}/rerun", json=body)
 
 
 def _step_trace_call(
@@ -86,6 +173,100 @@ class Runs:
         """Stop the run at its next safe point (idempotent; a finished run is left as it is)."""
         return CancelResult.model_validate(self._transport.request(_cancel_call(execution_id)).body)
 
+    def list(
+        self,
+        *,
+        org: str | None = None,
+        project: str | None = None,
+        flow: str | None = None,
+        version: int | None = None,
+        status: str | Sequence[str] | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        session: str | None = None,
+        thread: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        timeout: float | None = None,
+    ) -> RunPage:
+        """One page of runs, newest first, that match every filter given (none: all the key may
+        read). `version` 0 is the draft; `status` one status or several; `since` (inclusive) and
+        `until` (exclusive) bound the creation time (a naive datetime is UTC); `metadata` pairs
+        must all match. Pass `next_cursor` as `cursor` for the next page."""
+        filters = _RunFilters.of(
+            org=org,
+            project=project,
+            flow=flow,
+            version=version,
+            status=status,
+            trigger=trigger,
+            since=since,
+            until=until,
+            session=session,
+            thread=thread,
+            metadata=metadata,
+        )
+        return RunPage.model_validate(self._transport.request(filters.call(limit, cursor, timeout)).body)
+
+    def iter(
+        self,
+        *,
+        org: str | None = None,
+        project: str | None = None,
+        flow: str | None = None,
+        version: int | None = None,
+        status: str | Sequence[str] | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        session: str | None = None,
+        thread: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+        cursor: str | None = None,
+    ) -> Iterator[RunInfo]:
+        """Every matching run, newest first, fetching the pages (`page_size` runs each) as the
+        iteration reaches them; the filters are those of `list()`."""
+        filters = _RunFilters.of(
+            org=org,
+            project=project,
+            flow=flow,
+            version=version,
+            status=status,
+            trigger=trigger,
+            since=since,
+            until=until,
+            session=session,
+            thread=thread,
+            metadata=metadata,
+        )
+        # The first call is built here, so that a bad filter fails at the call, not at the loop.
+        return self._pages(filters, page_size, filters.call(page_size, cursor, None))
+
+    def _pages(self, filters: _RunFilters, page_size: int | None, call: Call) -> Iterator[RunInfo]:
+        while True:
+            page = RunPage.model_validate(self._transport.request(call).body)
+            yield from page.runs
+            if page.next_cursor is None:
+                return
+            call = filters.call(page_size, page.next_cursor, None)
+
+    def rerun(
+        self,
+        execution_id: str,
+        *,
+        from_step: str | int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> RunInfo:
+        """Start a new run of the same flow version with the same inputs, linked to this one
+        (`rerun_of`), queued like a job. With `from_step` (a step id or a 0-based index) the
+        earlier steps are not run again: their recorded outputs are reused. `metadata` replaces
+        the original's (which is kept without it)."""
+        answer = self._transport.request(_rerun_call(execution_id, from_step, metadata))
+        return RunInfo.model_validate(answer.body)
+
 
 class AsyncRuns:
     """`client.runs` of the async client."""
@@ -112,6 +293,94 @@ class AsyncRuns:
 
     async def cancel(self, execution_id: str) -> CancelResult:
         return CancelResult.model_validate((await self._transport.request(_cancel_call(execution_id))).body)
+
+    async def list(
+        self,
+        *,
+        org: str | None = None,
+        project: str | None = None,
+        flow: str | None = None,
+        version: int | None = None,
+        status: str | Sequence[str] | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        session: str | None = None,
+        thread: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        timeout: float | None = None,
+    ) -> RunPage:
+        """See `Runs.list`."""
+        filters = _RunFilters.of(
+            org=org,
+            project=project,
+            flow=flow,
+            version=version,
+            status=status,
+            trigger=trigger,
+            since=since,
+            until=until,
+            session=session,
+            thread=thread,
+            metadata=metadata,
+        )
+        answer = await self._transport.request(filters.call(limit, cursor, timeout))
+        return RunPage.model_validate(answer.body)
+
+    def iter(
+        self,
+        *,
+        org: str | None = None,
+        project: str | None = None,
+        flow: str | None = None,
+        version: int | None = None,
+        status: str | Sequence[str] | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        session: str | None = None,
+        thread: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+        cursor: str | None = None,
+    ) -> AsyncIterator[RunInfo]:
+        """See `Runs.iter`; `async for run in client.runs.iter(...)`."""
+        filters = _RunFilters.of(
+            org=org,
+            project=project,
+            flow=flow,
+            version=version,
+            status=status,
+            trigger=trigger,
+            since=since,
+            until=until,
+            session=session,
+            thread=thread,
+            metadata=metadata,
+        )
+        return self._pages(filters, page_size, filters.call(page_size, cursor, None))
+
+    async def _pages(self, filters: _RunFilters, page_size: int | None, call: Call) -> AsyncIterator[RunInfo]:
+        while True:
+            page = RunPage.model_validate((await self._transport.request(call)).body)
+            for run in page.runs:
+                yield run
+            if page.next_cursor is None:
+                return
+            call = filters.call(page_size, page.next_cursor, None)
+
+    async def rerun(
+        self,
+        execution_id: str,
+        *,
+        from_step: str | int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> RunInfo:
+        """See `Runs.rerun`."""
+        answer = await self._transport.request(_rerun_call(execution_id, from_step, metadata))
+        return RunInfo.model_validate(answer.body)
 
 
 class _RunBase:

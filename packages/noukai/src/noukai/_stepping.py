@@ -35,6 +35,9 @@ class StepDriver:
     """The flow's `/step` path (with its version segment)."""
     request: StepRequest
     """The first call's body; later calls are derived from it."""
+    metadata: dict[str, str] | None = None
+    """The run's metadata, sent with the first call only (the run keeps it; follow-ups do not
+    repeat it)."""
     session_id: str | None = None
     max_tool_rounds: int = 10
     policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
@@ -64,9 +67,10 @@ class StepDriver:
         headers = {"Accept": "text/event-stream"}
         if self.session_id is not None:
             headers[SESSION_HEADER] = self.session_id
-        call = Call(
-            "POST", self.path, json=body.model_dump(by_alias=True, exclude_none=True), headers=headers
-        )
+        json = body.model_dump(by_alias=True, exclude_none=True)
+        if body is self.request and self.metadata is not None:
+            json["metadata"] = self.metadata
+        call = Call("POST", self.path, json=json, headers=headers)
         return StreamMachine(
             first=call,
             execution_id=self.execution_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +41,8 @@ class Call:
     path: str
     """Relative to the API root, starting with `/`."""
     json: Any = _NO_BODY
-    params: Mapping[str, str] | None = None
+    params: Mapping[str, str | Sequence[str]] | None = None
+    """Query parameters; a sequence of values repeats the name (`metadata=a:1&metadata=b:2`)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
     idempotent: bool = False
@@ -54,6 +55,16 @@ class Call:
     @property
     def has_body(self) -> bool:
         return self.json is not _NO_BODY
+
+
+def _query(params: Mapping[str, str | Sequence[str]] | None) -> list[tuple[str, str]] | None:
+    if not params:
+        return None
+    return [
+        (name, value)
+        for name, values in params.items()
+        for value in ([values] if isinstance(values, str) else values)
+    ]
 
 
 @dataclass(slots=True)
@@ -98,7 +109,7 @@ class _TransportBase:
             "method": call.method,
             "url": self.config.base_url + call.path,
             "headers": headers,
-            "params": dict(call.params) if call.params else None,
+            "params": _query(call.params),
             "timeout": timeout,
         }
         if call.has_body:

@@ -15,7 +15,9 @@ from noukai_server import __version__
 from noukai_server.api import endpoints
 from noukai_server.api.docs import install_docs, install_openapi
 from noukai_server.api.errors import install_error_handlers
+from noukai_server.api.http_metrics import HttpMetrics
 from noukai_server.api.mcp_endpoint import MCP_PATH, McpEndpoint
+from noukai_server.api.metrics_endpoint import metrics_route
 from noukai_server.api.rate_limits import RateLimitHeaders, RateLimits, RatePolicy
 from noukai_server.api.request_id import RequestIdMiddleware
 from noukai_server.api.responses import answers, json_response
@@ -27,6 +29,7 @@ from noukai_server.api.routes import (
     jobs,
     keys,
     openai_compat,
+    runs,
     sessions,
     stream,
     threads,
@@ -35,6 +38,7 @@ from noukai_server.api.routes import (
 from noukai_server.api.services import Services
 from noukai_server.config import ServerConfig
 from noukai_server.engine import FunctionRegistry, ToolRegistry
+from noukai_server.telemetry import metrics_multiproc
 
 
 def create_app(
@@ -49,6 +53,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if config.metrics_enabled:
+            metrics_multiproc.start()  # before anything records (the workers start below)
         services = await Services.start(config, functions=functions, tools=tools)
         app.state.services = services
         app.state.rate_limits = limits = RateLimits.of(config, services.store)  # None: unlimited
@@ -59,6 +65,7 @@ def create_app(
             if limits is not None:
                 await limits.aclose()
             await services.close()
+            metrics_multiproc.process_exit()  # multiprocess mode: this process's gauges leave the sums
 
     app = FastAPI(
         title="Noukai",
@@ -77,6 +84,7 @@ def create_app(
     app.include_router(stream.router, prefix=API_PREFIX)
     endpoints.mount(app.router.routes, stream.ENDPOINTS, API_PREFIX)  # served first: see there
     app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(runs.router, prefix=API_PREFIX)  # the runs list and reruns
     app.include_router(traces.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(threads.router, prefix=API_PREFIX)
@@ -85,6 +93,8 @@ def create_app(
     app.include_router(credits.router, prefix=API_PREFIX)
     app.include_router(openai_compat.router)  # /openai/v1: docs/protocols.md
     app.router.routes.append(Route(MCP_PATH, endpoint=mcp))  # flows as MCP tools
+    if config.metrics_enabled:
+        app.router.routes.append(metrics_route(config))  # Prometheus; no API key: see there
 
     @app.get(f"{API_PREFIX}/health", tags=["service"], responses=answers(Health, "The server is up"))
     async def health() -> Response:
@@ -93,5 +103,7 @@ def create_app(
 
     if RatePolicy.of(config).active:  # a layer on every message of every response: only when used
         app.add_middleware(RateLimitHeaders)
+    if config.metrics_enabled:
+        app.add_middleware(HttpMetrics)  # inside the request-id layer, which turns errors into 500s
     app.add_middleware(RequestIdMiddleware)
     return app

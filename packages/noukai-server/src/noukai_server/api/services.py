@@ -18,6 +18,8 @@ from noukai_server.runtime.quotas import RunLimits
 from noukai_server.runtime.sessions import SessionService
 from noukai_server.runtime.traces import TraceService
 from noukai_server.store import Store
+from noukai_server.telemetry import tracing
+from noukai_server.telemetry.trace_context import tracing_configured
 
 
 @dataclass(slots=True)
@@ -48,6 +50,7 @@ class Services:
         functions: FunctionRegistry | None = None,
         tools: ToolRegistry | None = None,
     ) -> Services:
+        tracing.start()  # OTEL_* variables: on in every process that runs or ends runs
         execution = await Execution.open(config, functions=functions, tools=tools)
         store, bus = execution.store, execution.bus
         worker = None
@@ -68,6 +71,7 @@ class Services:
             local=worker,
             limits=RunLimits.of(config),
             idempotency_ttl_seconds=config.idempotency_ttl_seconds,
+            tracing_on=tracing_configured(),  # read once: the OTEL_* environment is fixed at start
         )
         traces = TraceService(store, max_context_bytes=config.trace_context_max_bytes)
         sessions = SessionService(store, traces, retention_seconds=config.session_retention_seconds)
@@ -104,3 +108,4 @@ class Services:
         await self.bus.aclose()
         await self.models.aclose()
         await self.store.close()
+        tracing.shutdown()  # exports the spans still buffered

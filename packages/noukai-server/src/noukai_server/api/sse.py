@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from noukai_server.eventlog.follower import RunEnded, RunEventFollower
 from noukai_server.store import StoreBusy
+from noukai_server.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class SseResponse(Response):
         watchers = [asyncio.create_task(watch())]
         if self.drain is not None:
             watchers.append(asyncio.create_task(close_on_shutdown(self.drain)))
+        metrics.stream_opened()  # opens and closes only: nothing per event
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             # Cancelled between frames only: a chunk is whole frames, and uvicorn has written it
@@ -125,6 +127,7 @@ class SseResponse(Response):
             if closing:  # shutting down: end the response properly, the client resumes elsewhere
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            metrics.stream_closed()
             for watcher in watchers:
                 watcher.cancel()
             aclose = getattr(self.stream, "aclose", None)

@@ -31,6 +31,7 @@ from noukai_server.cli.config_cmd import init as init_command
 from noukai_server.cli.credits_cmd import credits_app
 from noukai_server.cli.flow_files import BadFlowFile, flow_checks, flow_files, load_flow_files, read_flow_file
 from noukai_server.cli.run import run as run_command
+from noukai_server.cli.runs_cmd import runs_app
 from noukai_server.cli.store_or_server import (
     ApiKey,
     DatabaseUrl,
@@ -74,6 +75,7 @@ app.command("run")(run_command)
 app.command("worker")(worker_command)
 app.add_typer(config_app, name="config")
 app.add_typer(credits_app, name="credits")
+app.add_typer(runs_app, name="runs")
 app.command("init")(init_command)
 
 DEV_KEY_FILE = "dev-api-key"

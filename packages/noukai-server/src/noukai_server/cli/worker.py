@@ -99,6 +99,21 @@ def worker(
             help="text, or json: one object per line; or NOUKAI_LOG_FORMAT (default text).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            show_default=False,
+            help="Serve this worker's Prometheus metrics on this port (no access control: bind it "
+            "to a private interface with --metrics-host). Default: none; an API process on the "
+            "same host serves them through PROMETHEUS_MULTIPROC_DIR.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Interface for --metrics-port.")
+    ] = "127.0.0.1",
     config_file: ConfigFileOption = None,
 ) -> None:
     """Execute runs from the shared store (no HTTP): scale out with any number of these beside
@@ -122,14 +137,38 @@ def worker(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     logs.configure(config.log_level, config.log_format)
+    if config.metrics_enabled:
+        _start_metrics(metrics_port, metrics_host)
+    elif metrics_port is not None:
+        typer.echo("error: --metrics-port needs [metrics] enabled = true", err=True)
+        raise typer.Exit(code=1)
     raise typer.Exit(code=asyncio.run(run_worker(config)))
+
+
+def _start_metrics(port: int | None, host: str) -> None:
+    from noukai_server.telemetry import metrics_exporter, metrics_multiproc
+
+    try:
+        metrics_multiproc.start()
+    except metrics_multiproc.MultiprocDirUnusable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    if port is not None:
+        try:
+            bound = metrics_exporter.serve(port, host)
+        except OSError as exc:
+            typer.echo(f"error: cannot serve metrics on {host}:{port}: {exc}", err=True)
+            raise typer.Exit(code=1) from exc
+        logger.info("worker metrics on http://%s:%d/metrics", host, bound)
 
 
 async def run_worker(config: ServerConfig) -> int:
     """Run a worker until SIGTERM or SIGINT, then drain it; the process's exit code."""
     from noukai_server.runtime.assembly import Execution, StartupFailed, org_caps
     from noukai_server.settings.extensions import build_registries
+    from noukai_server.telemetry import tracing
 
+    tracing.start()  # OTEL_* variables; shut down (buffered spans exported) on the way out
     functions, tools = build_registries(config)
     try:
         execution = await Execution.open(config, functions=functions, tools=tools)
@@ -175,6 +214,10 @@ async def run_worker(config: ServerConfig) -> int:
         return 0
     finally:
         await execution.aclose()
+        from noukai_server.telemetry import metrics_multiproc
+
+        metrics_multiproc.process_exit()  # multiprocess mode: this worker's slots leave the sums
+        tracing.shutdown()
 
 
 class _Signals:

@@ -35,6 +35,7 @@ from noukai_server.engine.state import AgentPause, ToolResult, cost_from_json, c
 from noukai_server.engine.tool_source import BoundTool, ToolSource, ToolUnavailable, UnknownTool, resolve_all
 from noukai_server.engine.tools import ToolError
 from noukai_server.providers import ChatMessage, ModelRequest, ModelResponse, ToolCall, ToolSpec
+from noukai_server.telemetry import tracing
 
 ModelCall = Callable[[ModelRequest], Awaitable[tuple[ModelResponse, Decimal]]]
 """Streams one model call through the sink and returns the answer and its cost."""
@@ -222,7 +223,9 @@ class AgentLoop:
             payload["error"] = content
         else:
             try:
-                content = await tool.call(tool_call.arguments)
+                with tracing.tool_call(tool_call.name, tool_call.id, tool_call.arguments) as traced:
+                    content = await tool.call(tool_call.arguments)
+                    traced.result(content)
                 payload["result"] = content
             except ToolError as exc:
                 content = f"error: {exc}"
@@ -252,6 +255,8 @@ class AgentLoop:
             }
             if waited is not None:
                 payload["durationMs"] = int(waited * 1000)
+            arguments = pending["function"].get("arguments") or "{}"
+            tracing.client_tool_result(payload["name"], pending["id"], state.paused_at, arguments, content)
             await sink.emit(ev.TOOL_CALL_COMPLETED, payload)
             state.messages.append({"role": "tool", "tool_call_id": pending["id"], "content": content})
         state.pending = []

@@ -28,6 +28,7 @@ from noukai.types.events import (
     StepRetryingFields,
     StepStartedFields,
 )
+from noukai_server.engine.capture import redact
 from noukai_server.engine.functions import FunctionRegistry
 from noukai_server.engine.outcome import (
     AwaitingTools,
@@ -49,6 +50,7 @@ from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import FlowSpec, StepSpec, TemplateEngine, TemplateError, build_context
 from noukai_server.providers import ModelRegistry, ToolSpec
 from noukai_server.providers.pricing import format_cost
+from noukai_server.telemetry import tracing
 
 
 class FlowEngine:
@@ -161,10 +163,18 @@ class FlowEngine:
         while True:
             started = time.perf_counter()
             try:
-                try:
-                    await self._attempt(flow, step, index, inputs, state, sink, run, attempt)
-                except UnstorableValue as refused:
-                    raise _unstorable_failure(step, refused) from refused
+                model = getattr(step, "model", None)
+                resumed = _resumes(state, step.id)
+                with tracing.step_attempt(
+                    flow, step, index, attempt, model=model, resumed=resumed, redact=redact
+                ) as traced:
+                    try:
+                        await self._attempt(flow, step, index, inputs, state, sink, run, attempt)
+                    except UnstorableValue as refused:
+                        raise _unstorable_failure(step, refused) from refused
+                    except AwaitingTools:
+                        traced.paused()
+                        raise
                 return None
             except AwaitingTools as waiting:
                 state.agent = {
@@ -423,6 +433,12 @@ def _tool_call_fields(inputs: RunInputs, state: RunState, step_id: str) -> _Tool
         fields["resume"] = agent["pause"]
         fields["tool_results"] = tuple(results)
     return fields
+
+
+def _resumes(state: RunState, step_id: str) -> bool:
+    """Whether the step's attempt continues its pause for client tools (their results came)."""
+    agent = state.agent
+    return agent is not None and agent["stepId"] == step_id and agent.get("results") is not None
 
 
 def client_tool_specs(tools: list[dict[str, Any]] | None) -> list[ToolSpec]:

@@ -42,6 +42,7 @@ from noukai_server.providers import (
     TextDelta,
     ToolSpec,
 )
+from noukai_server.telemetry import tracing
 
 T = TypeVar("T")
 
@@ -156,7 +157,9 @@ class StepExecutors:
         try:
             resolved = self._models.resolve(step.model)
             request = _with_model(request, resolved.model)
-            response = await self._stream(resolved.client.stream(request), call, sink)
+            with tracing.model_call(resolved.provider, request) as traced:
+                response = await self._stream(resolved.client.stream(request), call, sink)
+                traced.response(response)
         except ModelError as exc:
             raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
         output: Any = response.text
@@ -198,7 +201,9 @@ class StepExecutors:
         async def model_call(request: ModelRequest) -> tuple[ModelResponse, Decimal]:
             request = replace(request, model=resolved.model, attempt=call.attempt)
             try:
-                response = await self._stream(resolved.client.stream(request), call, sink)
+                with tracing.model_call(resolved.provider, request) as traced:
+                    response = await self._stream(resolved.client.stream(request), call, sink)
+                    traced.response(response)
             except ModelError as exc:
                 raise StepFailure(exc.code, exc.message, retryable=exc.retryable) from exc
             cost = self._models.price_table.cost_usd(resolved.provider, resolved.model, response.usage)

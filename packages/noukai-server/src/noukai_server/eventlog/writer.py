@@ -19,6 +19,7 @@ from noukai_server.bus import Bus, LogEvent
 from noukai_server.engine.sink import CreditsExhausted, UnstorableValue
 from noukai_server.engine.state import RunState
 from noukai_server.store import UNSET, EventRow, RunUpdate, StepCharge, Store, micro_to_usd
+from noukai_server.telemetry import metrics
 
 MAX_PENDING = 512
 """`emit` waits for the background writes once this many events are waiting to be written."""
@@ -136,11 +137,13 @@ class RunLogWriter:
             # cumulative, so a later one covers an earlier one that was never written).
             charge, self._charge = (self._charge, None) if update is not None else (None, self._charge)
             rows = [EventRow(e.seq, e.type, e.data.decode(), created_at=at) for e, at in batch]
+            began = time.perf_counter()
             if charge is None:
                 promoted = await self._store.record(self._run_id, self._attempt, rows, update)
             else:
                 recorded = await self._store.record_step(self._run_id, self._attempt, rows, update, charge)
                 promoted, self._balance_micro_usd = recorded.promoted, recorded.balance_micro_usd
+            metrics.events_written(len(rows), began)
             if batch:
                 await self._bus.publish(self._run_id, [e for e, _ in batch])
             if promoted is not None:  # the next turn of this run's thread can start now

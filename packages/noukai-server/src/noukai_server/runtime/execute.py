@@ -63,6 +63,7 @@ async def execute(
     session_id: str | None,
     idempotency_key: str | None,
     heartbeat_seconds: float,
+    traceparent: str | None = None,
 ) -> ExecuteAnswer:
     """Start (or resume, within the caller's `org_id`) a run of `target` and wait up to
     `heartbeat_seconds` for it. A run that ended badly within that time raises `RequestRejected`
@@ -93,6 +94,8 @@ async def execute(
             thread_id=body.thread_id,
             multitask=body.multitask,
             api_key_id=api_key_id,
+            metadata=body.metadata,
+            traceparent=traceparent,
         )
     waiter = asyncio.ensure_future(runs.wait_settled(run.id, subscription))
     done, _ = await asyncio.wait({waiter}, timeout=heartbeat_seconds)

@@ -47,6 +47,7 @@ async def submit_job(
     session_id: str | None,
     idempotency_key: str | None,
     api_key_id: str | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     """Queue a run of `target`; the answer (sent with 202) names the run to poll."""
     if body.tools:
@@ -65,6 +66,8 @@ async def submit_job(
         thread_id=body.thread_id,
         multitask=body.multitask,
         api_key_id=api_key_id,
+        metadata=body.metadata,
+        traceparent=traceparent,
     )
     return {
         "executionId": run.id,

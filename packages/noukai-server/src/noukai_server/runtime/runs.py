@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,7 +37,11 @@ from noukai_server.runtime.errors import RequestRejected
 from noukai_server.runtime.flow_cache import FlowCache
 from noukai_server.runtime.idempotency import conflict_rejected, request_fingerprint
 from noukai_server.runtime.quotas import RunLimits, queue_full
+from noukai_server.runtime.reruns import rerun_start
 from noukai_server.runtime.threads import thread_errors, thread_turn, tool_turns
+
+# `X as X` below: the runs list's types, re-exported for the API (routers name no store queries).
+from noukai_server.store import MAX_RUNS_PAGE as MAX_RUNS_PAGE
 from noukai_server.store import (
     EventRow,
     FlowHead,
@@ -48,7 +53,13 @@ from noukai_server.store import (
     Store,
     ThreadTurn,
 )
+from noukai_server.store import ListedRun as ListedRun
+from noukai_server.store import Position as Position
+from noukai_server.store import RunFilter as RunFilter
+from noukai_server.store import RunPage as RunPage
 from noukai_server.store.records import TriggerType
+from noukai_server.telemetry import metrics, tracing
+from noukai_server.telemetry.trace_context import new_run_trace, parse_traceparent
 
 MAX_MESSAGES_BYTES = 1024 * 1024
 MAX_SESSION_ID_LENGTH = 255
@@ -105,6 +116,7 @@ class RunService:
         local: LocalWorker | None = None,
         limits: RunLimits | None = None,
         idempotency_ttl_seconds: float | None = None,
+        tracing_on: bool = False,
     ):
         self._store = store
         self._bus = bus
@@ -116,6 +128,17 @@ class RunService:
         """Each new run's deadline and the queued-runs caps it is created under."""
         self._idempotency_ttl = idempotency_ttl_seconds
         """How long an idempotency key is remembered (None: for ever)."""
+        self._tracing_on = tracing_on
+        """Whether traces are exported (`tracing_configured()` at start-up): a run without a
+        caller's `traceparent` gets a trace of its own only then."""
+
+    def trace_of_new_run(self, traceparent: str | None) -> tuple[str | None, str | None]:
+        """The trace columns of a new run (`NewRun.traceparent`, `.trace_parent_span_id`): a child
+        of the caller's span when `traceparent` is valid, else its own trace when tracing is on."""
+        trace = new_run_trace(traceparent, tracing_on=self._tracing_on)
+        if trace is None:
+            return None, None
+        return trace.span.traceparent(), trace.parent_span_id
 
     async def resolve(self, org: str, project: str, slug: str, version: int | None) -> FlowTarget:
         """Base path: the latest published version, else the draft. 0: the draft. N: version N.
@@ -245,11 +268,15 @@ class RunService:
         thread_id: str | None = None,
         multitask: str | None = None,
         api_key_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        traceparent: str | None = None,
     ) -> RunRecord:
         """Create a run of `target`; `api_key_id` is the key that asked (its running and queued
-        caps apply, and usage is counted against it)."""
+        caps apply, and usage is counted against it). `metadata` (validated by the wire model) is
+        stored with the run; `traceparent` is the request's header (see `trace_of_new_run`)."""
         session_id = session_id_of(session_id)
         inputs = bind_inputs(target, inputs)
+        own_traceparent, parent_span_id = self.trace_of_new_run(traceparent)
         thread: ThreadTurn | None = None
         if thread_id is not None:
             thread = thread_turn(thread_id, inputs, history_window(target), multitask)
@@ -280,10 +307,18 @@ class RunService:
                 pause_after=pause_after,
             ),
             deadline_at=self._limits.deadline_at(target.spec, datetime.now(UTC)),
+            metadata=dict(metadata or {}),
+            traceparent=own_traceparent,
+            trace_parent_span_id=parent_span_id,
         )
+        return await self.admit(new)
+
+    async def admit(self, new: NewRun) -> RunRecord:
+        """Create `new` under the org's credit, the queued caps and its idempotency key: the one
+        way every run is admitted (execute, step, jobs, reruns)."""
         try:
             try:
-                await refuse_without_credit(self._store, target.flow.org_id)
+                await refuse_without_credit(self._store, new.org_id)
             except RequestRejected:
                 # A retry of a request that already made its run gets that run, whatever the
                 # org's credit says now: only a new run is refused (the queued cap does the same
@@ -350,6 +385,8 @@ class RunService:
         thread_id: str | None = None,
         multitask: str | None = None,
         api_key_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        traceparent: str | None = None,
     ) -> tuple[RunRecord, Subscription]:
         """Create a run already subscribed to its live events (subscribing first means its end
         cannot slip past). The caller owns the subscription (`wait_settled` closes it)."""
@@ -366,6 +403,8 @@ class RunService:
                 thread_id=thread_id,
                 multitask=multitask,
                 api_key_id=api_key_id,
+                metadata=metadata,
+                traceparent=traceparent,
             )
         except BaseException:
             await subscription.aclose()
@@ -383,6 +422,7 @@ class RunService:
         org: str,
         session_id: str | None = None,
         api_key_id: str | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, int]:
         """Start or advance a paced run for one `/step` call; returns the run id and the seq after
         which this call's events begin. The first call creates the run; each later call moves a
@@ -413,8 +453,12 @@ class RunService:
                 thread_id=body.thread_id,
                 multitask=body.multitask,
                 api_key_id=api_key_id,
+                metadata=body.metadata,
+                traceparent=traceparent,
             )
             return run.id, 0
+        if body.metadata is not None:
+            await self._same_metadata(body.execution_id, org, body.metadata)
         if body.tool_call_messages is not None:
             resumed = await self.resume_tools(
                 target,
@@ -453,6 +497,68 @@ class RunService:
         await self._bus.announce_work()
         return run.id, run.last_seq
 
+    async def rerun(
+        self,
+        original: RunRecord,
+        *,
+        from_step: str | int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        api_key_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> RunRecord:
+        """Queue a new run of the document `original` ran, with its inputs (trigger `job`), linked
+        to it; from `from_step`, the earlier steps' recorded outputs are reused (`reruns`). It is
+        admitted as any new run is (credit, queued caps), and gets a trace of its own."""
+        plan = rerun_start(original, from_step)
+        try:
+            spec = self._flows.get(
+                (original.flow_id, original.flow_version, original.flow_revision), original.document
+            )
+        except FlowValidationError as exc:  # a document that ran once still validates; be safe
+            raise RequestRejected(ErrorCode(exc.code), exc.message) from exc
+        own_traceparent, parent_span_id = self.trace_of_new_run(traceparent)
+        new = NewRun(
+            id=str(uuid.uuid4()),
+            org_id=original.org_id,
+            project_id=original.project_id,
+            flow_id=original.flow_id,
+            flow_version=original.flow_version,
+            flow_revision=original.flow_revision,
+            document=original.document,
+            trigger_type="job",
+            input=plan.input,
+            state=plan.state,
+            cursor=plan.cursor,
+            api_key_id=api_key_id,
+            deadline_at=self._limits.deadline_at(spec, datetime.now(UTC)),
+            metadata=dict(original.metadata if metadata is None else metadata),
+            traceparent=own_traceparent,
+            trace_parent_span_id=parent_span_id,
+            rerun_of=original.id,
+            rerun_from_step=plan.from_step,
+        )
+        return await self.admit(new)
+
+    async def list_runs(self, where: RunFilter, after: Position | None, limit: int) -> RunPage:
+        """A page of the tenant's runs, newest first (`store.run_listing`)."""
+        return await self._store.list_runs(where, after, limit)
+
+    async def names_of(self, run: RunRecord) -> tuple[str | None, str | None]:
+        """The slugs of the run's project and flow (one read; a deleted flow names neither)."""
+        flow = await self._store.get_flow_by_id(run.flow_id)
+        return (None, None) if flow is None else (flow.project_slug, flow.slug)
+
+    async def _same_metadata(self, run_id: str, org: str, metadata: Mapping[str, str]) -> None:
+        """A later `/step` call may repeat the run's metadata (an SDK resending its options) but
+        not change it: labels are fixed when the run is created, as its inputs are."""
+        run = await self.get_run(run_id, org=org)
+        if dict(metadata) != run.metadata:
+            raise RequestRejected(
+                ErrorCode.VALIDATION_ERROR,
+                f"metadata: run {run_id} was created with other metadata, which a later /step call "
+                "cannot change; send the same metadata or none",
+            )
+
     async def get_run(self, run_id: str, *, org: str, project: str | None = None) -> RunRecord:
         """The run, if it belongs to the caller's org (and project, for a project key); other
         tenants' runs look exactly like runs that do not exist."""
@@ -488,6 +594,10 @@ class RunService:
             await self._bus.announce_work()  # the thread's next turn may have become claimable
         if final:
             await self._bus.publish(run.id, final)
+            await metrics.run_finished(run.flow_id, "cancelled", self._store.get_flow_by_id)
+            # Nobody executes it: its workflow span is emitted here (tracing is set up in API
+            # processes too), else the spans of a run cancelled while waiting lose their parent.
+            tracing.end_run(updated, "cancelled", ErrorCode.RUN_CANCELLED.value, "the run was cancelled")
         elif not updated.terminal:
             await self._bus.announce_cancel(run.id)
         return updated
@@ -518,6 +628,12 @@ class RunService:
                 if not await subscription.wait(remaining):
                     break
                 settled = any(event.type in SETTLING_EVENTS for event in subscription.take_nowait())
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id in a run's stored `traceparent` (None: the run has no trace)."""
+    span = parse_traceparent(traceparent)
+    return None if span is None else span.trace_id
 
 
 def history_window(target: FlowTarget) -> HistoryWindow:

@@ -57,6 +57,7 @@ from noukai_server.providers.pricing import format_cost
 from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
 from noukai_server.runtime.flow_cache import FlowCache
 from noukai_server.store import LeaseLost, OrgCaps, RunRecord, RunUpdate, Store
+from noukai_server.telemetry import metrics, tracing
 
 logger = logging.getLogger("noukai.worker")
 
@@ -108,6 +109,7 @@ class Worker:
 
     async def start(self) -> None:
         self._bus.on_cancel(self._cancel_now)
+        metrics.worker_slots(0, self._concurrency)
         self._loop_task = asyncio.create_task(self._claim_loop(), name=f"{self.worker_id}-claims")
         if self._cancel_poll_seconds is not None:
             self._cancel_poll = asyncio.create_task(self._poll_cancels(self._cancel_poll_seconds))
@@ -230,6 +232,7 @@ class Worker:
         self._run(run)
 
     def _count(self, org: str, key_id: str | None, delta: int) -> None:
+        metrics.worker_slots(len(self._active) + self._reserved, self._concurrency)
         _add(self._org_running, org, delta)
         if key_id is not None:
             _add(self._key_running, key_id, delta)
@@ -256,6 +259,7 @@ class Worker:
 
     async def _process(self, run: RunRecord) -> None:
         run_id_var.set(run.id)  # this task's own context: every line of the run carries its id
+        tracing.bind_run(run)  # and its trace id; its spans are children of its workflow span
         logger.info(
             "run %s started (flow %s, attempt %s)",
             run.id,
@@ -302,6 +306,8 @@ class Worker:
             await asyncio.sleep(interval)
             state = await self._store.extend_lease(run.id, run.attempt, self.worker_id, self._lease_seconds)
             if not state.held or state.cancel_requested:
+                if not state.held:
+                    metrics.lease_lost()
                 stop_reason.append("cancel" if state.held else "lost")
                 body.cancel()
                 return
@@ -309,6 +315,7 @@ class Worker:
     async def _drive(self, run: RunRecord, writer: RunLogWriter) -> None:
         flow_id = run.flow_id
         if run.last_seq == 0:
+            await metrics.run_started(run.flow_id, run.created_at, self._store.get_flow_by_id)
             started: RunStartedFields = {
                 "runId": run.id,
                 "executionId": run.id,
@@ -329,6 +336,8 @@ class Worker:
             return
         state = RunState.from_json(run.state)
         resume = await self._resume_point(run, spec, state)
+        if resume.interrupted:  # its last worker was lost mid-step
+            metrics.run_reclaimed()
         # The run's deadline stops it wherever it is, mid-step included (the step's attempt is
         # cancelled like a cancel would; the writer's batches are shielded, so the log stays whole).
         left = seconds_left(run.deadline_at)
@@ -364,6 +373,8 @@ class Worker:
                 completed,
                 RunUpdate(status="completed", result=outcome.result, state=state.to_json()),
             )
+            await metrics.run_finished(run.flow_id, "completed", self._store.get_flow_by_id)
+            tracing.end_run(run, "completed")
             logger.info("run %s completed", run.id, extra={"status": "completed"})
         elif isinstance(outcome, PausedBetweenSteps):
             paused: StepPausedFields = {
@@ -451,6 +462,8 @@ class Worker:
             update = RunUpdate(status="failed", error=error, state=state.to_json())
         failed: RunFailedFields = {"runId": run.id, "executionId": run.id, "error": error}
         await writer.emit_with_update(ev.RUN_FAILED, failed, update)
+        await metrics.run_finished(run.flow_id, "failed", self._store.get_flow_by_id)
+        tracing.end_run(run, "failed", error["code"], error["message"])
         logger.info(
             "run %s failed: %s: %s", run.id, error["code"], error["message"], extra={"status": "failed"}
         )
@@ -459,6 +472,8 @@ class Worker:
         cancelled: RunCancelledFields = {"runId": run.id, "executionId": run.id}
         with contextlib.suppress(LeaseLost):
             await writer.emit_with_update(ev.RUN_CANCELLED, cancelled, RunUpdate(status="cancelled"))
+            await metrics.run_finished(run.flow_id, "cancelled", self._store.get_flow_by_id)
+            tracing.end_run(run, "cancelled", ErrorCode.RUN_CANCELLED.value, "the run was cancelled")
             logger.info("run %s cancelled", run.id, extra={"status": "cancelled"})
 
     async def _finish_internal_error(self, run: RunRecord, writer: RunLogWriter) -> None:
@@ -490,10 +505,14 @@ class _LoggedWriter(RunLogWriter):
     def emit(self, event_type: str, payload: EventFields) -> Coroutine[Any, Any, None]:
         if event_type in _STEP_FAILURES:
             _log_step_failure(event_type, cast(Mapping[str, Any], payload))
+        if event_type in _STEP_ENDS:
+            metrics.step_ended(event_type, cast(Mapping[str, Any], payload))
         return super().emit(event_type, payload)
 
 
 _STEP_FAILURES: Final = frozenset({ev.STEP_ERROR, ev.STEP_RETRYING})
+_STEP_ENDS: Final = frozenset({ev.STEP_COMPLETED, ev.STEP_ERROR, ev.STEP_RETRYING})
+"""The events that end a step attempt: what the step metrics count (`telemetry.metrics`)."""
 
 
 def _log_step_failure(event_type: str, payload: Mapping[str, Any]) -> None:

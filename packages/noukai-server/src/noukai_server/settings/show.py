@@ -31,7 +31,7 @@ def _plain(value: Any, secret: bool) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     if secret and isinstance(value, str):
-        return mask_url(value)
+        return mask_url(value) if "://" in value else "***"  # a URL keeps all but its password
     return value
 
 

@@ -376,6 +376,24 @@ _ROWS: tuple[Setting, ...] = (
         "NOUKAI_TEMPLATE_SECONDS",
         doc="The longest one template render may run before its step fails with TEMPLATE_ERROR.",
     ),
+    # [metrics]: Prometheus (part C of issue 16).
+    Setting(
+        "metrics",
+        "enabled",
+        "metrics_enabled",
+        BOOLEAN,
+        "NOUKAI_METRICS_ENABLED",
+        doc="Collect Prometheus metrics and serve GET /metrics (false: neither; /metrics is 404).",
+    ),
+    Setting(
+        "metrics",
+        "token",
+        "metrics_token",
+        optional(TEXT),
+        "NOUKAI_METRICS_TOKEN",
+        secret=True,
+        doc="Bearer token GET /metrics requires; unset: only loopback clients are answered.",
+    ),
 )
 
 _FIELDS = {f.name for f in dataclasses.fields(ServerConfig)}

@@ -64,10 +64,13 @@ from .records import (
     ThreadTurn,
     TriggerType,
 )
+from .run_listing import MAX_PAGE as MAX_RUNS_PAGE
+from .run_listing import ListedRun, Position, RunFilter, RunPage
 from .store import Store
 
 __all__ = [
     "KEY_SCOPES",
+    "MAX_RUNS_PAGE",
     "UNSET",
     "USAGE_GROUPS",
     "ApiKeyExpired",
@@ -86,19 +89,23 @@ __all__ = [
     "InvalidIdentifier",
     "LeaseLost",
     "LeaseState",
+    "ListedRun",
     "Multitask",
     "NewRun",
     "NotFoundError",
     "OrgCaps",
     "OrgNotFound",
     "PoolSize",
+    "Position",
     "ProjectRecord",
     "QueueCaps",
     "QueueFull",
     "Recorded",
     "RunBusy",
+    "RunFilter",
     "RunHead",
     "RunNotFound",
+    "RunPage",
     "RunRecord",
     "RunStatus",
     "RunUpdate",

@@ -156,6 +156,16 @@ class RunRecord:
     """The fingerprint of the request that created the run with an idempotency key."""
     deadline_at: datetime | None = None
     """When the run must have ended (its total deadline); None: no deadline."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """The caller's key/value labels (`{}` when none); fixed when the run is created."""
+    traceparent: str | None = None
+    """The run's own W3C `traceparent` (its trace id and root span id); None: not recorded."""
+    trace_parent_span_id: str | None = None
+    """The caller's span the run's trace continues (from the request's `traceparent`)."""
+    rerun_of: str | None = None
+    """The run this one reruns (None: not a rerun)."""
+    rerun_from_step: str | None = None
+    """The step id a rerun started from (None: from the first step, or not a rerun)."""
     created: bool = False
     """True only on the record returned by the `create_run` call that inserted the row."""
 
@@ -205,6 +215,12 @@ class NewRun:
     """The fingerprint of the request, kept with an idempotency key to refuse a reuse with another body."""
     deadline_at: datetime | None = None
     """When the run must have ended, whatever it is doing then; None: no deadline."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """The caller's key/value labels, validated by the caller (`run_metadata.check`)."""
+    traceparent: str | None = None
+    trace_parent_span_id: str | None = None
+    rerun_of: str | None = None
+    rerun_from_step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from . import idempotency, validate
 from .db import dialect_insert
 from .errors import FlowNotFound
 from .records import TERMINAL_STATUSES, UNSET, NewRun, RunHead, RunRecord, RunStatus, RunUpdate
-from .schema import flows, runs
+from .schema import flows, run_metadata, runs
 
 RUN_COLUMNS = tuple(column.name for column in runs.c)
 
@@ -104,6 +104,11 @@ def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) ->
         "api_key_id": new.api_key_id,
         "request_hash": new.request_hash,
         "deadline_at": new.deadline_at,
+        "metadata": new.metadata,
+        "traceparent": new.traceparent,
+        "trace_parent_span_id": new.trace_parent_span_id,
+        "rerun_of": new.rerun_of,
+        "rerun_from_step": new.rerun_from_step,
     }
     if lease is not None:
         worker_id, lease_seconds = lease
@@ -148,7 +153,7 @@ async def create_run(
         insert = insert.on_conflict_do_nothing(index_elements=[runs.c.org_id, runs.c.idempotency_key])
     row = (await conn.execute(insert.returning(*runs.c))).first()
     if row is not None:
-        return run_record(row, created=True)
+        return await _with_metadata(conn, run_record(row, created=True))
     same_key = sa.and_(runs.c.org_id == new.org_id, runs.c.idempotency_key == new.idempotency_key)
     existing = run_record((await conn.execute(sa.select(runs).where(same_key))).one())
     if idempotency.forgotten(existing, now, idempotency_ttl):
@@ -159,9 +164,28 @@ async def create_run(
         )
         row = (await conn.execute(insert.returning(*runs.c))).first()
         if row is not None:
-            return run_record(row, created=True)
+            return await _with_metadata(conn, run_record(row, created=True))
         existing = run_record((await conn.execute(sa.select(runs).where(same_key))).one())
     return idempotency.repeat_of(existing, new)
+
+
+async def _with_metadata(conn: AsyncConnection, run: RunRecord) -> RunRecord:
+    """Write the new run's metadata filter rows (`run_metadata`) in its insert's transaction."""
+    rows = metadata_rows(run.id, run.org_id, run.metadata, run.created_at)
+    if rows:
+        await conn.execute(sa.insert(run_metadata), rows)
+    return run
+
+
+def metadata_rows(
+    run_id: str, org_id: str, labels: dict[str, str], created_at: datetime
+) -> list[dict[str, Any]]:
+    """The `run_metadata` rows of a run's labels: one per key, with the run's org and creation time
+    copied in for the runs list's index."""
+    return [
+        {"run_id": run_id, "key": key, "value": value, "org_id": org_id, "created_at": created_at}
+        for key, value in labels.items()
+    ]
 
 
 def update_values(update: RunUpdate | None, now: datetime, *, leased: bool) -> dict[str, Any]:

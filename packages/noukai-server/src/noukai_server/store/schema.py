@@ -180,8 +180,27 @@ runs = sa.Table(
     # body is refused), and when the run must have ended by (its total deadline), if it has one.
     sa.Column("request_hash", sa.String(64), nullable=True),
     _timestamp("deadline_at", nullable=True),
+    # The caller's key/value labels (at most 16 short strings; `{}` when none). Kept here so a run
+    # reads back whole in one row; `run_metadata` holds the same pairs for the indexed filter.
+    sa.Column("metadata", sa.JSON(), nullable=False, server_default="{}"),
+    # The run's W3C trace context (`telemetry.trace_context`): its own `traceparent`, and the
+    # span id of the caller's span it continues (None: a trace of its own).
+    sa.Column("traceparent", sa.String(55), nullable=True),
+    sa.Column("trace_parent_span_id", sa.String(16), nullable=True),
+    # A rerun's original run, and the step it started from (None: from the first step).
+    sa.Column("rerun_of", sa.String(UUID_LENGTH), nullable=True),
+    sa.Column("rerun_from_step", sa.String(SLUG_LENGTH), nullable=True),
     sa.UniqueConstraint("org_id", "idempotency_key"),
     sa.Index(None, "completed_at"),  # retention: the runs that ended before a time
+    # The runs list (`run_listing`), newest first with keyset pagination on (created_at, id): one
+    # index per scope it is read in (the org; a project; a flow), each led by the org so a query
+    # naming more scopes matches more equality columns and the planner picks it. Only columns
+    # that never change after insert are indexed: an UPDATE touching an indexed column loses
+    # PostgreSQL's HOT update, and every step of every run updates its row. So no `status` index:
+    # a status (or trigger, or version) filter walks the newest-first index and skips rows.
+    sa.Index("ix_runs_list_org", "org_id", "created_at", "id"),
+    sa.Index("ix_runs_list_project", "org_id", "project_id", "created_at", "id"),
+    sa.Index("ix_runs_list_flow", "org_id", "flow_id", "created_at", "id"),
     # The queue's own index: only claimable rows, in claim order. A run leaves it when it ends, so
     # it stays as small as the queue; a claim reads it in order and stops at the first live row,
     # and PostgreSQL marks the dead entries it passes on the way (which bitmap scans of the
@@ -214,6 +233,20 @@ run_events = sa.Table(
     sa.Column("data", sa.Text(), nullable=False),
     _timestamp("created_at"),
     sa.CheckConstraint("seq >= 1", name="seq_positive"),
+)
+
+run_metadata = sa.Table(
+    "run_metadata",
+    metadata,
+    # One row per key of a run's `metadata`, written with the run (never changed after), so the
+    # runs list can filter on `key:value` through an index in newest-first order: the run's org
+    # and creation time are copied in for that index.
+    sa.Column("run_id", sa.String(UUID_LENGTH), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(SLUG_LENGTH), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+    sa.Column("org_id", sa.String(SLUG_LENGTH), nullable=False),
+    _timestamp("created_at"),
+    sa.Index("ix_run_metadata_list", "org_id", "key", "value", "created_at", "run_id"),
 )
 
 threads = sa.Table(

@@ -313,6 +313,10 @@ class SqliteHotPath:
         # The run as inserted, built here rather than read back: decoding the document and the
         # input again would be most of the call's cost.
         created = RunRecord(**row, created=True)
+        labels = [
+            (created.id, key, value, created.org_id, params[RUN_COLUMNS.index("created_at")])
+            for key, value in created.metadata.items()
+        ]
 
         def job(conn: sqlite3.Connection) -> RunRecord:
             owner = conn.execute(
@@ -324,6 +328,8 @@ class SqliteHotPath:
                 )
             check_queue_sqlite(conn, new, queue_caps)  # counted in the insert's transaction
             if conn.execute(_INSERT_RUN + conflict, params).rowcount == 1:
+                if labels:
+                    conn.executemany(_INSERT_METADATA, labels)
                 return created
             same_key = (new.org_id, new.idempotency_key)
             existing = run_from_row(
@@ -333,6 +339,8 @@ class SqliteHotPath:
                 # Past its TTL: the old run gives the key up and ours takes it (`idempotency`).
                 conn.execute(f"UPDATE runs SET idempotency_key = NULL {_SAME_KEY}", same_key)
                 conn.execute(_INSERT_RUN, params)
+                if labels:
+                    conn.executemany(_INSERT_METADATA, labels)
                 return created
             return idempotency.repeat_of(existing, new)
 
@@ -501,6 +509,8 @@ _FLOW_HEAD = (
 )
 
 _INSERT_EVENT = "INSERT INTO run_events (run_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)"
+
+_INSERT_METADATA = "INSERT INTO run_metadata (run_id, key, value, org_id, created_at) VALUES (?, ?, ?, ?, ?)"
 
 _INSERT_RUN = f"INSERT INTO runs ({RUN_SELECT}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 

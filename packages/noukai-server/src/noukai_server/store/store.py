@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import credits, flows_repo, keys, queue, runs_repo, tenancy, threads_repo
+from . import credits, flows_repo, keys, queue, run_counts, run_listing, runs_repo, tenancy, threads_repo
 from . import events as event_log
 from .db import Database, Dialect, PoolSize
 from .head_reads import HeadReads
@@ -321,6 +321,19 @@ class Store:
             return await self._hot.run_heads(run_ids)
         async with self._db.read() as conn:
             return await runs_repo.run_heads(conn, run_ids)
+
+    async def unfinished_run_counts(self) -> dict[str, int]:
+        """Runs queued, running and waiting now: one read over the unfinished rows only
+        (`run_counts`), for the queue-depth gauge of `/metrics`."""
+        async with self._db.read() as conn:
+            return await run_counts.unfinished_counts(conn)
+
+    async def list_runs(
+        self, where: run_listing.RunFilter, after: run_listing.Position | None = None, limit: int = 50
+    ) -> run_listing.RunPage:
+        """A page of the tenant's runs, newest first (`run_listing`): at most `limit` after `after`."""
+        async with self._db.read() as conn:
+            return await run_listing.list_runs(conn, where, after, limit)
 
     async def get_run_head(self, run_id: str) -> RunHead | None:
         """The run's status and last event seq (None: no such run). Asks made by many readers at

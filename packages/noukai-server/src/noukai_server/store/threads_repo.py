@@ -35,8 +35,8 @@ from .records import (
     ThreadMessage,
     ThreadRecord,
 )
-from .runs_repo import Lease, queued_run_values, run_record
-from .schema import run_events, runs, thread_messages, threads
+from .runs_repo import Lease, metadata_rows, queued_run_values, run_record
+from .schema import run_events, run_metadata, runs, thread_messages, threads
 
 PARKED: Final = datetime(9999, 1, 1, tzinfo=UTC)
 """`available_at` of a run waiting for its thread: later than any claim's "now"."""
@@ -257,6 +257,8 @@ async def create_thread_run(
         run_input["messages"] = _messages_for(await _history(conn, thread.id), thread_input)
     values["input"] = run_input
     row = (await conn.execute(sa.insert(runs).values(**values).returning(*runs.c))).one()
+    if labels := metadata_rows(values["id"], new.org_id, new.metadata, now):
+        await conn.execute(sa.insert(run_metadata), labels)
     changes: dict[str, Any] = {
         "run_count": thread.run_count + 1,
         "updated_at": now,

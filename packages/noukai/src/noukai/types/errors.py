@@ -98,6 +98,10 @@ class ErrorCode(StrEnum):
     CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
     """The org's balance ran out while the run was going: it failed at the next step boundary,
     charged for what it did."""
+    RERUN_NOT_POSSIBLE = "RERUN_NOT_POSSIBLE"
+    """A rerun from a step needs every earlier step's output from the original run, and one of
+    them did not complete there (or the original paused for client tools, which a rerun cannot
+    answer)."""
     # Service
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
@@ -165,6 +169,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.INSUFFICIENT_CREDITS: 402,
     ErrorCode.CREDITS_EXHAUSTED: 402,
+    ErrorCode.RERUN_NOT_POSSIBLE: 409,
     ErrorCode.IDEMPOTENCY_CONFLICT: 409,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 
 API_PREFIX: Final = "/api/v1"
@@ -35,6 +35,19 @@ class ErrorEnvelope(WireModel):
 
     detail: ErrorBody
 
+
+METADATA_MAX_KEYS: Final = 16
+METADATA_KEY_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}$"
+METADATA_VALUE_MAX_LENGTH: Final = 256
+RunMetadata = Annotated[
+    dict[
+        Annotated[str, Field(pattern=METADATA_KEY_PATTERN)],
+        Annotated[StrictStr, Field(max_length=METADATA_VALUE_MAX_LENGTH)],
+    ],
+    Field(max_length=METADATA_MAX_KEYS),
+]
+"""A run's caller labels: at most 16 keys of 1-64 letters, digits, `_`, `.` or `-`, each with a
+string value of at most 256 characters (a number or a boolean is refused, not converted)."""
 
 Multitask = Literal["reject", "enqueue"]
 """What a new turn does when its thread already has an active run."""
@@ -62,6 +75,8 @@ class ExecuteRequest(WireModel):
     multitask: Multitask | None = None
     """When the thread already has an active run: `reject` (the default: 409 THREAD_BUSY) or
     `enqueue` (this run waits its turn and starts when the active one ends)."""
+    metadata: RunMetadata | None = None
+    """Labels stored with the new run (filter `GET /runs` by them); ignored on a tool resume."""
 
 
 class StepRequest(WireModel):
@@ -84,6 +99,9 @@ class StepRequest(WireModel):
     thread_id: str | None = None
     """On the first call (no executionId): run as the next turn of this thread (see ExecuteRequest)."""
     multitask: Multitask | None = None
+    metadata: RunMetadata | None = None
+    """On the first call: labels stored with the new run. A later call (with executionId) cannot
+    change them: the same labels or none are accepted, others are refused (422)."""
 
 
 class ExecuteResult(WireModel):
@@ -200,6 +218,49 @@ class RunInfo(WireModel):
     """The seq of the run's last event (resume a stream after it)."""
     created_at: datetime
     completed_at: datetime | None
+    # Added with the runs API; optional so that a newer client reads an older server's answer.
+    org: str | None = None
+    """The org's slug."""
+    project: str | None = None
+    """The project's slug."""
+    flow: str | None = None
+    """The flow's slug."""
+    session_id: str | None = None
+    thread_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    """The caller's labels (`metadata` on execute, step, jobs or rerun)."""
+    started_at: datetime | None = None
+    """When a worker first took the run (None while queued)."""
+    duration_ms: int | None = None
+    """completedAt - startedAt in milliseconds; None until the run has ended."""
+    attempt: int = 0
+    """How many times a worker took the run (a re-claim after a lost lease counts)."""
+    cancel_requested: bool = False
+    trace_id: str | None = None
+    """The run's OpenTelemetry trace id (32 hex digits), when it has one."""
+    rerun_of: str | None = None
+    """The execution id of the run this one reruns."""
+    rerun_from_step: str | None = None
+    """The step id the rerun started from (the earlier steps' outputs were reused)."""
+
+
+class RunList(WireModel):
+    """The body of `GET /runs`: a page of runs, newest first (`result` is null in list items)."""
+
+    runs: list[RunInfo]
+    next_cursor: str | None
+    """Pass as `cursor` for the next page; null on the last page."""
+
+
+class RerunRequest(WireModel):
+    """The body of `POST /runs/{executionId}/rerun` (every field optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: StrictStr | StrictInt | None = None
+    """Start from this step (its id, or its 0-based index), reusing the earlier steps' outputs."""
+    metadata: RunMetadata | None = None
+    """The new run's labels; the original's when omitted."""
 
 
 class CancelResult(WireModel):

@@ -61,6 +61,7 @@ async def _execute(
     body: ExecuteRequest,
     session_id: str | None,
     idempotency_key: str | None,
+    traceparent: str | None,
 ) -> Response:
     authorize(key, org, project, scope="run")
     target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
@@ -74,6 +75,7 @@ async def _execute(
         session_id=session_id,
         idempotency_key=idempotency_key_of(idempotency_key),
         heartbeat_seconds=svc.config.heartbeat_seconds,
+        traceparent=traceparent,
     )
     if answer.stream is not None:
         return StreamingResponse(answer.stream, media_type="application/json")
@@ -97,7 +99,18 @@ async def execute(
 ) -> Response:
     """Run the flow's production version (its latest published one, else its draft)."""
     body = await read_model(request, ExecuteRequest)
-    return await _execute(svc, key, org, project, slug, None, body, x_session_id, idempotency_key)
+    return await _execute(
+        svc,
+        key,
+        org,
+        project,
+        slug,
+        None,
+        body,
+        x_session_id,
+        idempotency_key,
+        request.headers.get("traceparent"),
+    )
 
 
 @router.post(
@@ -118,4 +131,15 @@ async def execute_version(
 ) -> Response:
     """Run one version: `v0` is the draft, `vN` published version N."""
     body = await read_model(request, ExecuteRequest)
-    return await _execute(svc, key, org, project, slug, version, body, x_session_id, idempotency_key)
+    return await _execute(
+        svc,
+        key,
+        org,
+        project,
+        slug,
+        version,
+        body,
+        x_session_id,
+        idempotency_key,
+        request.headers.get("traceparent"),
+    )

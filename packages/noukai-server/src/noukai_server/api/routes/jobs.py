@@ -80,6 +80,7 @@ async def _submit(
         session_id=session_id,
         idempotency_key=idempotency_key_of(idempotency_key),
         api_key_id=key.id,
+        traceparent=request.headers.get("traceparent"),
     )
     return json_response(answer, status_code=202)
 

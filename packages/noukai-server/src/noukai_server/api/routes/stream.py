@@ -3,14 +3,16 @@ and cancellation. Every stream is a view over the stored log plus its live tail.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final, Protocol
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
-from noukai.types.wire import CancelResult, RunInfo, StepRequest
+from noukai.types.wire import CancelResult, RunInfo, RunStatus, StepRequest, TriggerType
 from noukai_server.api.auth import api_key, authorize, require_scope, services, services_of
 from noukai_server.api.body import read_model
 from noukai_server.api.endpoints import Endpoint, Param
@@ -45,6 +47,7 @@ from noukai_server.api.services import Services
 from noukai_server.api.sse import SseResponse, StreamPolicy, follow_frames, sse_response
 from noukai_server.eventlog.follower import RunEventFollower
 from noukai_server.runtime import parse_version_segment
+from noukai_server.runtime.runs import trace_id_of
 from noukai_server.store import ApiKeyRecord, RunRecord
 
 router = APIRouter(tags=["streams"])
@@ -103,7 +106,12 @@ async def step(
     target = await svc.runs.resolve(org, project, slug, parse_version_segment(version))
     body = await read_model(request, StepRequest)
     run_id, after = await svc.runs.begin_step_segment(
-        target, body, org=key.org_id, session_id=x_session_id, api_key_id=key.id
+        target,
+        body,
+        org=key.org_id,
+        session_id=x_session_id,
+        api_key_id=key.id,
+        traceparent=request.headers.get("traceparent"),
     )
     policy = StreamPolicy(heartbeat_seconds=svc.config.heartbeat_seconds, stop_after=SEGMENT_ENDS)
     return sse_response(
@@ -255,8 +263,14 @@ async def cancel_run(execution_id: ExecutionId, svc: Svc, key: Key) -> Response:
 
 @router.get("/runs/{execution_id}", responses={**answers(RunInfo, "The run"), **_RUN_ERRORS})
 async def get_run(execution_id: ExecutionId, svc: Svc, key: Key) -> Response:
-    """A run's state: status, cursor, result or error."""
-    return json_response(run_info(await _run_for(svc, key, execution_id)))
+    """A run's state: status, cursor, result or error, labels, trace id and rerun link."""
+    run = await _run_for(svc, key, execution_id)
+    return json_response(run_info(run, await run_names(svc, run)))
+
+
+async def run_names(svc: Services, run: RunRecord) -> RunNames:
+    """The slugs of the run's project and flow (one read; a deleted flow names none)."""
+    return RunNames(*await svc.runs.names_of(run))
 
 
 def cancel_result(run: RunRecord) -> dict[str, Any]:
@@ -268,8 +282,64 @@ def cancel_result(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def run_info(run: RunRecord) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RunNames:
+    """The slugs a `RunInfo` names its run's project and flow by."""
+
+    project: str | None
+    flow: str | None
+
+
+class RunInfoSource(Protocol):
+    """What a `RunInfo` is built from: a `RunRecord`, or a `ListedRun` of the runs list."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def org_id(self) -> str: ...
+    @property
+    def flow_id(self) -> str: ...
+    @property
+    def flow_version(self) -> int: ...
+    @property
+    def status(self) -> RunStatus: ...
+    @property
+    def trigger_type(self) -> TriggerType: ...
+    @property
+    def cursor(self) -> int: ...
+    @property
+    def result(self) -> Any: ...
+    @property
+    def error(self) -> Any: ...
+    @property
+    def last_seq(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def thread_id(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def completed_at(self) -> datetime | None: ...
+    @property
+    def metadata(self) -> dict[str, str]: ...
+    @property
+    def traceparent(self) -> str | None: ...
+    @property
+    def rerun_of(self) -> str | None: ...
+    @property
+    def rerun_from_step(self) -> str | None: ...
+
+
+def run_info(run: RunInfoSource, names: RunNames) -> dict[str, Any]:
     """A `RunInfo` body."""
+    started, completed = run.started_at, run.completed_at
     return {
         "executionId": run.id,
         "flowId": run.flow_id,
@@ -281,5 +351,19 @@ def run_info(run: RunRecord) -> dict[str, Any]:
         "error": run.error,
         "lastSeq": run.last_seq,
         "createdAt": run.created_at.isoformat(),
-        "completedAt": run.completed_at.isoformat() if run.completed_at else None,
+        "completedAt": completed.isoformat() if completed else None,
+        "org": run.org_id,
+        "project": names.project,
+        "flow": names.flow,
+        "sessionId": run.session_id,
+        "threadId": run.thread_id,
+        "metadata": run.metadata,
+        "startedAt": started.isoformat() if started else None,
+        # A run cancelled before any worker took it has no start, so no duration.
+        "durationMs": round((completed - started).total_seconds() * 1000) if started and completed else None,
+        "attempt": run.attempt,
+        "cancelRequested": run.cancel_requested,
+        "traceId": trace_id_of(run.traceparent),
+        "rerunOf": run.rerun_of,
+        "rerunFromStep": run.rerun_from_step,
     }
