@@ -9,7 +9,7 @@ COMPAT_SDK_VERSIONS ?= 0.2.0 0.5.2
 export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint typecheck unit compat bench bench-idle bench-soak clean
+.PHONY: install run test lint typecheck unit compat bench bench-idle bench-soak clean browser
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -41,7 +41,19 @@ compat: install
 	  NOUKAI_COMPAT_SDK_VERSION=$$v $(UV) run --frozen --with "noukai-sdk==$$v" pytest tests/compat; \
 	done
 
-test: lint typecheck unit compat
+# The console's browser tests (tests/console) drive Debian's Chromium through Playwright; its own
+# browser downloads are never used. Installed here with apt-get when missing (needs root or sudo).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	  echo "make browser: $(CHROMIUM) is missing and installing it needs root or sudo:" \
+	       "run 'apt-get install chromium' as root" >&2; exit 1; fi; \
+	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium \
+	  || { echo "make browser: could not install Debian's chromium (see above)" >&2; exit 1; }; \
+	[ -x "$(CHROMIUM)" ] || { echo "make browser: chromium installed but $(CHROMIUM) is missing" >&2; exit 1; }
+
+test: lint typecheck browser unit compat
 
 # LangGraph, the second target, lives in its own venv (bench/langgraph/.venv, pinned by its uv.lock).
 bench: install

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from noukai.types import API_PREFIX
 from noukai.types.wire import Health
-from noukai_server import __version__
+from noukai_server import __version__, console
 from noukai_server.api import endpoints
 from noukai_server.api.docs import install_docs, install_openapi
 from noukai_server.api.errors import install_error_handlers
@@ -34,6 +34,7 @@ from noukai_server.api.routes import (
     stream,
     threads,
     traces,
+    whoami,
 )
 from noukai_server.api.services import Services
 from noukai_server.config import ServerConfig
@@ -93,6 +94,8 @@ def create_app(
     app.include_router(credits.router, prefix=API_PREFIX)
     app.include_router(openai_compat.router)  # /openai/v1: docs/protocols.md
     app.router.routes.append(Route(MCP_PATH, endpoint=mcp))  # flows as MCP tools
+    app.include_router(whoami.router, prefix=API_PREFIX)  # GET /keys/me: the console's sign-in
+    app.router.routes.extend(console.routes())  # the web console at / (files only, no key)
     if config.metrics_enabled:
         app.router.routes.append(metrics_route(config))  # Prometheus; no API key: see there
 
