@@ -565,7 +565,7 @@ def _settled(world: World, run_id: str) -> dict[str, Any]:
         info = _run(world, run_id)
         if info["status"] in ("completed", "failed", "cancelled"):
             return info
-        asyncio.run(asyncio.sleep(0.05))
+        time.sleep(0.05)
     raise AssertionError(f"run {run_id} did not end")
 
 
