@@ -31,7 +31,7 @@ typecheck: install
 # Coverage of what the test process runs itself (see pyproject.toml); below the floor fails.
 COVERAGE_FLOOR ?= 85
 unit: install
-	$(UV) run --frozen pytest tests --ignore=tests/compat --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
+	$(UV) run --frozen pytest tests --ignore=tests/compat --durations=40 --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 
 # The published noukai-sdk is layered over the project env, one version per run, because two
 # versions of one distribution cannot share an environment.

@@ -1,7 +1,12 @@
 """The "Telemetry on vs off" part of the results: the embedded server with metrics scraped every
-second and traces exported over OTLP, against the same server with both off (`targets_telemetry`),
-at every level both ran: CPU per run and runs/s, and their ratios. Written between its own markers
-in `docs/benchmarks.md`; anything outside them is hand-written and kept."""
+second and traces exported over OTLP, against the same server with both off (`targets_telemetry`).
+
+When `make bench` runs both, they are measured side by side in alternating windows
+(`telemetry_pair`): the table has one row per window pair and the verdict is the pooled CPU per
+run, with py-spy's share of telemetry in the "on" server's samples beside it. A target run on its
+own goes through the levels like any other, and this part then compares whatever levels both have.
+Written between its own markers in `docs/benchmarks.md`; anything outside them is hand-written and
+kept."""
 
 from __future__ import annotations
 
@@ -70,7 +75,72 @@ def overhead(results: dict[str, Any]) -> float | None:
     return (on_cpu / on_runs) / (off_cpu / off_runs) - 1
 
 
+PAIR_COLUMNS = ("pair", "first", "runs off", "runs on", "CPU ms/run off", "CPU ms/run on", "CPU on/off")
+
+
+def pair_rows(pair: dict[str, Any]) -> list[list[str]]:
+    table = []
+    for index in range(pair["pairs"]):
+        windows = [w for w in pair["windows"] if w["pair"] == index]
+        on = next((w for w in windows if w["target"] == ON), None)
+        off = next((w for w in windows if w["target"] == OFF), None)
+        if on is None or off is None:
+            continue
+        on_ms, off_ms = on["cpu_ms_per_run"], off["cpu_ms_per_run"]
+        table.append(
+            [
+                str(index + 1),
+                "on" if windows[0]["target"] == ON else "off",
+                str(off["runs"]),
+                str(on["runs"]),
+                _fmt(off_ms, 2) if off_ms else "-",
+                _fmt(on_ms, 2) if on_ms else "-",
+                _fmt(on_ms / off_ms, 3) if on_ms and off_ms else "-",
+            ]
+        )
+    return table
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def pair_summary(pair: dict[str, Any]) -> str:
+    traffic = pair.get("traffic", {})
+    said = (
+        f"{traffic.get('scrapes', 0)} scrapes of /metrics ({traffic.get('failed_scrapes', 0)} failed) and "
+        f"{traffic.get('exports', 0)} OTLP exports ({traffic.get('bytes', 0)} bytes) reached the sink."
+    )
+    ratio = pair.get("pooled_ratio")
+    if ratio is None:
+        return f"Telemetry on vs off: not both measured. {said}"
+    extra = ratio - 1
+    verdict = "within" if extra < BUDGET else "OVER"
+    text = (
+        f"Server CPU per run with telemetry on: {100 * extra:+.1f} % against off "
+        f"({_fmt(pair['cpu_ms_per_run_on'], 2)} against {_fmt(pair['cpu_ms_per_run_off'], 2)} ms over "
+        f"{pair['runs_on']} and {pair['runs_off']} runs in {pair['pairs']} alternating pairs of "
+        f"{pair['window_seconds']:g} s windows at c={pair['concurrency']}, {pair['mode']} mode; "
+        f"the pairs' ratios: median {_fmt(pair['pair_ratio_median'], 3)}, "
+        f"{_fmt(pair['pair_ratio_min'], 3)} to {_fmt(pair['pair_ratio_max'], 3)}), "
+        f"{verdict} the {100 * BUDGET:.0f} % budget."
+    )
+    profile = pair.get("profile") or {}
+    if profile.get("telemetry_share") is not None:
+        text += (
+            f' py-spy on the "on" server ({profile["samples"]} samples, every thread): '
+            f"{_share(profile['telemetry_share'])} of its samples are in telemetry code "
+            f"({_share(profile['event_loop_share'])} on the event loop, "
+            f"{_share(profile['other_threads_share'])} in other threads: the span exporter)."
+        )
+    elif profile.get("error"):
+        text += f" No profile: {profile['error']}."
+    return f"{text} {said}"
+
+
 def summary(results: dict[str, Any]) -> str:
+    if "telemetry_pair" in results:
+        return pair_summary(results["telemetry_pair"])
     extra = overhead(results)
     facts = results.get("telemetry", {})
     traffic = (
@@ -86,9 +156,16 @@ def summary(results: dict[str, Any]) -> str:
     )
 
 
+def _table(results: dict[str, Any], render: Any) -> str:
+    pair = results.get("telemetry_pair")
+    if pair is not None:
+        return str(render(PAIR_COLUMNS, pair_rows(pair)))
+    return str(render(COLUMNS, rows(results)))
+
+
 def console(results: dict[str, Any]) -> str:
     return "\n".join(
-        ["Telemetry on vs off (embedded server):", text_table(COLUMNS, rows(results)), summary(results)]
+        ["Telemetry on vs off (embedded server):", _table(results, text_table), summary(results)]
     )
 
 
@@ -99,10 +176,15 @@ def generated_markdown(results: dict[str, Any]) -> str:
             "",
             f"{SECTION[3:]}: `{ON}` has Prometheus metrics on and scraped every second and "
             "OpenTelemetry traces exported over OTLP/HTTP to a sink process (`bench/otlp_sink.py`); "
-            f"`{OFF}` has `NOUKAI_METRICS_ENABLED=false` and no `OTEL_*` variable. Same workload and "
-            f"levels as above ({results['date']}).",
+            f"`{OFF}` has `NOUKAI_METRICS_ENABLED=false` and no `OTEL_*` variable. Same workload as "
+            + (
+                "above, both servers up at once and the load sent to each in turn "
+                f"(`bench/telemetry_pair.py`; {results['date']})."
+                if "telemetry_pair" in results
+                else f"above, level by level ({results['date']})."
+            ),
             "",
-            markdown_table(COLUMNS, rows(results)),
+            _table(results, markdown_table),
             "",
             summary(results),
             "",
@@ -112,7 +194,7 @@ def generated_markdown(results: dict[str, Any]) -> str:
 
 
 def ran(results: dict[str, Any]) -> bool:
-    return any(r["target"] in (ON, OFF) for r in results["levels"])
+    return "telemetry_pair" in results or any(r["target"] in (ON, OFF) for r in results["levels"])
 
 
 def write_docs(results: dict[str, Any], path: Path) -> None:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procstat, report, report_scaled, report_telemetry
+from . import procstat, report, report_scaled, report_telemetry, telemetry_pair
 from .lag import measure_lag
 from .load import long_stream, run_level, wait_for_quiet
 from .profile import profile_with_cprofile, profile_with_py_spy
@@ -77,6 +77,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--quiet-wait", type=float, default=30, help="seconds to wait for other processes to go quiet"
+    )
+    parser.add_argument(
+        "--telemetry-pairs",
+        type=int,
+        default=8,
+        help="alternating off/on windows when both telemetry targets run (bench.telemetry_pair)",
+    )
+    parser.add_argument("--telemetry-seconds", type=float, default=8.0, help="seconds per telemetry window")
+    parser.add_argument(
+        "--telemetry-concurrency", type=int, default=10, help="closed-loop runners per window"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md", help="'-': none")
@@ -238,8 +248,24 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "skipped": {},
         "profile_scaled": {},
     }
-    for name in args.targets.split(","):
+    names = args.targets.split(",")
+    # Both telemetry targets: measured side by side in alternating windows, not level by level.
+    paired = TelemetryOnTarget.name in names and TelemetryOffTarget.name in names
+    for name in names:
+        if paired and name in (TelemetryOnTarget.name, TelemetryOffTarget.name):
+            continue
         await bench_target(ALL_TARGETS[name](), modes, args, results)
+    if paired:
+        report.progress("== telemetry on vs off: both servers up, alternating windows")
+        results["telemetry_pair"] = await telemetry_pair.measure(
+            THREE_STEPS,
+            modes[0],
+            args.telemetry_concurrency,
+            args.telemetry_pairs,
+            args.telemetry_seconds,
+            args.profile_seconds,
+            report.progress,
+        )
     return results
 
 

@@ -213,6 +213,42 @@ def test_a_run_cancelled_while_waiting_for_tools_still_ends_its_trace(
     assert agent.attributes[sc.STEP_OUTCOME] == "paused_for_tools"
 
 
+@pytest.mark.parametrize("protocol", ["openai", "agui"])
+def test_the_protocol_routes_take_the_callers_trace(
+    traced: ServerProcess, receiver: OtlpReceiver, protocol: str
+) -> None:
+    """OpenAI chat completions and AG-UI runs join the caller's trace as `/execute` runs do."""
+    slug = put(traced, {"slug": f"proto-{protocol}", "steps": [ECHO_STEP]})
+    caller_trace = uuid.uuid4().hex
+    headers = {
+        "Authorization": f"Bearer {traced.dev_key}",
+        "traceparent": f"00-{caller_trace}-{CALLER_SPAN}-01",
+    }
+    message = {"role": "user", "content": "traced"}
+    if protocol == "openai":
+        body: dict[str, Any] = {"model": f"dev/main/{slug}", "messages": [message]}
+        url = f"{traced.base_url}/openai/v1/chat/completions"
+    else:
+        body = {
+            "threadId": "t-1",
+            "runId": str(uuid.uuid4()),
+            "messages": [{"id": "m-1", **message}],
+            "tools": [],
+            "state": {},
+            "context": [],
+            "forwardedProps": {},
+        }
+        url = f"{traced.api_url}/seq/dev/main/{slug}/agui"
+    response = httpx.post(url, json=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    workflow = one(of_trace(receiver, caller_trace, f"invoke_workflow {slug}"), f"invoke_workflow {slug}")
+    assert workflow.parent_span_id == CALLER_SPAN
+    assert workflow.attributes[sc.RUN_STATUS] == "completed"
+
+
+ECHO_STEP = {"id": "say", "type": "llm", "model": "builtin:echo", "prompt": "{{ message }}"}
+
+
 def test_with_tracing_asked_off_nothing_is_exported(make_server: Any, receiver: OtlpReceiver) -> None:
     """`OTEL_TRACES_EXPORTER=none` wins over an endpoint: runs work, no span leaves, and the run
     info names only a caller's trace."""

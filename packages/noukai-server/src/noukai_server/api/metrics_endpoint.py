@@ -12,6 +12,7 @@ rows only), then writes every process's metrics (multiprocess mode) or this proc
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 from typing import Final
@@ -91,13 +92,17 @@ class MetricsEndpoint:
         if refused is not None:
             return refused
         counts = await request.app.state.services.store.unfinished_run_counts()
+        # Off the event loop: in multiprocess mode this reads every process's files.
+        body = await asyncio.to_thread(self._exposition, counts)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def _exposition(self, counts: dict[str, int]) -> bytes:
         metrics_multiproc.retire_dead()  # multiprocess mode: a killed process's gauges leave the sums
         queue = CollectorRegistry()
         queue.register(_QueueDepth(counts))
         if self._registry is None:
             self._registry = metrics_multiproc.scrape_registry() or REGISTRY
-        body = generate_latest(self._registry) + generate_latest(queue)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return generate_latest(self._registry) + generate_latest(queue)
 
 
 def metrics_route(config: ServerConfig) -> Route:

@@ -201,6 +201,12 @@ class Worker:
     def lease_seconds(self) -> float:
         return self._lease_seconds
 
+    @property
+    def busy_slots(self) -> int:
+        """Slots held now: runs in progress (their tail after the final status included) and
+        hand-off reservations not yet adopted or released."""
+        return len(self._active) + self._reserved
+
     def reserve(self, org: str, key_id: str | None = None) -> bool:
         """Hold a slot for a run of `org` (started with `key_id`) about to be created already
         leased to this worker (the API's direct hand-off: no trip through the queue and no claim);
@@ -232,13 +238,13 @@ class Worker:
         self._run(run)
 
     def _count(self, org: str, key_id: str | None, delta: int) -> None:
-        metrics.worker_slots(len(self._active) + self._reserved, self._concurrency)
+        metrics.worker_slots(self.busy_slots, self._concurrency)
         _add(self._org_running, org, delta)
         if key_id is not None:
             _add(self._key_running, key_id, delta)
 
     def _has_room(self) -> bool:
-        return len(self._active) + self._reserved < self._concurrency
+        return self.busy_slots < self._concurrency
 
     def _run(self, run: RunRecord) -> None:
         task = asyncio.create_task(self._process(run), name=f"run-{run.id}")

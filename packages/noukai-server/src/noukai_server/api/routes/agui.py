@@ -47,7 +47,12 @@ async def _agui(request: Request, svc: Services, key: ApiKeyRecord, address: Flo
         tenant = Tenant(key.org_id, key.project_id)
         inputs, thread_id = await on_client_thread(threads, tenant, address.project, agui)
         segment = await runs.start(
-            target, inputs, session_id=request.headers.get("x-session-id"), thread_id=thread_id, key=key
+            target,
+            inputs,
+            session_id=request.headers.get("x-session-id"),
+            thread_id=thread_id,
+            key=key,
+            traceparent=request.headers.get("traceparent"),
         )
     translation = AguiTranslation(segment, agui.thread_id, agui.run_id)
     return sse_response(agui_stream(translation, runs.events(segment)), svc.streams)

@@ -133,7 +133,12 @@ async def chat_completions(request: Request) -> Response:
         else:
             session_id = request.headers.get("x-session-id")
             segment = await runs.start(
-                target, chat.inputs, session_id=session_id, thread_id=thread_id, key=key
+                target,
+                chat.inputs,
+                session_id=session_id,
+                thread_id=thread_id,
+                key=key,
+                traceparent=request.headers.get("traceparent"),
             )
         translation = ChatTranslation(segment, chat.model)
         events = runs.events(segment)

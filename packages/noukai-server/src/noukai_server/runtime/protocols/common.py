@@ -239,12 +239,20 @@ class ProtocolRuns:
         session_id: str | None = None,
         thread_id: str | None = None,
         key: ApiKeyRecord,
+        traceparent: str | None = None,
     ) -> Segment:
         """A new run started with `key`; on a server-side thread (`thread_id`), its turn is added
-        to the thread's history, which the flow reads."""
+        to the thread's history, which the flow reads. A caller's W3C `traceparent` makes the run's
+        trace a child of the caller's span, as on `/execute`."""
         self._runs.check_inputs(target, inputs)
         run = await self._runs.start(
-            target, inputs, trigger="execute", session_id=session_id, thread_id=thread_id, api_key_id=key.id
+            target,
+            inputs,
+            trigger="execute",
+            session_id=session_id,
+            thread_id=thread_id,
+            api_key_id=key.id,
+            traceparent=traceparent,
         )
         return Segment(target, run.id, 0)
 
