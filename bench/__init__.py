@@ -16,7 +16,9 @@ Modules, one concept each:
   reaches PostgreSQL (a fresh database per deployment) and Redis;
 - `targets_telemetry`: the embedded server with metrics scraped and traces exported
   (`noukai-telemetry-on`, to `otlp_sink`, a do-nothing OTLP/HTTP receiver) and with both off
-  (`noukai-telemetry-off`); `report_telemetry` writes their "Telemetry on vs off" section;
+  (`noukai-telemetry-off`); `telemetry_pair` measures the two side by side in alternating
+  windows, with py-spy's share of telemetry in the "on" server's samples, and `report_telemetry`
+  writes their "Telemetry on vs off" section;
 - `lag`: the event lag from the engine's emit to the client's receipt, and where a run's time to
   first event goes;
 - `idle`, `soak` (`python -m bench.idle`, `python -m bench.soak`): idle streams per GB on one API
