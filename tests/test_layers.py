@@ -82,8 +82,11 @@ ALLOWED: dict[str, set[str]] = {
     },
     # The web console: static files and the routes that serve them; it knows nothing else.
     "console": set(),
+    # In-process flows: the engine and its parts as the server assembles them, no store or bus
+    # (runtime: the request checks only); the SDK's typed events and errors.
+    "local": {"flows", "providers", "engine", "mcp", "config", "settings", "runtime", "telemetry"},
     "__main__": {"cli"},
-    "__init__": set(),
+    "__init__": {"local"},  # `load_flow` and its classes, imported lazily on first use
 }
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "engine": {"sqlalchemy", "fastapi", "starlette", "uvicorn", "aiosqlite", "psycopg"},
@@ -154,9 +157,10 @@ def _imported_names(path: Path) -> set[tuple[str, str]]:
     return found
 
 
-SDK_CLIENT_USERS = {"cli"}
-"""The server's folders that may use the SDK itself (`noukai run` is an SDK client); everything
-else shares only the wire schema, `noukai.types`."""
+SDK_CLIENT_USERS = {"cli", "local"}
+"""The server's folders that may use the SDK itself (`noukai run` is an SDK client; in-process
+flows yield the SDK's typed events and raise its errors); everything else shares only the wire
+schema, `noukai.types`."""
 
 
 def test_the_server_shares_only_the_wire_types_with_the_sdk() -> None:

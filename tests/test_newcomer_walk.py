@@ -76,6 +76,7 @@ def kind(snippet: Snippet) -> str:
         (lang == "bash" and text.startswith("curl -N"), "curl-stream"),
         (lang == "bash" and "pip install ./packages" in text, "pip-local"),
         (lang == "bash" and "git+<repository URL>" in text, "pip-git"),
+        (lang == "python" and "from noukai_server import load_flow" in text, "in-process"),
         (lang == "python" and "from noukai_sdk import" in text, "published-sdk"),
         (lang == "python" and "from noukai import" in text, "our-sdk"),
         (lang == "yaml" and text.startswith("slug:"), "flow"),
@@ -320,6 +321,21 @@ def test_our_sdk_snippet_streams_the_run(newcomer: Newcomer) -> None:
     assert lines[0].startswith("run_started")
     assert lines[-1].startswith("flow_completed")
     deltas = "".join(line.removeprefix("step_output ") for line in lines if line.startswith("step_output"))
+    assert deltas == "hello there"
+
+
+def test_the_in_process_snippet_runs_without_the_server(newcomer: Newcomer) -> None:
+    """In the clone's own venv (`make run` installed both distributions there), with the server of
+    the walk left alone: the snippet needs none."""
+    [snippet] = _of_kind("in-process")
+    python = newcomer.clone / ".venv" / "bin" / "python"
+    output = _run([str(python), "-c", snippet.text], newcomer.clone, newcomer.env)
+    lines = output.splitlines()
+    assert lines[0] == "hello"
+    assert lines[-1].startswith("flow_completed")
+    deltas = "".join(
+        line.removeprefix("step_output ") for line in lines[1:] if line.startswith("step_output")
+    )
     assert deltas == "hello there"
 
 

@@ -134,3 +134,24 @@ async def test_async_live_trace(async_client_factory: Any) -> None:
         events = [e async for e in flow.run(result.execution_id).live_trace()]
     assert kinds(events)[-1] == "FlowCompleted"
     assert events[-1].result == "one two three"
+
+
+def test_a_guard_event_does_not_disturb_the_published_sdk(client: Any, server: ServerProcess) -> None:
+    """`guard_tripped` is a Noukai addition: the published SDK passes it by (as an unknown event)
+    and still ends the stream at the run's own end, with the replaced output."""
+    guard = {
+        "name": "short",
+        "condition": "{{ value | length < 3 }}",
+        "on_fail": "replace",
+        "replacement": "ok",
+    }
+    document = {
+        "slug": "compat-guarded",
+        "steps": [{"id": "say", "type": "template", "template": "{{ message }}", "guards": [guard]}],
+    }
+    server.put_flow(server.dev_key, "dev", "main", document)
+    events = list(client.flow("compat-guarded").events(message="too long"))
+    names = kinds(events)
+    assert names[0] == "RunStarted" and names[-1] == "FlowCompleted"
+    assert "StepCompleted" in names and events[-1].result == "ok"
+    assert client.flow("compat-guarded").execute(message="too long").result == "ok"

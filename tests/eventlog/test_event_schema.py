@@ -242,6 +242,26 @@ def scenarios(driver: Driver) -> dict[str, Log]:
     driver.wait_status(run_id, "cancelled")
     runs["cancelled_running"] = run_id
 
+    # Guards tripping on the input and on a step's output, both replacing what they refused.
+    slug = driver.flow(
+        {"id": "say", "type": "template", "template": "{{ message }}",
+         "guards": [{"name": "short", "condition": "{{ value | length < 3 }}", "on_fail": "replace",
+                     "replacement": "ok"}]},
+        input_guards=[{"name": "polite", "regex": {"pattern": "please"}, "on_fail": "replace",
+                       "replacement": "please {{ value }}"}],
+    )  # fmt: skip
+    runs["guarded"] = driver.execute(slug, {"message": "hi"})["executionId"]
+
+    # Flows running flows: a `flow` step (subflow_event), and an agent's `flow:` tool (flow_transfer).
+    child = driver.flow({"id": "inner", "type": "llm", "model": "builtin:echo", "prompt": "{{ message }}"})
+    slug = driver.flow({"id": "outer", "type": "flow", "flow": f"dev/main/{child}", "message": "deep"})
+    runs["subflow"] = driver.execute(slug, {})["executionId"]
+    tool = f"flow:dev/main/{child}"
+    slug = driver.flow(
+        {"id": "boss", "type": "agent", "model": "builtin:test", "prompt": "go", "tools": [tool]}
+    )
+    runs["flow_tool"] = driver.execute(slug, {})["executionId"]
+
     return {name: driver.log(run_id) for name, run_id in runs.items()}
 
 

@@ -210,7 +210,7 @@ def test_unknown_step_type() -> None:
     issue = only("slug: g\nsteps:\n  - id: check\n    type: llmx\n    prompt: hi\n")
     assert issue.message == (
         "step 'check' (steps[0]), field 'type': unknown step type 'llmx'; "
-        "expected one of: llm, agent, template, python"
+        "expected one of: llm, agent, template, python, flow"
     )
     assert (issue.step_id, issue.step_index, issue.field, issue.line) == ("check", 0, "type", 4)
     assert str(issue) == f"line 4: {issue.message}"
@@ -219,7 +219,8 @@ def test_unknown_step_type() -> None:
 def test_missing_step_type() -> None:
     issue = only(flow({"id": "a", "template": "x"}))
     assert issue.message == (
-        "step 'a' (steps[0]), field 'type': missing step type; expected one of: llm, agent, template, python"
+        "step 'a' (steps[0]), field 'type': missing step type; "
+        "expected one of: llm, agent, template, python, flow"
     )
 
 

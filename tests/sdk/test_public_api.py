@@ -27,6 +27,7 @@ EXPECTED = {
     "StreamEvent", "RunStarted", "StepStarted", "StepInput", "StepOutput", "StepReasoning",
     "StepProgress", "StepCompleted", "StepFailed", "StepRetrying", "StepPaused", "ToolCallsRequired",
     "ToolCallStarted", "ToolCallCompleted", "FlowCompleted", "RunFailed", "RunCancelled", "UnknownEvent",
+    "GuardTripped", "SubflowEvent", "FlowTransfer",
     # errors
     "NoukaiError", "APIConnectionError", "APITimeoutError", "AuthenticationError",
     "PermissionDeniedError", "FlowNotFoundError", "InsufficientCreditsError", "RateLimitError",

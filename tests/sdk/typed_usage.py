@@ -24,6 +24,8 @@ from noukai import (
     FlowCompleted,
     FlowExecutionError,
     FlowNotFoundError,
+    FlowTransfer,
+    GuardTripped,
     InsufficientCreditsError,
     Job,
     JobAccepted,
@@ -62,6 +64,7 @@ from noukai import (
     StepTrace,
     Stream,
     StreamEvent,
+    SubflowEvent,
     TokenUsage,
     ToolCallCompleted,
     ToolCallLimitError,
@@ -113,6 +116,12 @@ def describe(event: StreamEvent) -> str:
             return str(result)
         case RunCancelled():
             return "cancelled"
+        case GuardTripped(guard=guard, reason=reason):
+            return f"{guard}: {reason}"
+        case SubflowEvent(child_run_id=child, depth=depth):
+            return f"{child} (depth {depth}): {event.child_event().type}"
+        case FlowTransfer(flow=flow, child_run_id=child):
+            return f"{flow} as {child}"
         case UnknownEvent(type=name, data=data):
             return f"{name}: {data}"
 

@@ -115,6 +115,7 @@ def test_store_methods() -> None:
         "claim_next_run",
         "extend_lease",
         "release_leases",
+        "take_over_child",
         "cancels_for",
         "record",
         "append_events_unleased",
@@ -169,4 +170,4 @@ def test_migrations_ship_inside_the_package() -> None:
 
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"

@@ -8,8 +8,25 @@ Importing this package loads none of them.
 """
 
 from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from noukai_server.local import AsyncLocalStream, LocalFlow, LocalResult, LocalStream, load_flow
 
 __version__ = version("noukai-server")
 """Written once, in this distribution's pyproject.toml."""
 
-__all__ = ["__version__"]
+_LOCAL = frozenset({"AsyncLocalStream", "LocalFlow", "LocalResult", "LocalStream", "load_flow"})
+"""In-process flows (`noukai_server.local`), imported on first use so that importing this
+package still loads nothing else."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOCAL:
+        from noukai_server import local
+
+        return getattr(local, name)
+    raise AttributeError(f"module 'noukai_server' has no attribute {name!r}")
+
+
+__all__ = ["AsyncLocalStream", "LocalFlow", "LocalResult", "LocalStream", "__version__", "load_flow"]

@@ -29,6 +29,8 @@ from noukai._errors import (
 )
 from noukai._events import (
     FlowCompleted,
+    FlowTransfer,
+    GuardTripped,
     RunCancelled,
     RunFailed,
     RunStarted,
@@ -42,6 +44,7 @@ from noukai._events import (
     StepRetrying,
     StepStarted,
     StreamEvent,
+    SubflowEvent,
     ToolCallCompleted,
     ToolCallsRequired,
     ToolCallStarted,
@@ -99,6 +102,8 @@ __all__ = [
     "FlowCompleted",
     "FlowExecutionError",
     "FlowNotFoundError",
+    "FlowTransfer",
+    "GuardTripped",
     "InsufficientCreditsError",
     "Job",
     "JobAccepted",
@@ -138,6 +143,7 @@ __all__ = [
     "StepTrace",
     "Stream",
     "StreamEvent",
+    "SubflowEvent",
     "Thread",
     "ThreadDeleted",
     "ThreadEvent",

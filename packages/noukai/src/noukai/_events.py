@@ -21,6 +21,8 @@ from noukai._models import TokenUsage
 
 __all__ = [
     "FlowCompleted",
+    "FlowTransfer",
+    "GuardTripped",
     "RunCancelled",
     "RunFailed",
     "RunStarted",
@@ -34,6 +36,7 @@ __all__ = [
     "StepRetrying",
     "StepStarted",
     "StreamEvent",
+    "SubflowEvent",
     "ToolCallCompleted",
     "ToolCallStarted",
     "ToolCallsRequired",
@@ -255,6 +258,53 @@ class ToolCallCompleted(_Event):
     duration_ms: int | None = None
 
 
+class SubflowEvent(_Event):
+    """An event of a child run (a `flow` step's, or an agent's `flow:` tool's) in its parent's
+    stream; `child_event()` parses the wrapped entry itself."""
+
+    type: Literal["subflow_event"] = Field("subflow_event", alias="eventType")
+    parent_step_id: str | None = None
+    child_run_id: str | None = None
+    flow: str | None = None
+    depth: int | None = None
+    event: dict[str, Any] | None = None
+
+    def child_event(self) -> StreamEvent:
+        """The child's own event, typed as its stream would yield it."""
+        return event_from_payload(None, self.event or {})
+
+
+class FlowTransfer(_Event):
+    """An agent step handed a tool call to another flow, run as the child `child_run_id`."""
+
+    type: Literal["flow_transfer"] = Field("flow_transfer", alias="eventType")
+    step_id: str | None = None
+    step_index: int | None = None
+    attempt: int | None = None
+    tool_call_id: str | None = None
+    child_run_id: str | None = None
+    flow: str | None = None
+
+
+class GuardTripped(_Event):
+    """A guard's check failed (`guard_tripped`): on the run's input (`target == "input"`) or on a
+    step's output (`"step"`); `on_fail` says what follows (fail, retry the step, or replace)."""
+
+    type: Literal["guard_tripped"] = Field("guard_tripped", alias="eventType")
+    guard: str | None = None
+    """The guard's name."""
+    kind: str | None = None
+    """`condition`, `schema`, `regex`, `function` or `judge`."""
+    target: str | None = None
+    on_fail: str | None = None
+    reason: str | None = None
+    input: str | None = None
+    """The input checked (`message` or `parameters.<name>`), for an input guard."""
+    step_id: str | None = None
+    step_index: int | None = None
+    attempt: int | None = None
+
+
 class FlowCompleted(_Event):
     type: Literal["flow_completed"] = Field("flow_completed", alias="eventType")
     run_id: str | None = None
@@ -302,6 +352,9 @@ StreamEvent = (
     | ToolCallsRequired
     | ToolCallStarted
     | ToolCallCompleted
+    | SubflowEvent
+    | FlowTransfer
+    | GuardTripped
     | FlowCompleted
     | RunFailed
     | RunCancelled
@@ -325,6 +378,9 @@ _CLASSES: dict[str, type[_Event]] = {
         ToolCallsRequired,
         ToolCallStarted,
         ToolCallCompleted,
+        SubflowEvent,
+        FlowTransfer,
+        GuardTripped,
         FlowCompleted,
         RunFailed,
         RunCancelled,
@@ -347,6 +403,9 @@ _SDK_TYPE = {
     "tool_calls_required": "tool_calls_required",
     "tool_call_started": "tool_call_started",
     "tool_call_completed": "tool_call_completed",
+    "subflow_event": "subflow_event",
+    "flow_transfer": "flow_transfer",
+    "guard_tripped": "guard_tripped",
     "flow_completed": "flow_completed",
     "run_failed": "run_failed",
     "run_cancelled": "run_cancelled",

@@ -215,6 +215,12 @@ class RunInfo(_Model):
     """The execution id of the run this one re-runs (`client.runs.rerun()`)."""
     rerun_from_step: str | None = None
     """The step the rerun started at (the earlier steps' outputs were reused)."""
+    parent_run_id: str | None = None
+    """For a child run (a `flow` step's, or an agent's `flow:` tool's): the run that started it."""
+    parent_step_id: str | None = None
+    """The parent's step that started this child run."""
+    depth: int = 0
+    """0 for a run a request started, 1 for its child, 2 for a grandchild."""
 
     @property
     def terminal(self) -> bool:

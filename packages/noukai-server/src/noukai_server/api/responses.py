@@ -93,6 +93,7 @@ JSON_BODY: Final = (
 RUN_FAILURES: Final = (
     ErrorCode.TEMPLATE_ERROR,
     ErrorCode.OUTPUT_NOT_SERIALIZABLE,
+    ErrorCode.GUARD_FAILED,
     ErrorCode.FUNCTION_ERROR,
     ErrorCode.MODEL_NOT_FOUND,
     ErrorCode.BYOK_KEY_REJECTED,

@@ -1,6 +1,7 @@
 """The flow engine: runs steps and reports them as events; it knows nothing of HTTP or SQL."""
 
 from noukai_server.engine.functions import FunctionRegistry, default_functions
+from noukai_server.engine.guards import GuardChecks, parse_verdict
 from noukai_server.engine.outcome import (
     Completed,
     Failed,
@@ -22,6 +23,7 @@ __all__ = [
     "Failed",
     "FlowEngine",
     "FunctionRegistry",
+    "GuardChecks",
     "Outcome",
     "PausedBetweenSteps",
     "PausedForTools",
@@ -33,4 +35,5 @@ __all__ = [
     "Yielded",
     "default_functions",
     "default_tools",
+    "parse_verdict",
 ]

@@ -32,6 +32,7 @@ from noukai.types.events import (
 from noukai_server.engine.outcome import StepFailure
 from noukai_server.engine.sink import EventSink
 from noukai_server.engine.state import AgentPause, ToolResult, cost_from_json, cost_to_json
+from noukai_server.engine.subflow import FlowTool, FlowToolCall, run_flow_tool
 from noukai_server.engine.tool_source import BoundTool, ToolSource, ToolUnavailable, UnknownTool, resolve_all
 from noukai_server.engine.tools import ToolError
 from noukai_server.providers import ChatMessage, ModelRequest, ModelResponse, ToolCall, ToolSpec
@@ -105,6 +106,11 @@ class AgentCall:
     temperature: float | None = None
     max_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    flow_tools: Mapping[str, FlowTool] = field(default_factory=dict)
+    """The step's `flow:` tools by the name the model calls: each call runs the flow as a child
+    run (`engine/subflow.py`)."""
+    attempt: int = 1
+    loop_index: int | None = None
 
 
 class AgentLoop:
@@ -129,7 +135,8 @@ class AgentLoop:
         else:
             state = resume
             await self._accept_results(call, state, results, sink)
-        specs = [tool.spec for tool in server_tools.values()] + list(call.client_tools)
+        flow_specs = [tool.spec for name, tool in call.flow_tools.items() if name not in server_tools]
+        specs = [tool.spec for tool in server_tools.values()] + flow_specs + list(call.client_tools)
         client_names = {tool.name for tool in call.client_tools}
         model_name = None
         while True:
@@ -218,7 +225,23 @@ class AgentLoop:
             "side": "server",
         }
         tool = server_tools.get(tool_call.name)
-        if tool is None:
+        flow = call.flow_tools.get(tool_call.name)
+        if tool is None and flow is not None:
+            ran = FlowToolCall(
+                step_id=call.step_id,
+                step_index=call.step_index,
+                attempt=call.attempt,
+                tool_call_id=tool_call.id,
+                arguments=tool_call.arguments,
+                loop_index=call.loop_index,
+            )
+            try:
+                content = await run_flow_tool(flow, ran, sink)
+                payload["result"] = content
+            except StepFailure as exc:  # the model reads why the flow failed, and may recover
+                payload["error"] = f"{exc.code}: {exc.message}"
+                content = f"error: {payload['error']}"
+        elif tool is None:
             content = f"error: there is no tool named {tool_call.name!r}"
             payload["error"] = content
         else:

@@ -30,6 +30,7 @@ from noukai.types.events import (
 )
 from noukai_server.engine.capture import redact
 from noukai_server.engine.functions import FunctionRegistry
+from noukai_server.engine.guards import GuardChecks
 from noukai_server.engine.outcome import (
     AwaitingTools,
     Completed,
@@ -70,6 +71,7 @@ class FlowEngine:
         self.templates = templates
         self.tools: ToolSource = tools or ToolRegistry()
         self._executors = StepExecutors(models, functions, templates, self.tools)
+        self._guards = GuardChecks(models, functions, templates)
         self._sleep = sleep
         self._jitter = jitter
         self.step_timeouts = step_timeouts or StepTimeouts()
@@ -97,6 +99,11 @@ class FlowEngine:
         with `Yielded` (a draining worker hands the run on at a clean point).
         """
         steps = flow.steps
+        if flow.input_guards:  # guards hook (engine/guards.py): the first segment checks, later ones re-apply
+            fresh = start_index == 0 and state.agent is None  # not resuming step 0's pause for tools
+            refused = await self._guards.check_inputs(flow, inputs, state, sink, run, fresh=fresh)
+            if refused is not None:
+                return refused
         for index in range(start_index, len(steps)):
             step = steps[index]
             first = _Attempt(attempt, interrupted) if index == start_index else _Attempt(1, False)
@@ -320,7 +327,10 @@ class FlowEngine:
         deadline = asyncio.timeout(timeout.seconds)
         try:
             async with deadline:
-                return await self._execute(flow, step, index, context, sink, attempt, tool_call)
+                result = await self._execute(flow, step, index, context, sink, attempt, tool_call)
+                if step.guards:  # guards hook (engine/guards.py): within the attempt's timeout
+                    await self._guards.check_output(step, index, attempt, result, context, sink)
+                return result
         except TimeoutError:
             if not deadline.expired():  # a TimeoutError of the step's own making is its own error
                 raise

@@ -13,6 +13,8 @@ from typing import Any, Final, Literal, Protocol, overload
 import orjson
 
 from noukai.types.events import (
+    FlowTransferFields,
+    GuardTrippedFields,
     StepCompletedFields,
     StepErrorFields,
     StepInputFields,
@@ -21,6 +23,7 @@ from noukai.types.events import (
     StepReasoningFields,
     StepRetryingFields,
     StepStartedFields,
+    SubflowEventFields,
     ToolCallCompletedFields,
     ToolCallStartedFields,
 )
@@ -130,6 +133,12 @@ class EventSink(Protocol):
     async def emit(
         self, event_type: Literal["tool_call_completed"], payload: ToolCallCompletedFields
     ) -> None: ...
+    @overload
+    async def emit(self, event_type: Literal["subflow_event"], payload: SubflowEventFields) -> None: ...
+    @overload
+    async def emit(self, event_type: Literal["flow_transfer"], payload: FlowTransferFields) -> None: ...
+    @overload
+    async def emit(self, event_type: Literal["guard_tripped"], payload: GuardTrippedFields) -> None: ...
 
     async def checkpoint(self, next_step_index: int, state: RunState) -> None:
         """A step finished: make the cursor and outputs durable together with its events (and the

@@ -148,13 +148,16 @@ class RunState:
     (`format_cost`) rounds, so a total is rounded once, by the same rule as each step's cost."""
     agent: AgentState | None = None
     """An agent step waiting for client tool results (see `AgentState`)."""
+    guarded_inputs: dict[str, Any] = field(default_factory=dict)
+    """Inputs an input guard replaced (`message` or `parameters.<name>` -> the value used), kept
+    so that a run resumed later (a pause, another worker) reads them too; stored only when set."""
 
     @property
     def result(self) -> Any:
         return None if self.result_step is None else self.outputs.get(self.result_step)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "outputs": self.outputs,
             "skipped": self.skipped,
             "resultStep": self.result_step,
@@ -163,6 +166,9 @@ class RunState:
             "costUsd": cost_to_json(self.cost_usd),
             "agent": self.agent,
         }
+        if self.guarded_inputs:
+            data["guardedInputs"] = self.guarded_inputs
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "RunState":
@@ -175,4 +181,5 @@ class RunState:
             completion_tokens=int(data.get("completionTokens", 0)),
             cost_usd=cost_from_json(data),
             agent=agent_state(data),
+            guarded_inputs=dict(data.get("guardedInputs") or {}),
         )

@@ -20,10 +20,13 @@ from noukai_server.engine.functions import FunctionRegistry
 from noukai_server.engine.outcome import AwaitingTools, StepFailure
 from noukai_server.engine.sink import EventSink
 from noukai_server.engine.state import AgentPause, ToolResult
+from noukai_server.engine.subflow import ChildRequest, bind_flow_tools, current_host
 from noukai_server.engine.tool_source import ToolSource
 from noukai_server.engine.tools import ToolRegistry
 from noukai_server.flows import (
+    FLOW_TOOL_PREFIX,
     AgentStep,
+    FlowStep,
     LlmStep,
     PythonStep,
     StepSpec,
@@ -100,6 +103,8 @@ class StepExecutors:
             return await self._python(step, call, sink)
         if isinstance(step, AgentStep):
             return await self._agent(step, call, sink)
+        if isinstance(step, FlowStep):
+            return await self._flow(step, call, sink)
         raise StepFailure(
             ErrorCode.INVALID_TREE, f"step type {step.type!r} is not supported by this server yet"
         )
@@ -181,7 +186,9 @@ class StepExecutors:
         )
 
     async def _agent(self, step: AgentStep, call: StepCall, sink: EventSink) -> StepOutput:
-        unknown = [name for name in step.tools if name not in self._tools]
+        flow_refs = [name for name in step.tools if name.startswith(FLOW_TOOL_PREFIX)]
+        plain_refs = [name for name in step.tools if not name.startswith(FLOW_TOOL_PREFIX)]
+        unknown = [name for name in plain_refs if name not in self._tools]
         if unknown:
             raise StepFailure(ErrorCode.INVALID_TREE, f"step '{step.id}': no server-side tool {unknown[0]!r}")
         render_text = self._templates.render_text_async
@@ -215,13 +222,16 @@ class StepExecutors:
             model=resolved.model,
             system=system,
             prompt=prompt,
-            server_tools=list(step.tools),
+            server_tools=plain_refs,
             client_tools=list(call.client_tools),
             tool_choice=call.tool_choice,
             max_iterations=step.max_iterations,
             temperature=step.temperature,
             max_tokens=step.max_tokens,
             extra=dict(step.params),
+            flow_tools=await bind_flow_tools(step.id, flow_refs),
+            attempt=call.attempt,
+            loop_index=call.loop_index,
         )
         resume = AgentLoopState.from_json(call.resume) if call.resume is not None else None
         result = await self._agents.run(
@@ -241,6 +251,31 @@ class StepExecutors:
             cost=result.cost,
             model=f"{resolved.provider}:{result.model or resolved.model}",
         )
+
+    async def _flow(self, step: FlowStep, call: StepCall, sink: EventSink) -> StepOutput:
+        """Run another flow as a child run; its result is the step's output. Its usage stays on
+        the child run (charged there), so the step reports none of it."""
+        host = current_host(step.id)
+        render = self._templates.render_structure_async
+        parameters = await self._render(call, "inputs", render, step.inputs)
+        message = None
+        if step.message is not None:
+            message = await self._render(call, "message", self._templates.render_text_async, step.message)
+        content: dict[str, Any] = {"inputs": parameters}
+        if message is not None:
+            content["message"] = message
+        await _emit_input(sink, call, {"flow": step.flow, "version": step.version}, content)
+        request = ChildRequest(
+            step_id=step.id,
+            step_index=call.index,
+            attempt=call.attempt,
+            key="0" if call.loop_index is None else str(call.loop_index),
+            flow=step.flow,
+            version=step.version,
+            parameters=parameters,
+            message=message,
+        )
+        return StepOutput((await host.run_child(request, sink)).output)
 
     async def _stream(self, stream: Any, call: StepCall, sink: EventSink) -> ModelResponse:
         final: ModelResponse | None = None

@@ -14,6 +14,7 @@ from noukai_server.flows._analysis import inspect_template
 from noukai_server.flows._issues import Problem
 from noukai_server.flows._paths import Path, step_reference
 from noukai_server.flows._spec import AgentStep, LlmStep, PythonStep, StepSpec
+from noukai_server.flows._subflow import FLOW_TOOL_PREFIX, flow_tool_problem
 
 CONTEXT_NAMES: tuple[str, ...] = ("message", "messages", "parameters", "attachments", "steps", "run")
 LOOP_NAMES: tuple[str, ...] = ("item", "loop")
@@ -133,6 +134,10 @@ def registry_problems(
             where = ("steps", index, "tools", position)
             if tool.startswith(_MCP):
                 problem = _mcp_problem(tool, mcp_servers)
+                if problem is not None:
+                    yield Problem(where, problem)
+            elif tool.startswith(FLOW_TOOL_PREFIX):  # another flow: resolved when the agent runs
+                problem = flow_tool_problem(tool)
                 if problem is not None:
                     yield Problem(where, problem)
             elif tool not in known_tools:

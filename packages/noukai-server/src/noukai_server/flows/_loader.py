@@ -12,6 +12,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from noukai_server.flows._checks import duplicate_ids, registry_problems, template_problems
 from noukai_server.flows._errors import FlowIssue, FlowValidationError
+from noukai_server.flows._guards import (
+    GuardRegistries,
+    guard_problems,
+    input_guard_problems,
+    valid_input_guards,
+)
 from noukai_server.flows._issues import IssueBuilder, Problem
 from noukai_server.flows._paths import Path
 from noukai_server.flows._source import parse_source
@@ -105,6 +111,11 @@ def validate_document(
     for index, step_id in ids.items():
         order.setdefault(step_id, index)
     inputs = _declared_inputs(spec, data)
+    registries = GuardRegistries(
+        known_functions=known_functions,
+        known_providers=known_providers,
+        function_signatures=function_signatures,
+    )
     # Steps whose shape is wrong were reported above; the others are still checked, so one run shows all.
     for index, step in _valid_steps(spec, raw_steps):
         problems.extend(template_problems(index, step, order, inputs))
@@ -118,6 +129,11 @@ def validate_document(
                 function_signatures=function_signatures,
             )
         )
+        if step.guards:  # guards: flows/_guards.py
+            problems.extend(guard_problems(index, step.guards, order, inputs, **registries))
+    input_guards = spec.input_guards if spec is not None else valid_input_guards(data.get("input_guards"))
+    if input_guards:
+        problems.extend(input_guard_problems(input_guards, inputs, **registries))
 
     if problems or spec is None:
         raise builder.error(problems, filename=filename)

@@ -10,16 +10,20 @@ from jinja2 import TemplateSyntaxError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from noukai_server.flows._analysis import inspect_template
+from noukai_server.flows._guards import GuardSpec, InputGuardSpec
 from noukai_server.flows._paths import Path, format_path
 
 TraceCaptureMode = Literal["off", "metadata_only", "redacted", "full"]
-STEP_TYPES: tuple[str, ...] = ("llm", "agent", "template", "python")
+STEP_TYPES: tuple[str, ...] = ("llm", "agent", "template", "python", "flow")
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 # `provider:model`; model names may hold '/', ':' or '.', never whitespace.
 MODEL_PATTERN = r"^[a-z][a-z0-9_-]*:\S+$"
 FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+# `org/project/slug`: the address of another flow (a `flow` step, or an agent's `flow:` tool).
+_ADDRESS_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+FLOW_ADDRESS_PATTERN = rf"^{_ADDRESS_PART}/{_ADDRESS_PART}/[a-z0-9][a-z0-9_-]{{0,63}}$"
 
 
 def _json_problem(value: Any) -> str | None:
@@ -181,6 +185,8 @@ class _StepBase(_Model):
     foreach: str | None = None
     timeout_seconds: float | None = Field(default=None, gt=0)
     retry: RetryPolicy | None = None
+    guards: list[GuardSpec] = []
+    """Checks on the step's output, in order, before it completes (flows/_guards.py)."""
 
     def templates(self) -> Iterator[tuple[Path, str]]:
         """Every template of the step with its field path, e.g. `(("template", "a"), "{{ x }}")`."""
@@ -255,12 +261,31 @@ class PythonStep(_StepBase):
         return _leaf_templates(self.args, ("args",))
 
 
-StepSpec = Annotated[LlmStep | AgentStep | TemplateStep | PythonStep, Field(discriminator="type")]
+class FlowStep(_StepBase):
+    """Runs another flow of the same org as a child run (`flow: org/project/slug`), with `inputs`
+    (string leaves are templates) as its parameters and `message` as its message; its output is
+    the child's result. `version`: unset, the latest published version (else the draft); 0, the
+    draft; N, version N."""
+
+    type: Literal["flow"] = "flow"
+    flow: str = Field(pattern=FLOW_ADDRESS_PATTERN)
+    version: int | None = Field(default=None, ge=0)
+    inputs: dict[str, JsonData] = {}
+    message: str | None = None
+
+    def _own_templates(self) -> Iterator[tuple[Path, str]]:
+        if self.message is not None:
+            yield ("message",), self.message
+        yield from _leaf_templates(self.inputs, ("inputs",))
+
+
+StepSpec = Annotated[LlmStep | AgentStep | TemplateStep | PythonStep | FlowStep, Field(discriminator="type")]
 STEP_MODELS: dict[str, type[_StepBase]] = {
     "llm": LlmStep,
     "agent": AgentStep,
     "template": TemplateStep,
     "python": PythonStep,
+    "flow": FlowStep,
 }
 
 
@@ -294,6 +319,8 @@ class FlowSpec(_Model):
     `[limits] max_run_seconds`, which also caps it (larger values are clamped)."""
     history: HistoryWindow | None = None
     """The thread history window of a run started on a thread (`threadId`); all of it without."""
+    input_guards: list[InputGuardSpec] = []
+    """Checks on the run's inputs, in order, before the first step (flows/_guards.py)."""
     steps: list[StepSpec] = Field(min_length=1)
 
     def to_document(self) -> dict[str, Any]:
@@ -337,7 +364,7 @@ def _without_defaults(model: BaseModel) -> dict[str, Any]:
         if name == "steps":
             continue
         value = getattr(model, name)
-        if name == "inputs":
+        if name == "inputs" and isinstance(model, FlowSpec):  # a `flow` step's inputs are plain data
             if value:
                 # As written: a `default: null` the author set is not the same as no default.
                 document[name] = {

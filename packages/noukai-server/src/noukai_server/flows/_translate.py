@@ -18,6 +18,7 @@ _PATTERN_HELP = {
     "model": "a model is 'provider:model', e.g. 'builtin:echo' or 'openai:gpt-4o-mini'",
     "function": "a function name is a dotted Python name, e.g. 'grading.score'",
     "redact_fields": "a field name is 1-128 letters, digits, '_', '.' or '-'",
+    "flow": "a flow address is 'org/project/slug', e.g. 'acme/main/summarise'",
 }
 _EXPECTED_TYPES = ", ".join(STEP_TYPES)
 _INPUT_NAME_HELP = (

@@ -21,6 +21,7 @@ from noukai_server.flows import (
 )
 from noukai_server.providers import ModelRegistry
 from noukai_server.runtime.errors import RequestRejected
+from noukai_server.runtime.flow_graph import refuse_cycles
 from noukai_server.store import FlowRecord, FlowVersionRecord, Store
 
 T = TypeVar("T")
@@ -190,6 +191,7 @@ class FlowAdmin:
             spec = await parse_off_loop(self._checks.parse, source, slug=slug, filename=filename)
         except FlowValidationError as exc:
             raise _invalid(exc) from exc
+        await refuse_cycles(self._store, org, project, spec)  # `flow` steps and `flow:` tools
         flow, _ = await save_flow(self._store, org, project, spec)
         return await self._flow_view(org, flow)
 

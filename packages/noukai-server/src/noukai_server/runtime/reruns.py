@@ -65,6 +65,8 @@ def rerun_start(original: RunRecord, from_step: str | int | None) -> RerunStart:
     reused = RunState(
         outputs={step_id: done.outputs[step_id] for step_id in earlier if step_id in done.outputs},
         skipped=[step_id for step_id in earlier if step_id in done.skipped],
+        # What input guards replaced: the rerun skips them (they ran before the first step).
+        guarded_inputs=done.guarded_inputs,
     )
     # The flow's result is the last executed step's output, even if every later step is skipped.
     executed = [step_id for step_id in earlier if step_id in done.outputs]

@@ -50,11 +50,13 @@ from noukai_server.engine import (
     Yielded,
 )
 from noukai_server.engine.state import awaits_tool_results
+from noukai_server.engine.subflow import use_host
 from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai_server.logs import run_id_var
 from noukai_server.providers.pricing import format_cost
 from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
+from noukai_server.runtime.child_runs import ChildRuns
 from noukai_server.runtime.flow_cache import FlowCache
 from noukai_server.store import LeaseLost, OrgCaps, RunRecord, RunUpdate, Store
 from noukai_server.telemetry import metrics, tracing
@@ -259,6 +261,21 @@ class Worker:
             entry[1].append("cancel")
             entry[0].cancel()
 
+    def hold(self, run_id: str, task: asyncio.Task[Any], reasons: list[str]) -> None:
+        """A child run executing inline in one of this worker's runs: cancels reach it too."""
+        self._bodies[run_id] = (task, reasons)
+
+    def let_go(self, run_id: str) -> None:
+        self._bodies.pop(run_id, None)
+
+    def stop_reason(self, run_id: str) -> str | None:
+        """Why the task of `run_id` (a run, or a child held here) is being stopped: "stopping"
+        (this worker is), "cancel", "lost" (its lease), or None."""
+        if self._stopping:
+            return "stopping"
+        entry = self._bodies.get(run_id)
+        return entry[1][0] if entry is not None and entry[1] else None
+
     def _forget(self, run: RunRecord) -> None:
         self._active.pop(run.id, None)
         self._count(run.org_id, run.api_key_id, -1)
@@ -266,6 +283,7 @@ class Worker:
     async def _process(self, run: RunRecord) -> None:
         run_id_var.set(run.id)  # this task's own context: every line of the run carries its id
         tracing.bind_run(run)  # and its trace id; its spans are children of its workflow span
+        use_host(ChildRuns(self._store, self._bus, self._engine, self._flows, self, run))  # `flow` steps
         logger.info(
             "run %s started (flow %s, attempt %s)",
             run.id,

@@ -205,7 +205,9 @@ async def release_leases(
     old attempt, and finds the run queued until then) is refused with `LeaseLost`. A run whose
     lease this worker no longer holds is left alone. Returns the ids released."""
     validate.token(worker_id, "worker id")
-    conditions = [literal_condition(RUNNING), runs.c.lease_owner == worker_id]
+    # Child runs stay leased: the next attempt of their parent takes them over (`child_runs_repo`);
+    # queued, they could be claimed and run on their own meanwhile.
+    conditions = [literal_condition(RUNNING), runs.c.lease_owner == worker_id, runs.c.parent_run_id.is_(None)]
     if run_ids is not None:
         if not run_ids:
             return []

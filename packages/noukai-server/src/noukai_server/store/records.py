@@ -166,6 +166,12 @@ class RunRecord:
     """The run this one reruns (None: not a rerun)."""
     rerun_from_step: str | None = None
     """The step id a rerun started from (None: from the first step, or not a rerun)."""
+    parent_run_id: str | None = None
+    """The run whose `flow` step (or `flow:` tool) started this one; None: a top-level run."""
+    parent_step_id: str | None = None
+    """The parent's step that started this run."""
+    depth: int = 0
+    """How deep this run is nested: 0 for a top-level run, 1 for its child, and so on."""
     created: bool = False
     """True only on the record returned by the `create_run` call that inserted the row."""
 
@@ -221,6 +227,9 @@ class NewRun:
     trace_parent_span_id: str | None = None
     rerun_of: str | None = None
     rerun_from_step: str | None = None
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    depth: int = 0
 
 
 @dataclass(frozen=True, slots=True)

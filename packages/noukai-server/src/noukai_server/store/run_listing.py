@@ -89,6 +89,9 @@ class ListedRun:
     traceparent: str | None
     rerun_of: str | None
     rerun_from_step: str | None
+    parent_run_id: str | None
+    parent_step_id: str | None
+    depth: int
     result: None = None
     """Never read by the list (it may be large): fetch the run for it."""
 
@@ -127,6 +130,9 @@ _LISTED_COLUMNS = (
     runs.c.traceparent,
     runs.c.rerun_of,
     runs.c.rerun_from_step,
+    runs.c.parent_run_id,
+    runs.c.parent_step_id,
+    runs.c.depth,
 )
 
 

@@ -109,6 +109,9 @@ def queued_run_values(new: NewRun, now: datetime, lease: Lease | None = None) ->
         "trace_parent_span_id": new.trace_parent_span_id,
         "rerun_of": new.rerun_of,
         "rerun_from_step": new.rerun_from_step,
+        "parent_run_id": new.parent_run_id,
+        "parent_step_id": new.parent_step_id,
+        "depth": new.depth,
     }
     if lease is not None:
         worker_id, lease_seconds = lease

@@ -190,6 +190,11 @@ runs = sa.Table(
     # A rerun's original run, and the step it started from (None: from the first step).
     sa.Column("rerun_of", sa.String(UUID_LENGTH), nullable=True),
     sa.Column("rerun_from_step", sa.String(SLUG_LENGTH), nullable=True),
+    # A child run (a `flow` step's, or an agent's `flow:` tool's): its parent run, the parent's
+    # step that started it, and its nesting depth (0: a run a request started).
+    sa.Column("parent_run_id", sa.String(UUID_LENGTH), nullable=True),
+    sa.Column("parent_step_id", sa.String(SLUG_LENGTH), nullable=True),
+    sa.Column("depth", sa.Integer(), nullable=False, server_default="0"),
     sa.UniqueConstraint("org_id", "idempotency_key"),
     sa.Index(None, "completed_at"),  # retention: the runs that ended before a time
     # The runs list (`run_listing`), newest first with keyset pagination on (created_at, id): one

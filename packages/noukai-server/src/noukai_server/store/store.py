@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import credits, flows_repo, keys, queue, run_counts, run_listing, runs_repo, tenancy, threads_repo
 from . import events as event_log
+from .child_runs_repo import take_over_child
 from .db import Database, Dialect, PoolSize
 from .head_reads import HeadReads
 from .migrate import check_schema, upgrade
@@ -422,6 +423,16 @@ class Store:
         worker to them is refused (`LeaseLost`). Returns the ids released."""
         return await self._db.write(
             lambda conn: queue.release_leases(conn, worker_id, run_ids, self._clock())
+        )
+
+    async def take_over_child(
+        self, run_id: str, parent_run_id: str, worker_id: str, lease_seconds: float
+    ) -> RunRecord | None:
+        """Lease the unfinished child run `run_id` of `parent_run_id` to `worker_id` as its next
+        attempt (the parent's new attempt continues it); None when it has ended or is no child of
+        that parent. See `child_runs_repo`."""
+        return await self._db.write(
+            lambda conn: take_over_child(conn, run_id, parent_run_id, worker_id, lease_seconds, self._clock())
         )
 
     async def extend_lease(

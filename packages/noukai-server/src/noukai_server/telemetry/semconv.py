@@ -88,5 +88,8 @@ STEP_OUTCOME: Final = "noukai.step.outcome"
 later span, `noukai.step.resumed` = true, once the caller sends tool results) or stopped (cancel,
 deadline, lost lease, drain)."""
 STEP_RESUMED: Final = "noukai.step.resumed"
+CHILD_RUN_IDS: Final = "noukai.step.child_run_ids"
+"""On a `flow` step's (or a `flow:` tool's agent step's) span: the child runs it started; each
+child's workflow span is a child of this span, in the same trace."""
 TOOL_SIDE: Final = "noukai.tool.side"
 """`server` (run here: the operator's tools and MCP tools) or `client` (run by the caller)."""

@@ -353,6 +353,27 @@ def _current_span_ids() -> tuple[str, str] | None:
     return format_trace_id(current.trace_id), format_span_id(current.span_id)
 
 
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the span current here (a step attempt's, or the run's own): a run
+    started from here (a child run of a `flow` step) takes it as its caller, so its workflow span
+    is that span's child. None outside of a traced run."""
+    current = _current.get()
+    if current is None:
+        return None
+    trace_id, span_id = format_trace_id(current.trace_id), format_span_id(current.span_id)
+    return f"00-{trace_id}-{span_id}-{int(current.trace_flags):02x}"
+
+
+def child_run(run_id: str) -> None:
+    """The step attempt running here started (or took over) the child run `run_id`: its span
+    lists it (`noukai.step.child_run_ids`), the link from parent to child; the child's workflow
+    span, a child of this span, is the link back."""
+    span = _attempt_var.get()
+    if span is not None:
+        known = span.attributes.get(sc.CHILD_RUN_IDS, ())
+        span.attributes[sc.CHILD_RUN_IDS] = (*known, run_id)
+
+
 def end_run(
     run: TracedRun, status: str, error_code: str | None = None, error_message: str | None = None
 ) -> None:
@@ -410,12 +431,14 @@ class _Capture:
 
 
 _capture_var: ContextVar[_Capture | None] = ContextVar("noukai_trace_capture", default=None)
+_attempt_var: ContextVar[_Span | None] = ContextVar("noukai_trace_attempt", default=None)
+"""The span of the step attempt running here (`child_run`)."""
 
 
 class AttemptSpan:
     """A step attempt's span while it runs (`step_attempt`)."""
 
-    __slots__ = ("_capture_token", "_current_token", "_outcome", "_span", "_state")
+    __slots__ = ("_attempt_token", "_capture_token", "_current_token", "_outcome", "_span", "_state")
 
     def __init__(self, state: _Tracing, span: _Span, capture: _Capture | None) -> None:
         self._state = state
@@ -423,6 +446,7 @@ class AttemptSpan:
         self._outcome: str | None = None
         self._current_token = _current.set(span.context)
         self._capture_token = _capture_var.set(capture)
+        self._attempt_token = _attempt_var.set(span)
 
     def paused(self) -> None:
         """The attempt waits for client tool results; it goes on, later, in another span."""
@@ -434,6 +458,7 @@ class AttemptSpan:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
+        _attempt_var.reset(self._attempt_token)
         _capture_var.reset(self._capture_token)
         _current.reset(self._current_token)
         span = self._span
@@ -751,7 +776,9 @@ __all__ = [
     "ChatSpan",
     "ToolSpan",
     "bind_run",
+    "child_run",
     "client_tool_result",
+    "current_traceparent",
     "enabled",
     "end_run",
     "force_flush",

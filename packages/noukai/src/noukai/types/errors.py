@@ -70,6 +70,21 @@ class ErrorCode(StrEnum):
     OUTPUT_NOT_SERIALIZABLE = "OUTPUT_NOT_SERIALIZABLE"
     """A step produced a value its run's log cannot store as JSON (an integer outside 64 bits, a
     non-JSON type such as a set or an object): the step fails at once, without retries."""
+    GUARD_FAILED = "GUARD_FAILED"
+    """A guard (a flow's `input_guards`, a step's `guards`) refused the run's input or a step's
+    output with `on_fail: fail` (or `retry`, once the step's attempts ran out); the message names
+    the guard and says why."""
+    # Flows that run flows (`flow` steps, agents' `flow:` tools)
+    FLOW_CYCLE = "FLOW_CYCLE"
+    """A pushed flow reaches itself through the flows its `flow` steps or `flow:` tools run."""
+    SUBFLOW_FAILED = "SUBFLOW_FAILED"
+    """The child run of a `flow` step (or `flow:` tool) failed; the message carries its error."""
+    SUBFLOW_CANCELLED = "SUBFLOW_CANCELLED"
+    """The child run of a `flow` step was cancelled on its own, so the step cannot complete."""
+    SUBFLOW_TOO_DEEP = "SUBFLOW_TOO_DEEP"
+    """Flows nested past the server's depth limit (a guard against cycles through draft changes)."""
+    SUBFLOW_INVALID = "SUBFLOW_INVALID"
+    """A `flow` step names a flow that does not exist, is in another org, or refuses its inputs."""
     # Threads (multi-turn conversations kept by the server)
     THREAD_NOT_FOUND = "THREAD_NOT_FOUND"
     """No such thread for this API key's org and project (another tenant's looks the same)."""
@@ -157,6 +172,12 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.RUN_CANCELLED: 409,
     ErrorCode.STEP_INTERRUPTED: 503,
     ErrorCode.OUTPUT_NOT_SERIALIZABLE: 422,
+    ErrorCode.GUARD_FAILED: 422,
+    ErrorCode.FLOW_CYCLE: 422,
+    ErrorCode.SUBFLOW_FAILED: 422,
+    ErrorCode.SUBFLOW_CANCELLED: 409,
+    ErrorCode.SUBFLOW_TOO_DEEP: 422,
+    ErrorCode.SUBFLOW_INVALID: 422,
     ErrorCode.THREAD_NOT_FOUND: 404,
     ErrorCode.THREAD_EXPIRED: 410,
     ErrorCode.THREAD_BUSY: 409,

@@ -42,6 +42,15 @@ TOOL_CALL_COMPLETED: Final = "tool_call_completed"
 """A tool call's `result` or `error`, with `durationMs` for server-side tools."""
 RUN_FAILED: Final = "run_failed"
 RUN_CANCELLED: Final = "run_cancelled"
+GUARD_TRIPPED: Final = "guard_tripped"
+"""A guard's check failed (`input_guards` on the run's input, a step's `guards` on its output):
+which guard, of which kind, on what, what happens next (`onFail`) and why."""
+SUBFLOW_EVENT: Final = "subflow_event"
+"""An event of a child run (a `flow` step's, or an agent's `flow:` tool's), copied into the parent's
+log: `event` is the entry as the child's own log holds it, with `childRunId` and `depth`."""
+FLOW_TRANSFER: Final = "flow_transfer"
+"""An agent step handed one of its tool calls to another flow (`flow:org/project/slug`), run as
+the child run `childRunId`."""
 
 TERMINAL_EVENTS: Final = frozenset({FLOW_COMPLETED, RUN_FAILED, RUN_CANCELLED})
 """The run's last event: nothing follows one of these."""
@@ -355,6 +364,63 @@ class ToolCallCompletedFields(ToolCallRef):
     caller took to answer (client side; absent when that time is unknown)."""
 
 
+class SubflowEventFields(TypedDict):
+    """`subflow_event`: one entry of a child run's log, as the parent's log carries it."""
+
+    parentStepId: str
+    """The step of the run whose log this is that started the child (for a grandchild's events:
+    the step of the child that started it)."""
+    childRunId: str
+    """The run whose event this is: its own log holds the same entry at `event.seq`."""
+    flow: str
+    """That run's flow, `org/project/slug`."""
+    depth: int
+    """That run's nesting depth, counted from the run started by a request: 1 for its child, 2 for
+    a grandchild (a grandchild's events reach the top run's log unchanged, depth 2)."""
+    event: dict[str, Any]
+    """The child's entry itself (`eventType`, its own `seq`, and its payload)."""
+
+
+class FlowTransferFields(TypedDict):
+    """`flow_transfer`: an agent step's tool call runs another flow."""
+
+    stepId: str
+    """The agent step."""
+    stepIndex: int
+    attempt: int
+    toolCallId: str
+    """The tool call the flow answers (its `tool_call_started` has the same id)."""
+    childRunId: str
+    """The child run that runs the flow; its events follow as `subflow_event`."""
+    flow: str
+    """The flow's address, `org/project/slug`."""
+
+
+class GuardTrippedFields(TypedDict):
+    """`guard_tripped`: a guard's check failed; `onFail` says what follows (`fail`: `step_error`
+    or `run_failed` with `GUARD_FAILED`; `retry`: `step_retrying`; `replace`: the run goes on with
+    the guard's `replacement`)."""
+
+    guard: str
+    """The guard's `name`."""
+    kind: Literal["condition", "schema", "regex", "function", "judge"]
+    """Its kind of check."""
+    target: Literal["input", "step"]
+    """`input`: one of the run's inputs (an `input_guards` entry); `step`: a step's output."""
+    onFail: Literal["fail", "retry", "replace"]
+    """The guard's `on_fail`."""
+    reason: str
+    """Why the check failed, for people (a judge's reason when it gave one)."""
+    input: NotRequired[str]
+    """The input checked, `message` or `parameters.<name>`; only when `target` is `input`."""
+    stepId: NotRequired[str]
+    """The step whose output was checked; only when `target` is `step`."""
+    stepIndex: NotRequired[int]
+    """That step's position in the flow, from 0; only when `target` is `step`."""
+    attempt: NotRequired[int]
+    """That step's attempt, from 1; only when `target` is `step`."""
+
+
 class FlowCompletedFields(RunRef):
     """`flow_completed`: the run finished; nothing follows."""
 
@@ -453,6 +519,24 @@ class ToolCallCompletedPayload(_Seq, ToolCallCompletedFields):
     eventType: Literal["tool_call_completed"]
 
 
+class SubflowEventPayload(_Seq, SubflowEventFields):
+    """A `subflow_event` entry of the log, as on the wire."""
+
+    eventType: Literal["subflow_event"]
+
+
+class FlowTransferPayload(_Seq, FlowTransferFields):
+    """A `flow_transfer` entry of the log, as on the wire."""
+
+    eventType: Literal["flow_transfer"]
+
+
+class GuardTrippedPayload(_Seq, GuardTrippedFields):
+    """A `guard_tripped` entry of the log, as on the wire."""
+
+    eventType: Literal["guard_tripped"]
+
+
 class FlowCompletedPayload(_Seq, FlowCompletedFields):
     """A `flow_completed` entry of the log, as on the wire."""
 
@@ -485,6 +569,9 @@ EventFields: TypeAlias = (
     | StepPausedForToolCallsFields
     | ToolCallStartedFields
     | ToolCallCompletedFields
+    | SubflowEventFields
+    | FlowTransferFields
+    | GuardTrippedFields
     | FlowCompletedFields
     | RunFailedFields
     | RunCancelledFields
@@ -505,6 +592,9 @@ EventPayload: TypeAlias = (
     | StepPausedForToolCallsPayload
     | ToolCallStartedPayload
     | ToolCallCompletedPayload
+    | SubflowEventPayload
+    | FlowTransferPayload
+    | GuardTrippedPayload
     | FlowCompletedPayload
     | RunFailedPayload
     | RunCancelledPayload
@@ -526,6 +616,9 @@ EVENT_PAYLOADS: Final[Mapping[str, type]] = MappingProxyType(
         STEP_PAUSED_FOR_TOOL_CALLS: StepPausedForToolCallsPayload,
         TOOL_CALL_STARTED: ToolCallStartedPayload,
         TOOL_CALL_COMPLETED: ToolCallCompletedPayload,
+        SUBFLOW_EVENT: SubflowEventPayload,
+        FLOW_TRANSFER: FlowTransferPayload,
+        GUARD_TRIPPED: GuardTrippedPayload,
         FLOW_COMPLETED: FlowCompletedPayload,
         RUN_FAILED: RunFailedPayload,
         RUN_CANCELLED: RunCancelledPayload,

@@ -242,6 +242,12 @@ class RunInfo(WireModel):
     """The execution id of the run this one reruns."""
     rerun_from_step: str | None = None
     """The step id the rerun started from (the earlier steps' outputs were reused)."""
+    parent_run_id: str | None = None
+    """For a child run (a `flow` step's, or an agent's `flow:` tool's): the run that started it."""
+    parent_step_id: str | None = None
+    """The parent's step that started this child run."""
+    depth: int = 0
+    """0 for a run a request started, 1 for its child, 2 for a grandchild."""
 
 
 class RunList(WireModel):

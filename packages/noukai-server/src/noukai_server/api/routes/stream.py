@@ -335,6 +335,12 @@ class RunInfoSource(Protocol):
     def rerun_of(self) -> str | None: ...
     @property
     def rerun_from_step(self) -> str | None: ...
+    @property
+    def parent_run_id(self) -> str | None: ...
+    @property
+    def parent_step_id(self) -> str | None: ...
+    @property
+    def depth(self) -> int: ...
 
 
 def run_info(run: RunInfoSource, names: RunNames) -> dict[str, Any]:
@@ -366,4 +372,7 @@ def run_info(run: RunInfoSource, names: RunNames) -> dict[str, Any]:
         "traceId": trace_id_of(run.traceparent),
         "rerunOf": run.rerun_of,
         "rerunFromStep": run.rerun_from_step,
+        "parentRunId": run.parent_run_id,
+        "parentStepId": run.parent_step_id,
+        "depth": run.depth,
     }

@@ -1,0 +1,465 @@
+"""Child runs: what a `flow` step (or an agent's `flow:` tool) runs, as a run of its own.
+
+A child is a real run: its own row (with `parent_run_id`, `parent_step_id` and `depth`), its own
+log, cursor and checkpoints. It is executed inline, by the worker task of its parent (no claim, no
+extra slot), and every event of its log is copied into the parent's log as a `subflow_event`.
+
+- **Identity.** A child's id is derived from its parent's id, the step and the step's key (its
+  `foreach` index, or the tool call id): a parent that runs the step again after its worker was
+  lost finds the child it started, and a completed child is never run twice.
+- **Lease.** The child is leased to the parent's worker until just after the parent's deadline
+  (`child_lease_seconds`), far longer than a run's lease, so the queue does not hand it to another
+  worker while the parent still lives. When the parent's worker is lost, the parent's next
+  attempt takes the child over (`Store.take_over_child`: a new attempt of the child, which fences
+  the old holder's writes) and the child resumes from its own checkpoint: its completed steps are
+  not run again. Workers handing their runs back keep their children (`release_leases`).
+- **Cancel and failure.** Cancelling the parent cancels the child (it runs inside the parent's
+  task). A child cancelled on its own, or failing, fails the parent's step (`SUBFLOW_CANCELLED`,
+  `SUBFLOW_FAILED`, not retried: running it again would meet the same end).
+- **Depth.** At most `MAX_DEPTH` levels (`SUBFLOW_TOO_DEEP`): pushes refuse cycles through the
+  stored flows (`flow_graph.py`), and the depth bounds anything that slipped past (a draft
+  changed after its parent was pushed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from noukai.types import events as ev
+from noukai.types.errors import ErrorCode
+from noukai.types.events import (
+    EventFields,
+    FlowCompletedFields,
+    RunCancelledFields,
+    RunErrorDetail,
+    RunFailedFields,
+    RunStartedFields,
+    SubflowEventFields,
+)
+from noukai_server.bus import Bus
+from noukai_server.engine import Completed, Failed, FlowEngine, RunInputs, RunState, StepFailure
+from noukai_server.engine.sink import EventSink
+from noukai_server.engine.subflow import ChildRequest, ChildResult, FlowTool, use_host
+from noukai_server.eventlog.writer import RunLogWriter
+from noukai_server.flows import FlowAddress, FlowSpec, FlowValidationError, InputError, bind_parameters
+from noukai_server.logs import run_id_var
+from noukai_server.providers import ToolSpec
+from noukai_server.providers.pricing import format_cost
+from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
+from noukai_server.runtime.flow_cache import FlowCache
+from noukai_server.store import FlowHead, LeaseLost, NewRun, RunRecord, RunUpdate, Store
+from noukai_server.telemetry import tracing
+from noukai_server.telemetry.trace_context import new_run_trace
+
+logger = logging.getLogger("noukai.child_runs")
+
+MAX_DEPTH: Final = 5
+"""The deepest a child may be nested (a run a request started is at depth 0)."""
+CHILD_LEASE_SECONDS: Final = 7 * 24 * 3600.0
+"""A child's lease when its parent has no deadline. Held by the parent's worker, not renewed, so
+only the parent's next attempt (`take_over_child`) moves a child whose worker was lost."""
+LEASE_MARGIN_SECONDS: Final = 60.0
+_IDS: Final = uuid.UUID("6f1d1c5e-52a4-4c55-9d0e-0c8e3b7a9f21")
+"""The namespace of child run ids (uuid5 of `parent/step/key`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    head: FlowHead
+    version: int
+    revision: int
+    document: dict[str, Any]
+    spec: FlowSpec
+
+
+def child_lease_seconds(parent: RunRecord) -> float:
+    """Until a little after the parent's deadline: the parent cannot need its child longer, and a
+    child its parent left behind (cancelled while its worker was lost) is then claimable, and
+    failed at once for its deadline (which is its parent's)."""
+    if parent.deadline_at is None:
+        return CHILD_LEASE_SECONDS
+    deadline = parent.deadline_at if parent.deadline_at.tzinfo else parent.deadline_at.replace(tzinfo=UTC)
+    return max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + LEASE_MARGIN_SECONDS
+
+
+def child_run_id(parent_id: str, step_id: str, key: str) -> str:
+    return str(uuid.uuid5(_IDS, f"{parent_id}/{step_id}/{key}"))
+
+
+class ChildWorker(Protocol):
+    """The worker whose task runs the parent (`runtime.Worker`)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    def hold(self, run_id: str, task: asyncio.Task[Any], reasons: list[str]) -> None:
+        """Count the child's task as one of the worker's runs while it runs: a cancel of the child
+        reaches it (`reasons` then gets "cancel")."""
+        ...
+
+    def let_go(self, run_id: str) -> None: ...
+
+    def stop_reason(self, run_id: str) -> str | None:
+        """Why the task running `run_id` is being stopped: "cancel", "lost" (its lease), "stopping"
+        (the worker is), or None (a deadline or a timeout, or not stopped)."""
+        ...
+
+
+class ChildRuns:
+    """The `SubflowHost` of one run (the parent): runs its children inline."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        engine: FlowEngine,
+        flows: FlowCache,
+        worker: ChildWorker,
+        parent: RunRecord,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._engine = engine
+        self._flows = flows
+        self._worker = worker
+        self._parent = parent
+
+    async def flow_tool(self, flow: str) -> FlowTool:
+        spec = (await self._resolve(flow, None)).spec
+        description = spec.description or spec.name or f"Runs the flow {flow} and answers with its result."
+        return FlowTool(flow, ToolSpec(spec.slug, description, inputs_schema(spec)), not spec.inputs)
+
+    async def run_child(
+        self,
+        request: ChildRequest,
+        sink: EventSink,
+        on_start: Callable[[str], Awaitable[None]] | None = None,
+    ) -> ChildResult:
+        parent = self._parent
+        depth = parent.depth + 1
+        if depth > MAX_DEPTH:
+            raise StepFailure(
+                ErrorCode.SUBFLOW_TOO_DEEP,
+                f"step '{request.step_id}' would run {request.flow} at depth {depth}; "
+                f"flows nest at most {MAX_DEPTH} deep",
+            )
+        child_id = child_run_id(parent.id, request.step_id, request.key)
+        child = await self._store.get_run(child_id)
+        if child is None:
+            child = await self._create(child_id, request, depth)
+        elif not child.terminal:
+            taken = await self._store.take_over_child(
+                child_id, parent.id, self._worker.worker_id, child_lease_seconds(parent)
+            )
+            child = taken or await self._store.get_run(child_id) or child
+        tracing.child_run(child.id)
+        if on_start is not None:
+            await on_start(child.id)
+        if child.terminal:  # it ended before the parent's last worker could record its step
+            return _ended(child)
+        if child.cancel_requested:  # asked while no worker held it (its parent's was lost)
+            writer = _ForwardingWriter(self._store, self._bus, child, sink, request.flow)
+            await _finish_cancelled(child, writer)
+            raise StepFailure(ErrorCode.SUBFLOW_CANCELLED, f"the child run {child.id} was cancelled")
+        try:
+            spec = self._flows.get((child.flow_id, child.flow_version, child.flow_revision), child.document)
+        except FlowValidationError as exc:  # the server no longer has a function or tool it names
+            raise StepFailure(ErrorCode.SUBFLOW_INVALID, f"flow {request.flow}: {exc.message}") from exc
+        return await self._run(child, spec, request.flow, sink)
+
+    async def _resolve(self, flow: str, version: int | None) -> _Target:
+        """The flow a step names, as `RunService.resolve` finds it for a request; refused (a
+        `StepFailure`) when it is missing, in another org, or invalid."""
+        try:
+            address = FlowAddress.parse(flow)
+        except ValueError as exc:
+            raise StepFailure(ErrorCode.SUBFLOW_INVALID, str(exc)) from exc
+        if address.org != self._parent.org_id:
+            raise StepFailure(
+                ErrorCode.SUBFLOW_INVALID,
+                f"flow {flow} is in another org; a flow runs only flows of its own org",
+            )
+        head = await self._store.get_flow_head(address.org, address.project, address.slug)
+        if head is None:
+            raise StepFailure(ErrorCode.SUBFLOW_INVALID, f"no flow {flow}")
+        if version is None:
+            version = head.latest_version or 0
+        elif version > 0 and (head.latest_version is None or version > head.latest_version):
+            raise StepFailure(ErrorCode.SUBFLOW_INVALID, f"flow {flow} has no version {version}")
+        found = await self._store.get_flow_document(head.id, version)
+        if found is None:
+            raise StepFailure(ErrorCode.SUBFLOW_INVALID, f"no flow {flow} version {version}")
+        document, revision = found
+        try:
+            spec = self._flows.get((head.id, version, revision), document)
+        except FlowValidationError as exc:
+            raise StepFailure(ErrorCode.SUBFLOW_INVALID, f"flow {flow}: {exc.message}") from exc
+        return _Target(head, version, revision, document, spec)
+
+    async def _create(self, child_id: str, request: ChildRequest, depth: int) -> RunRecord:
+        target = await self._resolve(request.flow, request.version)
+        spec, head = target.spec, target.head
+        try:
+            parameters = bind_parameters(spec, request.parameters)
+        except InputError as exc:
+            raise StepFailure(ErrorCode.SUBFLOW_INVALID, f"flow {request.flow}: {exc.message}") from exc
+        if request.message is None and spec.uses_message():
+            raise StepFailure(
+                ErrorCode.SUBFLOW_INVALID,
+                f"flow {request.flow} uses `message` in its templates; give the step a `message`",
+            )
+        parent = self._parent
+        # The child's workflow span is a child of the parent's step span (current here).
+        # Without tracing here, it continues the parent's stored trace (logs name it).
+        trace = new_run_trace(tracing.current_traceparent() or parent.traceparent, tracing_on=False)
+        new = NewRun(
+            id=child_id,
+            org_id=head.org_id,
+            project_id=head.project_id,
+            flow_id=head.id,
+            flow_version=target.version,
+            flow_revision=target.revision,
+            document=target.document,
+            trigger_type=parent.trigger_type,
+            input=RunInputs(message=request.message, parameters=parameters).to_json(),
+            api_key_id=parent.api_key_id,
+            deadline_at=parent.deadline_at,
+            traceparent=None if trace is None else trace.span.traceparent(),
+            trace_parent_span_id=None if trace is None else trace.parent_span_id,
+            parent_run_id=parent.id,
+            parent_step_id=request.step_id,
+            depth=depth,
+        )
+        return await self._store.create_run(
+            new, lease_to=self._worker.worker_id, lease_seconds=child_lease_seconds(parent)
+        )
+
+    async def _run(self, child: RunRecord, spec: FlowSpec, flow: str, sink: EventSink) -> ChildResult:
+        """Drive the child in a task of its own (so that a cancel of the child alone can stop it),
+        held by the worker while it runs."""
+        reasons: list[str] = []
+        writer = _ForwardingWriter(self._store, self._bus, child, sink, flow)
+        task = asyncio.create_task(self._drive(child, spec, writer), name=f"run-{child.id}")
+        self._worker.hold(child.id, task, reasons)
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # the parent is stopped: so is its child
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            why = self._worker.stop_reason(self._parent.id)
+            if why not in ("lost", "stopping"):  # else the parent's next attempt takes it over
+                await _finish_cancelled(child, writer)
+            raise
+        finally:
+            self._worker.let_go(child.id)
+        if task.cancelled():  # cancelled on its own (the parent was not)
+            await _finish_cancelled(child, writer)
+            raise StepFailure(
+                ErrorCode.SUBFLOW_CANCELLED, f"the child run {child.id} of flow {flow} was cancelled"
+            )
+        error = task.exception()
+        # A StepFailure is the child's end, already recorded; LeaseLost means another attempt of
+        # the parent holds the child now, and this one must stop (the parent's worker drops it).
+        if error is not None and not isinstance(error, StepFailure | LeaseLost):
+            logger.error("child run %s failed inside the worker", child.id, exc_info=error)
+            await self._record_internal_error(child, writer)
+            raise StepFailure(
+                ErrorCode.SUBFLOW_FAILED, f"the child run {child.id} of flow {flow} failed inside the server"
+            ) from error
+        return task.result()
+
+    async def _record_internal_error(self, child: RunRecord, writer: RunLogWriter) -> None:
+        """As the worker records a run's unexpected failure: from what the store holds, with a
+        fresh writer (the child's may be out of step: its last write may be what failed)."""
+        error: RunErrorDetail = {
+            "code": ErrorCode.INTERNAL_ERROR.value,
+            "message": "the run failed inside the server",
+        }
+        try:
+            await writer.settle()
+            current = await self._store.get_run(child.id)
+            if current is None or current.terminal or current.attempt != child.attempt:
+                return
+            fresh = RunLogWriter(self._store, self._bus, child.id, child.attempt, current.last_seq)
+            await _fail(child, fresh, error, RunState.from_json(current.state))
+        except Exception:
+            logger.exception("child run %s: could not record the internal error", child.id)
+
+    async def _drive(self, child: RunRecord, spec: FlowSpec, writer: _ForwardingWriter) -> ChildResult:
+        run_id_var.set(child.id)
+        tracing.bind_run(child)
+        use_host(ChildRuns(self._store, self._bus, self._engine, self._flows, self._worker, child))
+        if child.last_seq == 0:
+            started: RunStartedFields = {
+                "runId": child.id,
+                "executionId": child.id,
+                "flowId": child.flow_id,
+                "stepCount": len(spec.steps),
+                "flowVersion": child.flow_version,
+                "triggerType": child.trigger_type,
+            }
+            await writer.emit(ev.RUN_STARTED, started)
+        inputs = RunInputs.from_json(child.input)
+        state = RunState.from_json(child.state)
+        resume = await self._resume_point(child, spec)
+        outcome = await self._engine.run(
+            spec,
+            inputs,
+            state,
+            writer,
+            run={"id": child.id, "flow": spec.slug, "version": child.flow_version},
+            start_index=child.cursor,
+            attempt=resume.attempt,
+            interrupted=resume.interrupted,
+        )
+        if isinstance(outcome, Completed):
+            completed: FlowCompletedFields = {
+                "runId": child.id,
+                "executionId": child.id,
+                "result": outcome.result,
+                "summary": {
+                    "stepCount": len(spec.steps),
+                    "skipped": list(state.skipped),
+                    "tokens": {
+                        "prompt": state.prompt_tokens,
+                        "completion": state.completion_tokens,
+                        "total": state.prompt_tokens + state.completion_tokens,
+                    },
+                    "costUsd": format_cost(state.cost_usd),
+                },
+            }
+            await writer.emit_with_update(
+                ev.FLOW_COMPLETED,
+                completed,
+                RunUpdate(status="completed", result=outcome.result, state=state.to_json()),
+            )
+            tracing.end_run(child, "completed")
+            return ChildResult(child.id, outcome.result)
+        if isinstance(outcome, Failed):
+            error: RunErrorDetail = {
+                "code": outcome.code,
+                "message": outcome.message,
+                "stepId": outcome.step_id,
+            }
+        else:  # a pause: a child has no caller to answer client tools or a `/step` call
+            error = {
+                "code": ErrorCode.SUBFLOW_INVALID.value,
+                "message": f"flow {spec.slug} paused, which a child run cannot: nobody would resume it",
+            }
+        await _fail(child, writer, error, state)
+        raise StepFailure(ErrorCode.SUBFLOW_FAILED, _failure_message(child, error))
+
+    async def _resume_point(self, child: RunRecord, spec: FlowSpec) -> ResumePoint:
+        """As the worker's: a step of the child that already started runs again as its next attempt."""
+        if child.last_seq == 0 or child.cursor >= len(spec.steps):
+            return FIRST_ATTEMPT
+        rows = await self._store.read_events(
+            child.id, types=ev.STEP_BOUNDARY_EVENTS, newest_first=True, limit=1
+        )
+        return resume_point(rows[0] if rows else None, spec.steps[child.cursor].id)
+
+
+class _ForwardingWriter(RunLogWriter):
+    """The child's log writer, which also copies each event into the parent's log, wrapped as a
+    `subflow_event`. A grandchild's events arrive here already wrapped and go up unchanged, so
+    the top run's log holds every descendant's events, each with its own run id and depth."""
+
+    def __init__(self, store: Store, bus: Bus, child: RunRecord, parent: EventSink, flow: str) -> None:
+        super().__init__(store, bus, child.id, child.attempt, child.last_seq)
+        self._parent = parent
+        self._child = child
+        self._flow = flow
+
+    async def emit(self, event_type: str, payload: EventFields) -> None:
+        await super().emit(event_type, payload)
+        await self._forward(event_type, payload)
+
+    async def emit_with_update(self, event_type: str, payload: EventFields, update: RunUpdate) -> None:
+        await super().emit_with_update(event_type, payload, update)
+        await self._forward(event_type, payload)
+
+    async def _forward(self, event_type: str, payload: EventFields) -> None:
+        if event_type == ev.SUBFLOW_EVENT:
+            nested: Any = payload
+            await self._parent.emit(ev.SUBFLOW_EVENT, nested)
+            return
+        child = self._child
+        wrapped: SubflowEventFields = {
+            "parentStepId": child.parent_step_id or "",
+            "childRunId": child.id,
+            "flow": self._flow,
+            "depth": child.depth,
+            "event": {"eventType": event_type, "seq": self.last_seq, **payload},
+        }
+        await self._parent.emit(ev.SUBFLOW_EVENT, wrapped)
+
+
+async def _fail(child: RunRecord, writer: RunLogWriter, error: RunErrorDetail, state: RunState) -> None:
+    failed: RunFailedFields = {"runId": child.id, "executionId": child.id, "error": error}
+    update = RunUpdate(status="failed", error=error, state=state.to_json())
+    await writer.emit_with_update(ev.RUN_FAILED, failed, update)
+    tracing.end_run(child, "failed", error["code"], error["message"])
+
+
+async def _finish_cancelled(child: RunRecord, writer: RunLogWriter) -> None:
+    cancelled: RunCancelledFields = {"runId": child.id, "executionId": child.id}
+    # Shielded and quiet: this runs while the parent's task is being cancelled, and a child whose
+    # lease moved on (a new attempt of the parent took it over) is not this writer's to end.
+    with contextlib.suppress(LeaseLost):
+        await asyncio.shield(
+            writer.emit_with_update(ev.RUN_CANCELLED, cancelled, RunUpdate(status="cancelled"))
+        )
+        tracing.end_run(child, "cancelled", ErrorCode.RUN_CANCELLED.value, "the run was cancelled")
+
+
+def _ended(child: RunRecord) -> ChildResult:
+    """The result of a child that had already ended, or the step's failure."""
+    if child.status == "completed":
+        return ChildResult(child.id, child.result)
+    if child.status == "cancelled":
+        raise StepFailure(ErrorCode.SUBFLOW_CANCELLED, f"the child run {child.id} was cancelled")
+    error = child.error if isinstance(child.error, dict) else {}
+    raise StepFailure(ErrorCode.SUBFLOW_FAILED, _failure_message(child, error))
+
+
+def _failure_message(child: RunRecord, error: Mapping[str, Any]) -> str:
+    step = f" at step '{error['stepId']}'" if error.get("stepId") else ""
+    return (
+        f"the child run {child.id} of flow {child.document.get('slug', child.flow_id)} failed{step}: "
+        f"{error.get('code', ErrorCode.INTERNAL_ERROR.value)}: {error.get('message', '')}"
+    )
+
+
+_JSON_TYPES: Final = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
+
+
+def inputs_schema(spec: FlowSpec) -> dict[str, Any]:
+    """The JSON schema of a flow's parameters, from its declared `inputs` (an agent's `flow:`
+    tool offers it to the model). A flow that declares none takes a `message`."""
+    if not spec.inputs:
+        return {
+            "type": "object",
+            "properties": {"message": {"type": "string", "description": "what to ask the flow"}},
+        }
+    properties: dict[str, Any] = {}
+    for name, declared in spec.inputs.items():
+        schema: dict[str, Any] = {"type": _JSON_TYPES[declared.type]}
+        if declared.description:
+            schema["description"] = declared.description
+        properties[name] = schema
+    required = [name for name, declared in spec.inputs.items() if declared.is_required]
+    return {"type": "object", "properties": properties, "required": required}
