@@ -566,6 +566,8 @@ def flows_push(
 
     spec = _parse_flow_file(file, _config(data_dir, database_url, config_file))
 
+    from noukai_server.runtime.errors import RequestRejected
+
     async def run() -> str:
         store = await _open_existing_store(data_dir, database_url, _REMOTE_HINT, config_file)
         try:
@@ -575,7 +577,10 @@ def flows_push(
         text = f"{org}/{project}/{flow.slug}: draft revision {flow.draft_revision}"
         return text + (f", published as version {version.version}" if version else "")
 
-    typer.echo(asyncio.run(run()))
+    try:
+        typer.echo(asyncio.run(run()))
+    except RequestRejected as exc:  # FLOW_CYCLE, refused as the HTTP push refuses it
+        raise _fail(f"{file}: {exc.code.value}: {exc.message}") from exc
 
 
 def _push_remote(url: str, api_key: str | None, file: Path, org: str, project: str, publish: bool) -> None:

@@ -58,9 +58,10 @@ async def load_flow_files(
     store: Store, config: ServerConfig, paths: Iterable[Path], checks: FlowChecks
 ) -> list[str]:
     """Save each flow file as a draft of the dev project, unless its draft is already the same. A
-    file that is not a valid flow is skipped (a warning in the log); returns `name: reason` for
-    each skipped file."""
+    file that is not a valid flow, or would close a loop of flows running flows, is skipped (a
+    warning in the log); returns `name: reason` for each skipped file."""
     from noukai_server.flows import parse_off_loop
+    from noukai_server.runtime.errors import RequestRejected
     from noukai_server.runtime.flow_admin import save_flow
 
     skipped: list[str] = []
@@ -75,7 +76,12 @@ async def load_flow_files(
         current = await store.get_flow(config.dev_org, config.dev_project, spec.slug)
         if current is not None and current.draft == spec.to_document():
             continue  # unchanged: keep the draft revision, so running runs never look stale
-        await save_flow(store, config.dev_org, config.dev_project, spec)
+        try:
+            await save_flow(store, config.dev_org, config.dev_project, spec)
+        except RequestRejected as exc:  # FLOW_CYCLE: it runs itself through the flows it names
+            logger.warning("skipped flow file %s: %s", path, exc.message, extra={"file": str(path)})
+            skipped.append(f"{path.name}: {exc.message}")
+            continue
         logger.info("loaded %s as %s/%s/%s", path.name, config.dev_org, config.dev_project, spec.slug)
     return skipped
 

@@ -36,8 +36,8 @@ class ChildRequest:
     attempt: int
     key: str
     """What tells this child apart from the step's others: its `foreach` index, or the agent's tool
-    call id. With the parent's run id and step id it names the child for good, so a resumed
-    parent finds the child it started instead of starting another."""
+    call id. With the parent's run id, the step id and `attempt` it names the child for good, so
+    a parent resumed after a lost worker finds the child it started, and a retry starts another."""
     flow: str
     """`org/project/slug`."""
     version: int | None

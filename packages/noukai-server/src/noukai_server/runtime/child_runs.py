@@ -4,9 +4,12 @@ A child is a real run: its own row (with `parent_run_id`, `parent_step_id` and `
 log, cursor and checkpoints. It is executed inline, by the worker task of its parent (no claim, no
 extra slot), and every event of its log is copied into the parent's log as a `subflow_event`.
 
-- **Identity.** A child's id is derived from its parent's id, the step and the step's key (its
-  `foreach` index, or the tool call id): a parent that runs the step again after its worker was
-  lost finds the child it started, and a completed child is never run twice.
+- **Identity.** A child's id is derived from its parent's id, the step, the step's key (its
+  `foreach` index, or the tool call id) and the step's attempt: a retry of the step (after a
+  retryable failure or a `STEP_TIMEOUT`, which ended the child) starts a fresh child. An attempt
+  that continues one whose worker was lost (`ChildRuns.resumes`) runs under the next number, so
+  it looks back for the child the interrupted attempt started: an unfinished one is taken over,
+  one that ended is the step's end, and a completed child is never run twice.
 - **Lease.** The child is leased to the parent's worker until just after the parent's deadline
   (`child_lease_seconds`), far longer than a run's lease, so the queue does not hand it to another
   worker while the parent still lives. When the parent's worker is lost, the parent's next
@@ -15,7 +18,8 @@ extra slot), and every event of its log is copied into the parent's log as a `su
   not run again. Workers handing their runs back keep their children (`release_leases`).
 - **Cancel and failure.** Cancelling the parent cancels the child (it runs inside the parent's
   task). A child cancelled on its own, or failing, fails the parent's step (`SUBFLOW_CANCELLED`,
-  `SUBFLOW_FAILED`, not retried: running it again would meet the same end).
+  `SUBFLOW_FAILED`). Only a child's transient failure (`_TRANSIENT_CODES`) is retried, by the
+  step's retry policy, with a fresh child; any other end would only come again.
 - **Depth.** At most `MAX_DEPTH` levels (`SUBFLOW_TOO_DEEP`): pushes refuse cycles through the
   stored flows (`flow_graph.py`), and the depth bounds anything that slipped past (a draft
   changed after its parent was pushed).
@@ -36,11 +40,7 @@ from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
 from noukai.types.events import (
     EventFields,
-    FlowCompletedFields,
-    RunCancelledFields,
     RunErrorDetail,
-    RunFailedFields,
-    RunStartedFields,
     SubflowEventFields,
 )
 from noukai_server.bus import Bus
@@ -51,9 +51,15 @@ from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.flows import FlowAddress, FlowSpec, FlowValidationError, InputError, bind_parameters
 from noukai_server.logs import run_id_var
 from noukai_server.providers import ToolSpec
-from noukai_server.providers.pricing import format_cost
 from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
 from noukai_server.runtime.flow_cache import FlowCache
+from noukai_server.runtime.run_endings import (
+    record_internal_error,
+    run_started,
+    write_cancelled,
+    write_completed,
+    write_failed,
+)
 from noukai_server.store import FlowHead, LeaseLost, NewRun, RunRecord, RunUpdate, Store
 from noukai_server.telemetry import tracing
 from noukai_server.telemetry.trace_context import new_run_trace
@@ -66,8 +72,19 @@ CHILD_LEASE_SECONDS: Final = 7 * 24 * 3600.0
 """A child's lease when its parent has no deadline. Held by the parent's worker, not renewed, so
 only the parent's next attempt (`take_over_child`) moves a child whose worker was lost."""
 LEASE_MARGIN_SECONDS: Final = 60.0
+_TRANSIENT_CODES: Final = frozenset(
+    code.value
+    for code in (
+        ErrorCode.PROVIDER_ERROR,
+        ErrorCode.PROVIDER_RATE_LIMITED,
+        ErrorCode.PROVIDER_TIMEOUT,
+        ErrorCode.STEP_TIMEOUT,
+        ErrorCode.STEP_INTERRUPTED,
+    )
+)
+"""A child's errors that make the parent's step fail retryably (see `_child_failed`)."""
 _IDS: Final = uuid.UUID("6f1d1c5e-52a4-4c55-9d0e-0c8e3b7a9f21")
-"""The namespace of child run ids (uuid5 of `parent/step/key`)."""
+"""The namespace of child run ids (uuid5 of `parent/step/key`, `@attempt` added after the first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +106,11 @@ def child_lease_seconds(parent: RunRecord) -> float:
     return max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + LEASE_MARGIN_SECONDS
 
 
-def child_run_id(parent_id: str, step_id: str, key: str) -> str:
-    return str(uuid.uuid5(_IDS, f"{parent_id}/{step_id}/{key}"))
+def child_run_id(parent_id: str, step_id: str, key: str, attempt: int = 1) -> str:
+    """The id of the child that attempt `attempt` of the parent's step starts for `key`."""
+    # The first attempt's name has no suffix: the ids children got before attempts counted.
+    name = f"{parent_id}/{step_id}/{key}" if attempt == 1 else f"{parent_id}/{step_id}/{key}@{attempt}"
+    return str(uuid.uuid5(_IDS, name))
 
 
 class ChildWorker(Protocol):
@@ -130,6 +150,12 @@ class ChildRuns:
         self._flows = flows
         self._worker = worker
         self._parent = parent
+        self._resumed: tuple[int, int] | None = None
+
+    def resumes(self, step_index: int, attempt: int) -> None:
+        """The parent's step at `step_index` runs as `attempt` because the attempt before it was
+        interrupted (its worker was lost): that attempt's children are this one's."""
+        self._resumed = (step_index, attempt)
 
     async def flow_tool(self, flow: str) -> FlowTool:
         spec = (await self._resolve(flow, None)).spec
@@ -150,8 +176,7 @@ class ChildRuns:
                 f"step '{request.step_id}' would run {request.flow} at depth {depth}; "
                 f"flows nest at most {MAX_DEPTH} deep",
             )
-        child_id = child_run_id(parent.id, request.step_id, request.key)
-        child = await self._store.get_run(child_id)
+        child_id, child = await self._find(request)
         if child is None:
             child = await self._create(child_id, request, depth)
         elif not child.terminal:
@@ -173,6 +198,23 @@ class ChildRuns:
         except FlowValidationError as exc:  # the server no longer has a function or tool it names
             raise StepFailure(ErrorCode.SUBFLOW_INVALID, f"flow {request.flow}: {exc.message}") from exc
         return await self._run(child, spec, request.flow, sink)
+
+    async def _find(self, request: ChildRequest) -> tuple[str, RunRecord | None]:
+        """The id of the request's child and the child when it exists. An attempt that continues
+        an interrupted one looks back: the interrupted attempt's child (running, or ended before
+        the step could record it), or an unfinished child of an earlier attempt (one a chain of
+        interrupted attempts took over: a retry after a failure or a timeout always ends its
+        child, so an unfinished one was never given up)."""
+        parent = self._parent
+        own = child_run_id(parent.id, request.step_id, request.key, request.attempt)
+        child = await self._store.get_run(own)
+        if child is not None or self._resumed != (request.step_index, request.attempt):
+            return own, child
+        for earlier in range(request.attempt - 1, 0, -1):
+            found = await self._store.get_run(child_run_id(parent.id, request.step_id, request.key, earlier))
+            if found is not None and (earlier == request.attempt - 1 or not found.terminal):
+                return found.id, found
+        return own, None
 
     async def _resolve(self, flow: str, version: int | None) -> _Target:
         """The flow a step names, as `RunService.resolve` finds it for a request; refused (a
@@ -276,39 +318,26 @@ class ChildRuns:
         return task.result()
 
     async def _record_internal_error(self, child: RunRecord, writer: RunLogWriter) -> None:
-        """As the worker records a run's unexpected failure: from what the store holds, with a
-        fresh writer (the child's may be out of step: its last write may be what failed)."""
-        error: RunErrorDetail = {
-            "code": ErrorCode.INTERNAL_ERROR.value,
-            "message": "the run failed inside the server",
-        }
-        try:
-            await writer.settle()
-            current = await self._store.get_run(child.id)
-            if current is None or current.terminal or current.attempt != child.attempt:
-                return
-            fresh = RunLogWriter(self._store, self._bus, child.id, child.attempt, current.last_seq)
-            await _fail(child, fresh, error, RunState.from_json(current.state))
-        except Exception:
-            logger.exception("child run %s: could not record the internal error", child.id)
+        """As the worker records a run's unexpected failure (`run_endings.record_internal_error`),
+        keeping the state the store holds."""
+
+        async def fail(fresh: RunLogWriter, error: RunErrorDetail, stored: RunRecord) -> None:
+            await write_failed(child, fresh, error, RunState.from_json(stored.state))
+
+        await record_internal_error(self._store, self._bus, child, writer, fail)
 
     async def _drive(self, child: RunRecord, spec: FlowSpec, writer: _ForwardingWriter) -> ChildResult:
         run_id_var.set(child.id)
         tracing.bind_run(child)
-        use_host(ChildRuns(self._store, self._bus, self._engine, self._flows, self._worker, child))
+        host = ChildRuns(self._store, self._bus, self._engine, self._flows, self._worker, child)
+        use_host(host)
         if child.last_seq == 0:
-            started: RunStartedFields = {
-                "runId": child.id,
-                "executionId": child.id,
-                "flowId": child.flow_id,
-                "stepCount": len(spec.steps),
-                "flowVersion": child.flow_version,
-                "triggerType": child.trigger_type,
-            }
-            await writer.emit(ev.RUN_STARTED, started)
+            await writer.emit(ev.RUN_STARTED, run_started(child, len(spec.steps)))
         inputs = RunInputs.from_json(child.input)
         state = RunState.from_json(child.state)
         resume = await self._resume_point(child, spec)
+        if resume.interrupted:
+            host.resumes(child.cursor, resume.attempt)
         outcome = await self._engine.run(
             spec,
             inputs,
@@ -320,27 +349,7 @@ class ChildRuns:
             interrupted=resume.interrupted,
         )
         if isinstance(outcome, Completed):
-            completed: FlowCompletedFields = {
-                "runId": child.id,
-                "executionId": child.id,
-                "result": outcome.result,
-                "summary": {
-                    "stepCount": len(spec.steps),
-                    "skipped": list(state.skipped),
-                    "tokens": {
-                        "prompt": state.prompt_tokens,
-                        "completion": state.completion_tokens,
-                        "total": state.prompt_tokens + state.completion_tokens,
-                    },
-                    "costUsd": format_cost(state.cost_usd),
-                },
-            }
-            await writer.emit_with_update(
-                ev.FLOW_COMPLETED,
-                completed,
-                RunUpdate(status="completed", result=outcome.result, state=state.to_json()),
-            )
-            tracing.end_run(child, "completed")
+            await write_completed(child, writer, outcome.result, state, len(spec.steps))
             return ChildResult(child.id, outcome.result)
         if isinstance(outcome, Failed):
             error: RunErrorDetail = {
@@ -353,8 +362,8 @@ class ChildRuns:
                 "code": ErrorCode.SUBFLOW_INVALID.value,
                 "message": f"flow {spec.slug} paused, which a child run cannot: nobody would resume it",
             }
-        await _fail(child, writer, error, state)
-        raise StepFailure(ErrorCode.SUBFLOW_FAILED, _failure_message(child, error))
+        await write_failed(child, writer, error, state)
+        raise _child_failed(child, error)
 
     async def _resume_point(self, child: RunRecord, spec: FlowSpec) -> ResumePoint:
         """As the worker's: a step of the child that already started runs again as its next attempt."""
@@ -401,22 +410,11 @@ class _ForwardingWriter(RunLogWriter):
         await self._parent.emit(ev.SUBFLOW_EVENT, wrapped)
 
 
-async def _fail(child: RunRecord, writer: RunLogWriter, error: RunErrorDetail, state: RunState) -> None:
-    failed: RunFailedFields = {"runId": child.id, "executionId": child.id, "error": error}
-    update = RunUpdate(status="failed", error=error, state=state.to_json())
-    await writer.emit_with_update(ev.RUN_FAILED, failed, update)
-    tracing.end_run(child, "failed", error["code"], error["message"])
-
-
 async def _finish_cancelled(child: RunRecord, writer: RunLogWriter) -> None:
-    cancelled: RunCancelledFields = {"runId": child.id, "executionId": child.id}
     # Shielded and quiet: this runs while the parent's task is being cancelled, and a child whose
     # lease moved on (a new attempt of the parent took it over) is not this writer's to end.
     with contextlib.suppress(LeaseLost):
-        await asyncio.shield(
-            writer.emit_with_update(ev.RUN_CANCELLED, cancelled, RunUpdate(status="cancelled"))
-        )
-        tracing.end_run(child, "cancelled", ErrorCode.RUN_CANCELLED.value, "the run was cancelled")
+        await asyncio.shield(write_cancelled(child, writer))
 
 
 def _ended(child: RunRecord) -> ChildResult:
@@ -426,7 +424,15 @@ def _ended(child: RunRecord) -> ChildResult:
     if child.status == "cancelled":
         raise StepFailure(ErrorCode.SUBFLOW_CANCELLED, f"the child run {child.id} was cancelled")
     error = child.error if isinstance(child.error, dict) else {}
-    raise StepFailure(ErrorCode.SUBFLOW_FAILED, _failure_message(child, error))
+    raise _child_failed(child, error)
+
+
+def _child_failed(child: RunRecord, error: Mapping[str, Any]) -> StepFailure:
+    """The parent step's `SUBFLOW_FAILED`: retryable when the child's own error is one a step
+    retries (a provider's transient failure, a timeout, a lost worker), since a retry of the step
+    starts a fresh child that may not meet it; any other error would only come again."""
+    retryable = error.get("code") in _TRANSIENT_CODES
+    return StepFailure(ErrorCode.SUBFLOW_FAILED, _failure_message(child, error), retryable=retryable)
 
 
 def _failure_message(child: RunRecord, error: Mapping[str, Any]) -> str:

@@ -101,6 +101,10 @@ class FlowChecks:
 async def save_flow(
     store: Store, org: str, project: str, spec: FlowSpec, *, publish: bool = False
 ) -> tuple[FlowRecord, FlowVersionRecord | None]:
+    """Save `spec` as the flow's draft (and publish it when asked). Every path that stores a flow
+    document comes through here (HTTP, `flows push --local`, `--flows` folders), so each refuses
+    a flow that runs itself (`RequestRejected(FLOW_CYCLE)`) the same way."""
+    await refuse_cycles(store, org, project, spec)  # `flow` steps and `flow:` tools
     flow = await store.save_draft(org, project, spec.slug, spec.to_document(), spec.name)
     version = await store.publish(flow.id) if publish else None
     return flow, version
@@ -191,7 +195,6 @@ class FlowAdmin:
             spec = await parse_off_loop(self._checks.parse, source, slug=slug, filename=filename)
         except FlowValidationError as exc:
             raise _invalid(exc) from exc
-        await refuse_cycles(self._store, org, project, spec)  # `flow` steps and `flow:` tools
         flow, _ = await save_flow(self._store, org, project, spec)
         return await self._flow_view(org, flow)
 

@@ -29,12 +29,7 @@ from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
 from noukai.types.events import (
     EventFields,
-    FlowCompletedFields,
-    FlowCompletedSummary,
-    RunCancelledFields,
     RunErrorDetail,
-    RunFailedFields,
-    RunStartedFields,
     StepPausedFields,
     StepPausedForToolCallsFields,
 )
@@ -54,10 +49,16 @@ from noukai_server.engine.subflow import use_host
 from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai_server.logs import run_id_var
-from noukai_server.providers.pricing import format_cost
 from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
 from noukai_server.runtime.child_runs import ChildRuns
 from noukai_server.runtime.flow_cache import FlowCache
+from noukai_server.runtime.run_endings import (
+    record_internal_error,
+    run_started,
+    write_cancelled,
+    write_completed,
+    write_failed,
+)
 from noukai_server.store import LeaseLost, OrgCaps, RunRecord, RunUpdate, Store
 from noukai_server.telemetry import metrics, tracing
 
@@ -283,7 +284,8 @@ class Worker:
     async def _process(self, run: RunRecord) -> None:
         run_id_var.set(run.id)  # this task's own context: every line of the run carries its id
         tracing.bind_run(run)  # and its trace id; its spans are children of its workflow span
-        use_host(ChildRuns(self._store, self._bus, self._engine, self._flows, self, run))  # `flow` steps
+        children = ChildRuns(self._store, self._bus, self._engine, self._flows, self, run)
+        use_host(children)  # `flow` steps
         logger.info(
             "run %s started (flow %s, attempt %s)",
             run.id,
@@ -299,7 +301,7 @@ class Worker:
             with contextlib.suppress(LeaseLost):
                 await self._fail(run, writer, run_timeout_error(run))
             return
-        body = asyncio.create_task(self._drive(run, writer))
+        body = asyncio.create_task(self._drive(run, writer, children))
         stop_reason: list[str] = []
         self._bodies[run.id] = (body, stop_reason)
         keeper = asyncio.create_task(self._keep_lease(run, body, stop_reason))
@@ -336,19 +338,10 @@ class Worker:
                 body.cancel()
                 return
 
-    async def _drive(self, run: RunRecord, writer: RunLogWriter) -> None:
-        flow_id = run.flow_id
+    async def _drive(self, run: RunRecord, writer: RunLogWriter, children: ChildRuns) -> None:
         if run.last_seq == 0:
             await metrics.run_started(run.flow_id, run.created_at, self._store.get_flow_by_id)
-            started: RunStartedFields = {
-                "runId": run.id,
-                "executionId": run.id,
-                "flowId": flow_id,
-                "stepCount": len(run.document.get("steps") or []),
-                "flowVersion": run.flow_version,
-                "triggerType": run.trigger_type,
-            }
-            await writer.emit(ev.RUN_STARTED, started)
+            await writer.emit(ev.RUN_STARTED, run_started(run, len(run.document.get("steps") or [])))
         inputs = RunInputs.from_json(run.input)
         try:
             spec = self._flows.get((run.flow_id, run.flow_version, run.flow_revision), run.document)
@@ -362,6 +355,7 @@ class Worker:
         resume = await self._resume_point(run, spec, state)
         if resume.interrupted:  # its last worker was lost mid-step
             metrics.run_reclaimed()
+            children.resumes(run.cursor, resume.attempt)  # the lost attempt's children are its own
         # The run's deadline stops it wherever it is, mid-step included (the step's attempt is
         # cancelled like a cancel would; the writer's batches are shielded, so the log stays whole).
         left = seconds_left(run.deadline_at)
@@ -386,19 +380,8 @@ class Worker:
             await self._fail(run, writer, run_timeout_error(run), state)
             return
         if isinstance(outcome, Completed):
-            completed: FlowCompletedFields = {
-                "runId": run.id,
-                "executionId": run.id,
-                "result": outcome.result,
-                "summary": _summary(state, len(spec.steps)),
-            }
-            await writer.emit_with_update(
-                ev.FLOW_COMPLETED,
-                completed,
-                RunUpdate(status="completed", result=outcome.result, state=state.to_json()),
-            )
+            await write_completed(run, writer, outcome.result, state, len(spec.steps))
             await metrics.run_finished(run.flow_id, "completed", self._store.get_flow_by_id)
-            tracing.end_run(run, "completed")
             logger.info("run %s completed", run.id, extra={"status": "completed"})
         elif isinstance(outcome, PausedBetweenSteps):
             paused: StepPausedFields = {
@@ -481,42 +464,26 @@ class Worker:
         error: RunErrorDetail,
         state: RunState | None = None,
     ) -> None:
-        update = RunUpdate(status="failed", error=error)
-        if state is not None:
-            update = RunUpdate(status="failed", error=error, state=state.to_json())
-        failed: RunFailedFields = {"runId": run.id, "executionId": run.id, "error": error}
-        await writer.emit_with_update(ev.RUN_FAILED, failed, update)
+        await write_failed(run, writer, error, state)
         await metrics.run_finished(run.flow_id, "failed", self._store.get_flow_by_id)
-        tracing.end_run(run, "failed", error["code"], error["message"])
         logger.info(
             "run %s failed: %s: %s", run.id, error["code"], error["message"], extra={"status": "failed"}
         )
 
     async def _finish_cancelled(self, run: RunRecord, writer: RunLogWriter) -> None:
-        cancelled: RunCancelledFields = {"runId": run.id, "executionId": run.id}
         with contextlib.suppress(LeaseLost):
-            await writer.emit_with_update(ev.RUN_CANCELLED, cancelled, RunUpdate(status="cancelled"))
+            await write_cancelled(run, writer)
             await metrics.run_finished(run.flow_id, "cancelled", self._store.get_flow_by_id)
-            tracing.end_run(run, "cancelled", ErrorCode.RUN_CANCELLED.value, "the run was cancelled")
             logger.info("run %s cancelled", run.id, extra={"status": "cancelled"})
 
     async def _finish_internal_error(self, run: RunRecord, writer: RunLogWriter) -> None:
-        """Record an unexpected failure. The writer may be out of step with the store (its last
-        write is what failed), so a fresh one continues from what the store actually holds, once
-        the writer's background write (still in flight when the engine raised) has ended."""
-        error: RunErrorDetail = {
-            "code": ErrorCode.INTERNAL_ERROR.value,
-            "message": "the run failed inside the server",
-        }
-        try:
-            await writer.settle()
-            current = await self._store.get_run(run.id)
-            if current is None or current.terminal or current.attempt != run.attempt:
-                return
-            fresh = RunLogWriter(self._store, self._bus, run.id, run.attempt, current.last_seq)
+        """Record an unexpected failure (`run_endings.record_internal_error`); the run's state
+        row is left as it is."""
+
+        async def fail(fresh: RunLogWriter, error: RunErrorDetail, _stored: RunRecord) -> None:
             await self._fail(run, fresh, error)
-        except Exception:
-            logger.exception("run %s: could not record the internal error", run.id)
+
+        await record_internal_error(self._store, self._bus, run, writer, fail)
 
 
 class _LoggedWriter(RunLogWriter):
@@ -578,17 +545,4 @@ def run_timeout_error(run: RunRecord) -> RunErrorDetail:
     return {
         "code": ErrorCode.RUN_TIMEOUT.value,
         "message": f"run {run.id} passed its deadline{at} and was stopped",
-    }
-
-
-def _summary(state: RunState, step_count: int) -> FlowCompletedSummary:
-    return {
-        "stepCount": step_count,
-        "skipped": list(state.skipped),
-        "tokens": {
-            "prompt": state.prompt_tokens,
-            "completion": state.completion_tokens,
-            "total": state.prompt_tokens + state.completion_tokens,
-        },
-        "costUsd": format_cost(state.cost_usd),
     }
