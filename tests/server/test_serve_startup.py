@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FIXTURE_FLOWS, REPO_ROOT, _server_env, free_port
+from tests.conftest import FIXTURE_FLOWS, REPO_ROOT, ServerProcess, _server_env, free_port
 from tests.server.test_logging import Served, serve
 
 
@@ -123,3 +124,22 @@ def test_version_option_names_the_server_and_the_sdk() -> None:
         f"noukai-server {version('noukai-server')}",
         f"noukai (SDK) {version('noukai')}",
     ]
+
+
+def test_an_idle_connection_outlives_the_clients_keep_alive(server: ServerProcess) -> None:
+    """A connection left idle for longer than httpx keeps one (5 s) is still served, on the same
+    socket: the server keeps idle connections longer than its clients do, so it never closes one
+    under a request."""
+    url = httpx.URL(server.api_url)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        connection.request("GET", "/api/v1/health")
+        assert connection.getresponse().read() and connection.sock is not None
+        first = connection.sock
+        time.sleep(6)  # past httpx's keepalive_expiry and uvicorn's default timeout_keep_alive
+        connection.request("GET", "/api/v1/health")
+        answer = connection.getresponse()
+        assert answer.status == 200 and answer.read()
+        assert connection.sock is first  # not a new connection behind the test's back
+    finally:
+        connection.close()

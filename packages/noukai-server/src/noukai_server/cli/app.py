@@ -79,6 +79,11 @@ app.add_typer(runs_app, name="runs")
 app.command("init")(init_command)
 
 DEV_KEY_FILE = "dev-api-key"
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle keep-alive connection stays open. Longer than clients keep theirs (httpx and
+Node.js 5 s) and than the usual load balancer idle timeouts (60 s), so the client, never the
+server, closes an idle connection: uvicorn's default, 5 s, equals httpx's, and a request sent on a
+connection the server is closing that instant fails with a read error (seen in CI under load)."""
 
 logger = logging.getLogger("noukai_server.cli")
 
@@ -277,6 +282,7 @@ def serve(
             loop="uvloop",
             http="httptools",
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             access_log=False,  # the request-id middleware writes the access log
             log_config=None,  # keep the handlers `logs.configure` set up
         )
