@@ -1,5 +1,6 @@
-"""The run driver's last resort: a run that breaks inside the engine still ends with a terminal
-event (`run_failed`, INTERNAL_ERROR) and its inbox still hears the end."""
+"""The run driver's last resorts: a run that breaks inside the engine still ends with a terminal
+event (`run_failed`, INTERNAL_ERROR), a run stopped before its task began still has a whole log,
+and its inbox hears the end either way."""
 
 from __future__ import annotations
 
@@ -47,4 +48,21 @@ async def test_an_exception_inside_the_engine_fails_the_run_with_internal_error(
     assert last is not None and b'"code":"INTERNAL_ERROR"' in last.data
     assert b"RuntimeError: the listener broke" in last.data
     assert received[-1] is None and run.ended.is_set()
+    await parts.aclose()
+
+
+async def test_a_run_stopped_before_its_task_began_still_has_a_whole_log() -> None:
+    """Stopped on the engine's loop right after `start`, before the task's first step ran (in
+    the same loop turn, so this is certain): `run_started`, then `run_cancelled`."""
+    parts = build_parts(ServerConfig())
+    spec = read_flow(
+        {"slug": "t", "steps": [{"id": "a", "type": "template", "template": "x"}]}, parts.check_options()
+    )
+    received: list[LogEntry | None] = []
+    run = driver.LocalRun("early", spec, RunInputs(), "step", received.append)
+    driver.start(parts, run)
+    driver.stop(run)
+    await asyncio.wait_for(asyncio.to_thread(run.ended.wait, 5), 6)
+    assert [(e.seq, e.type) for e in received if e is not None] == [(1, "run_started"), (2, "run_cancelled")]
+    assert received[-1] is None
     await parts.aclose()

@@ -105,11 +105,16 @@ async def test_a_stopped_ainvoke_raises_and_leaves_nothing_running(slow: LocalFl
     assert slow.running == []
 
 
-def test_a_run_stopped_before_its_task_began_still_has_a_whole_log(slow: LocalFlow) -> None:
+def test_a_run_stopped_as_soon_as_it_was_started_still_has_a_whole_log(slow: LocalFlow) -> None:
+    """The stop is queued on the engine's loop right behind the start: whether the run's task has
+    taken its first step by then is up to the threads (the driver's test covers the stop that
+    lands first), but the log is whole either way and ends cancelled, mid-step at the latest."""
     stream = slow.stream(run_id="early")
-    slow.stop("early")  # queued right behind the start, on the engine's loop
+    slow.stop("early")
     events = list(stream)
-    assert [(e.seq, e.type) for e in events] == [(1, "run_started"), (2, "run_cancelled")]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "run_started" and events[-1].type == "run_cancelled"
+    assert "step_completed" not in [e.type for e in events]
 
 
 async def test_the_sync_api_works_inside_a_running_event_loop() -> None:
