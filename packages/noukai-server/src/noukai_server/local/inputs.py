@@ -4,23 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from noukai.types.errors import ErrorCode
 from noukai_server.engine import RunInputs
-from noukai_server.flows import (
-    FlowSpec,
-    InputError,
-    OverrideError,
-    apply_block_overrides,
-    bind_parameters,
-)
+from noukai_server.flows import FlowSpec, InputError, apply_block_overrides, bind_parameters
 from noukai_server.local.errors import sdk_error
 from noukai_server.runtime.errors import RequestRejected
-from noukai_server.runtime.runs import MAX_ATTACHMENTS, check_client_tools
-
-_ROLES = ("user", "assistant", "tool")
+from noukai_server.runtime.runs import check_run_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,53 +30,31 @@ class CallInputs:
 
 def prepared(spec: FlowSpec, call: CallInputs) -> tuple[FlowSpec, RunInputs]:
     """The spec to run (block overrides applied) and the run's inputs (parameters bound to the
-    flow's declared inputs); the SDK's error for what a server would refuse."""
+    flow's declared inputs); the SDK's error for what a server would refuse, checked by the
+    server's own `check_run_inputs`."""
     if call.message is not None and call.messages:
         raise ValueError("pass message or messages, not both")
-    message = call.message
-    if call.messages is not None:
-        for index, entry in enumerate(call.messages):
-            role = entry.get("role") if isinstance(entry, dict) else None
-            if role not in _ROLES:
-                raise sdk_error(
-                    ErrorCode.MESSAGES_ROLE_INVALID,
-                    f"messages[{index}].role is {role!r}; allowed roles: assistant, tool, user",
-                )
-        if message is None:  # a conversation's last user turn is the current message
-            turns = [m for m in call.messages if m.get("role") == "user"]
-            content = turns[-1].get("content") if turns else None
-            message = content if isinstance(content, str) else None
-    if call.attachments is not None and len(call.attachments) > MAX_ATTACHMENTS:
-        raise sdk_error(ErrorCode.VALIDATION_ERROR, f"at most {MAX_ATTACHMENTS} attachments are accepted")
-    if message is None and not call.messages and spec.uses_message():
-        raise sdk_error(
-            ErrorCode.MISSING_MESSAGE, f"flow '{spec.slug}' uses `message` in its templates; send a message"
-        )
-    if call.block_overrides:
-        try:
-            spec = apply_block_overrides(spec, call.block_overrides)
-        except OverrideError as exc:
-            raise sdk_error(ErrorCode.INVALID_OVERRIDE, str(exc)) from exc
-    if call.tools:
-        try:
-            check_client_tools(call.tools)
-        except RequestRejected as exc:
-            raise sdk_error(exc.code, exc.message) from exc
-        if not any(step.type == "agent" for step in spec.steps):
-            raise sdk_error(
-                ErrorCode.TOOLS_NOT_ENABLED, f"flow '{spec.slug}' has no agent step, so it cannot call tools"
-            )
-    try:
-        parameters = bind_parameters(spec, call.parameters)
-    except InputError as exc:
-        raise sdk_error(ErrorCode.VALIDATION_ERROR, f"flow '{spec.slug}': {exc.message}") from exc
-    inputs = RunInputs(
-        message=message,
+    asked = RunInputs(
+        message=call.message,
         messages=call.messages,
-        parameters=parameters,
         attachments=call.attachments,
         block_overrides=call.block_overrides,
         tools=call.tools,
         tool_choice=call.tool_choice,
     )
-    return spec, inputs
+    try:
+        check_run_inputs(spec, asked)
+    except RequestRejected as exc:
+        raise sdk_error(exc.code, exc.message) from exc
+    message = call.message
+    if message is None and call.messages:  # a conversation's last user turn is the current message
+        turns = [m for m in call.messages if m.get("role") == "user"]
+        content = turns[-1].get("content") if turns else None
+        message = content if isinstance(content, str) else None
+    if call.block_overrides:  # checked above: applying them cannot fail now
+        spec = apply_block_overrides(spec, call.block_overrides)
+    try:
+        parameters = bind_parameters(spec, call.parameters)
+    except InputError as exc:
+        raise sdk_error(ErrorCode.VALIDATION_ERROR, f"flow '{spec.slug}': {exc.message}") from exc
+    return spec, replace(asked, message=message, parameters=parameters)

@@ -175,29 +175,7 @@ class RunService:
 
     def check_inputs(self, target: FlowTarget, inputs: RunInputs) -> None:
         """Refuse, before any run exists, a request the flow cannot run with."""
-        if inputs.messages is not None:
-            _check_messages(inputs.messages)
-        if inputs.attachments is not None and len(inputs.attachments) > MAX_ATTACHMENTS:
-            raise RequestRejected(
-                ErrorCode.VALIDATION_ERROR, f"at most {MAX_ATTACHMENTS} attachments are accepted"
-            )
-        if inputs.message is None and not inputs.messages and target.spec.uses_message():
-            raise RequestRejected(
-                ErrorCode.MISSING_MESSAGE,
-                f"flow '{target.spec.slug}' uses `message` in its templates; send a message",
-            )
-        if inputs.block_overrides:
-            try:
-                apply_block_overrides(target.spec, inputs.block_overrides)
-            except OverrideError as exc:
-                raise RequestRejected(ErrorCode.INVALID_OVERRIDE, str(exc)) from exc
-        if inputs.tools:
-            check_client_tools(inputs.tools)
-            if not any(step.type == "agent" for step in target.spec.steps):
-                raise RequestRejected(
-                    ErrorCode.TOOLS_NOT_ENABLED,
-                    f"flow '{target.spec.slug}' has no agent step, so it cannot call tools",
-                )
+        check_run_inputs(target.spec, inputs)
 
     async def resume_tools(
         self,
@@ -718,6 +696,32 @@ def _is_uuid(value: str) -> bool:
 def _check_size(messages: list[dict[str, Any]], field: str) -> None:
     if len(orjson.dumps(messages)) > MAX_MESSAGES_BYTES:
         raise RequestRejected(ErrorCode.MESSAGES_TOO_LARGE, f"{field} exceed 1 MiB")
+
+
+def check_run_inputs(spec: FlowSpec, inputs: RunInputs) -> None:
+    """Refuse, before any run exists, inputs `spec` cannot run with (`RequestRejected` with the
+    code the API answers). In-process flows (`local`) check their calls with it too."""
+    if inputs.messages is not None:
+        _check_messages(inputs.messages)
+    if inputs.attachments is not None and len(inputs.attachments) > MAX_ATTACHMENTS:
+        raise RequestRejected(
+            ErrorCode.VALIDATION_ERROR, f"at most {MAX_ATTACHMENTS} attachments are accepted"
+        )
+    if inputs.message is None and not inputs.messages and spec.uses_message():
+        raise RequestRejected(
+            ErrorCode.MISSING_MESSAGE, f"flow '{spec.slug}' uses `message` in its templates; send a message"
+        )
+    if inputs.block_overrides:
+        try:
+            apply_block_overrides(spec, inputs.block_overrides)
+        except OverrideError as exc:
+            raise RequestRejected(ErrorCode.INVALID_OVERRIDE, str(exc)) from exc
+    if inputs.tools:
+        check_client_tools(inputs.tools)
+        if not any(step.type == "agent" for step in spec.steps):
+            raise RequestRejected(
+                ErrorCode.TOOLS_NOT_ENABLED, f"flow '{spec.slug}' has no agent step, so it cannot call tools"
+            )
 
 
 def _check_messages(messages: list[dict[str, Any]]) -> None:
