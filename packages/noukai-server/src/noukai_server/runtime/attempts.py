@@ -27,7 +27,7 @@ import orjson
 
 from noukai.types import events as ev
 from noukai.types.errors import ErrorCode
-from noukai_server.store import EventRow
+from noukai_server.store import EventRow, Store
 
 AttemptStatus = Literal["running", "completed", "failed", "skipped"]
 
@@ -290,3 +290,10 @@ def resume_point(last_boundary: EventRow | None, cursor_step_id: str) -> ResumeP
     if last_boundary.type == ev.STEP_RETRYING:
         return ResumePoint(_int(payload.get("nextAttempt"), number + 1), False)
     return ResumePoint(number + 1, last_boundary.type == ev.STEP_STARTED)
+
+
+async def logged_resume_point(store: Store, run_id: str, cursor_step_id: str) -> ResumePoint:
+    """`resume_point` from the run's log: its newest step boundary, read newest first so that only
+    the log's tail (one step's events at most) is read, not all of it."""
+    rows = await store.read_events(run_id, types=ev.STEP_BOUNDARY_EVENTS, newest_first=True, limit=1)
+    return resume_point(rows[0] if rows else None, cursor_step_id)

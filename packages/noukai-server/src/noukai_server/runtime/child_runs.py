@@ -51,7 +51,7 @@ from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.flows import FlowAddress, FlowSpec, FlowValidationError, InputError, bind_parameters
 from noukai_server.logs import run_id_var
 from noukai_server.providers import ToolSpec
-from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
+from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, logged_resume_point
 from noukai_server.runtime.flow_cache import FlowCache
 from noukai_server.runtime.run_endings import (
     record_internal_error,
@@ -369,10 +369,7 @@ class ChildRuns:
         """As the worker's: a step of the child that already started runs again as its next attempt."""
         if child.last_seq == 0 or child.cursor >= len(spec.steps):
             return FIRST_ATTEMPT
-        rows = await self._store.read_events(
-            child.id, types=ev.STEP_BOUNDARY_EVENTS, newest_first=True, limit=1
-        )
-        return resume_point(rows[0] if rows else None, spec.steps[child.cursor].id)
+        return await logged_resume_point(self._store, child.id, spec.steps[child.cursor].id)
 
 
 class _ForwardingWriter(RunLogWriter):

@@ -49,7 +49,7 @@ from noukai_server.engine.subflow import use_host
 from noukai_server.eventlog.writer import RunLogWriter
 from noukai_server.flows import FlowSpec, FlowValidationError, OverrideError, apply_block_overrides
 from noukai_server.logs import run_id_var
-from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, resume_point
+from noukai_server.runtime.attempts import FIRST_ATTEMPT, ResumePoint, logged_resume_point
 from noukai_server.runtime.child_runs import ChildRuns
 from noukai_server.runtime.flow_cache import FlowCache
 from noukai_server.runtime.run_endings import (
@@ -451,11 +451,7 @@ class Worker:
             if not awaits_tool_results(agent):
                 return ResumePoint(agent["attempt"], False)
             state.agent = None  # a pause nobody answered cannot resume: the step starts over
-        # Newest first, so this reads the log's tail (one step's events at most), not all of it.
-        rows = await self._store.read_events(
-            run.id, types=ev.STEP_BOUNDARY_EVENTS, newest_first=True, limit=1
-        )
-        return resume_point(rows[0] if rows else None, spec.steps[run.cursor].id)
+        return await logged_resume_point(self._store, run.id, spec.steps[run.cursor].id)
 
     async def _fail(
         self,
